@@ -1,0 +1,105 @@
+//! Element types an array may hold.
+
+use serde::{Deserialize, Serialize};
+
+/// The element type of an array, as stored in the service and named in the C ABI.
+///
+/// The numeric values are part of the C ABI (`JUXMEM_TYPE_*`); never renumber them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u32)]
+pub enum ElemType {
+    /// `i8` / `int8_t`
+    I8 = 1,
+    /// `u8` / `uint8_t`
+    U8 = 2,
+    /// `i16` / `int16_t`
+    I16 = 3,
+    /// `u16` / `uint16_t`
+    U16 = 4,
+    /// `i32` / `int32_t`
+    I32 = 5,
+    /// `u32` / `uint32_t`
+    U32 = 6,
+    /// `i64` / `int64_t`
+    I64 = 7,
+    /// `u64` / `uint64_t`
+    U64 = 8,
+    /// `f32` / `float`
+    F32 = 9,
+    /// `f64` / `double`
+    F64 = 10,
+}
+
+impl ElemType {
+    /// Size of one element in bytes.
+    pub fn size(self) -> usize {
+        match self {
+            ElemType::I8 | ElemType::U8 => 1,
+            ElemType::I16 | ElemType::U16 => 2,
+            ElemType::I32 | ElemType::U32 | ElemType::F32 => 4,
+            ElemType::I64 | ElemType::U64 | ElemType::F64 => 8,
+        }
+    }
+
+    /// The Rust name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            ElemType::I8 => "i8",
+            ElemType::U8 => "u8",
+            ElemType::I16 => "i16",
+            ElemType::U16 => "u16",
+            ElemType::I32 => "i32",
+            ElemType::U32 => "u32",
+            ElemType::I64 => "i64",
+            ElemType::U64 => "u64",
+            ElemType::F32 => "f32",
+            ElemType::F64 => "f64",
+        }
+    }
+}
+
+impl std::fmt::Display for ElemType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A plain-old-data element type.
+///
+/// # Safety
+/// Implementors must have no padding and no invalid bit patterns, so that any byte sequence of
+/// `size_of::<Self>()` bytes received from a peer is a valid value.
+pub unsafe trait Element:
+    Copy + Default + Send + Sync + PartialEq + std::fmt::Debug + 'static
+{
+    /// The runtime type tag.
+    const TYPE: ElemType;
+}
+
+macro_rules! element {
+    ($($t:ty => $v:ident),* $(,)?) => {
+        $(
+            // SAFETY: primitive numeric types have no padding and every bit pattern is valid.
+            unsafe impl Element for $t {
+                const TYPE: ElemType = ElemType::$v;
+            }
+        )*
+    };
+}
+
+element!(i8 => I8, u8 => U8, i16 => I16, u16 => U16, i32 => I32, u32 => U32,
+         i64 => I64, u64 => U64, f32 => F32, f64 => F64);
+
+/// Views a slice of elements as bytes.
+pub fn as_bytes<T: Element>(data: &[T]) -> &[u8] {
+    // SAFETY: `Element` types have no padding, so every byte is initialised.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+}
+
+/// Views a mutable slice of elements as bytes.
+pub fn as_bytes_mut<T: Element>(data: &mut [T]) -> &mut [u8] {
+    // SAFETY: `Element` types accept any bit pattern, so any bytes written leave valid values.
+    unsafe {
+        std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(data))
+    }
+}

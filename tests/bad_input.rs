@@ -1,0 +1,102 @@
+//! Bad input to layouts and plans returns typed errors with clear messages.
+
+use juxmem::layout::{Dist, Layout};
+use juxmem::{ErrorCode, Plan};
+
+#[test]
+fn mismatched_global_shapes() {
+    let a = Layout::one_d(100, Dist::Block, 2).unwrap();
+    let b = Layout::one_d(101, Dist::Block, 2).unwrap();
+    let e = Plan::new(&a, &b).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ShapeMismatch);
+    assert!(
+        e.to_string().contains("[100]") && e.to_string().contains("[101]"),
+        "{e}"
+    );
+    let c = Layout::new(&[10, 10], &[Dist::Block; 2], &[1, 2]).unwrap();
+    assert_eq!(
+        Plan::new(&a, &c).unwrap_err().code(),
+        ErrorCode::DimensionMismatch
+    );
+}
+
+#[test]
+fn zero_sized_grids() {
+    let e = Layout::one_d(10, Dist::Block, 0).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadGrid);
+    assert!(e.to_string().contains("0 processes"), "{e}");
+    let e = Layout::new(&[4, 4], &[Dist::Cyclic; 2], &[2, 0]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadGrid);
+    assert!(juxmem::balanced_grid(0, 2).is_err());
+}
+
+#[test]
+fn zero_block_size() {
+    let e = Layout::new(&[4, 4], &[Dist::Block, Dist::BlockCyclic(0)], &[1, 1]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ZeroBlock);
+    assert!(e.to_string().contains("dimension 1"), "{e}");
+}
+
+#[test]
+fn overflowing_extents() {
+    let e = Layout::new(&[1 << 33, 1 << 33], &[Dist::Block; 2], &[1, 1]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Overflow);
+    assert!(e.to_string().contains("2^64"), "{e}");
+    // Fits in 64 bits overall but one process's part cannot be addressed.
+    let e = Layout::one_d(u64::MAX, Dist::Block, 1).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Overflow);
+    let e = Layout::new(&[2, 2], &[Dist::Block; 2], &[u64::MAX, 2]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Overflow);
+}
+
+#[test]
+fn mismatched_dimension_counts_and_indices() {
+    let e = Layout::new(&[4, 4], &[Dist::Block], &[1, 1]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::DimensionMismatch);
+    let e = Layout::new(&[], &[], &[]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    let l = Layout::new(&[4, 4], &[Dist::Block; 2], &[2, 1]).unwrap();
+    assert_eq!(l.owner(&[4, 0]).unwrap_err().code(), ErrorCode::OutOfBounds);
+    assert_eq!(
+        l.owner(&[1]).unwrap_err().code(),
+        ErrorCode::DimensionMismatch
+    );
+    assert_eq!(l.local_len(2).unwrap_err().code(), ErrorCode::OutOfBounds);
+    assert_eq!(
+        l.global_index(0, 8).unwrap_err().code(),
+        ErrorCode::OutOfBounds
+    );
+}
+
+#[test]
+fn distribution_names_parse_or_fail_clearly() {
+    assert_eq!("block".parse::<Dist>().unwrap(), Dist::Block);
+    assert_eq!("cyclic".parse::<Dist>().unwrap(), Dist::Cyclic);
+    assert_eq!(
+        "block-cyclic(64)".parse::<Dist>().unwrap(),
+        Dist::BlockCyclic(64)
+    );
+    assert_eq!("bc7".parse::<Dist>().unwrap(), Dist::BlockCyclic(7));
+    let e = "diagonal".parse::<Dist>().unwrap_err();
+    assert!(e.to_string().contains("diagonal"), "{e}");
+    assert!("block-cyclic(x)".parse::<Dist>().is_err());
+}
+
+#[test]
+fn wrong_buffer_lengths() {
+    let a = Layout::one_d(10, Dist::Block, 2).unwrap();
+    let b = Layout::one_d(10, Dist::Cyclic, 2).unwrap();
+    let plan = Plan::new(&a, &b).unwrap();
+    let src = vec![0.0f64; 4]; // rank 0 holds 5
+    let mut dst = vec![0.0f64; 5];
+    let e = plan.copy(0, 0, &src, &mut dst).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BufferSize);
+    let mut out = vec![0.0f64; 1];
+    let e = plan.pack(0, 1, &[0.0; 5], &mut out).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BufferSize);
+    let srcs: Vec<&[f64]> = vec![&[0.0; 5]];
+    let mut d0 = [0.0; 5];
+    let mut dsts: Vec<&mut [f64]> = vec![&mut d0];
+    let e = juxmem::redistribute::local(&plan, &srcs, &mut dsts).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+}

@@ -66,18 +66,9 @@ impl<C: Communicator> Stage<'_, C> {
         out
     }
 
-    /// Largest difference between this rank's part of `layout` and the reference field.
+    /// Largest difference (over the stage) between its parts and the reference field.
     fn max_error(&self, layout: &Layout, part: &[f64], reference: &[f64]) -> f64 {
-        let mut err = 0.0f64;
-        let cols = self.params.cols as u64;
-        layout
-            .for_each_local_run(self.grid_rank(), |g, off, len| {
-                let first = (g[0] * cols + g[1]) as usize;
-                for i in 0..len as usize {
-                    err = err.max((part[off as usize + i] - reference[first + i]).abs());
-                }
-            })
-            .unwrap();
+        let err = model::max_error(&self.params, layout, self.grid_rank(), part, reference);
         let mut worst = 0.0;
         self.local
             .all_reduce_into(&err, &mut worst, SystemOperation::max());
@@ -92,78 +83,6 @@ impl<C: Communicator> Stage<'_, C> {
             );
         }
         err == 0.0
-    }
-
-    /// Day 1 on this rank's band of rows, exchanging halo rows with the neighbouring bands.
-    fn day1(&self, layout: &Layout, mut band: Vec<f64>) -> Vec<f64> {
-        let p = &self.params;
-        let cols = p.cols;
-        let me = self.local.rank();
-        let nbands = self.local.size();
-        let r0 = layout
-            .global_index(self.grid_rank(), 0)
-            .map(|g| g[0] as usize)
-            .unwrap_or(0);
-        let nrows = band.len() / cols;
-        let has_rows = |r: i32| layout.local_len(r as u64).unwrap() > 0;
-        let north_peer = (me > 0 && nrows > 0).then_some(me - 1);
-        let south_peer = (me + 1 < nbands && nrows > 0 && has_rows(me + 1)).then_some(me + 1);
-        let (mut north, mut south) = (vec![0.0; cols], vec![0.0; cols]);
-        let mut next = vec![0.0; band.len()];
-        for _ in 0..p.day1_steps {
-            if nrows > 0 {
-                if let Some(peer) = north_peer {
-                    let proc = self.local.process_at_rank(peer);
-                    mpi::point_to_point::send_receive_into(
-                        &band[..cols],
-                        &proc,
-                        &mut north[..],
-                        &proc,
-                    );
-                }
-                if let Some(peer) = south_peer {
-                    let proc = self.local.process_at_rank(peer);
-                    let last = &band[(nrows - 1) * cols..];
-                    mpi::point_to_point::send_receive_into(last, &proc, &mut south[..], &proc);
-                }
-                model::stencil_band(
-                    p,
-                    r0,
-                    &band,
-                    north_peer.map(|_| north.as_slice()),
-                    south_peer.map(|_| south.as_slice()),
-                    &mut next,
-                );
-                std::mem::swap(&mut band, &mut next);
-            }
-        }
-        band
-    }
-
-    fn day2(&self, layout: &Layout, mut rows: Vec<f64>) -> Vec<f64> {
-        let cols = self.params.cols;
-        let mut scratch = Vec::new();
-        let dim = layout.dims()[0];
-        for (lr, row) in rows.chunks_mut(cols).enumerate() {
-            let g = dim.global_index(self.grid_rank() / layout.grid()[1], lr as u64) as usize;
-            model::row_update(&self.params, g, row, &mut scratch);
-        }
-        rows
-    }
-
-    fn day3(&self, layout: &Layout, mut part: Vec<f64>) -> Vec<f64> {
-        let t = self.params.tile as u64;
-        let local = layout.local_shape(self.grid_rank()).unwrap();
-        let (lrows, lcols) = (local[0], local[1]);
-        // Local tiles are the layout's blocks: every `t` local rows and columns.
-        for r0 in (0..lrows).step_by(t as usize) {
-            for c0 in (0..lcols).step_by(t as usize) {
-                let (h, w) = (t.min(lrows - r0) as usize, t.min(lcols - c0) as usize);
-                let start = (r0 * lcols + c0) as usize;
-                model::tile_update(&mut part[start..], lcols as usize, h, w);
-            }
-        }
-        part
     }
 }
 
@@ -225,34 +144,22 @@ fn main() {
         let reference = model::serial(&stage.params, cycle);
         let part = match number {
             1 => {
-                let mut init = vec![0.0; layout.local_len(stage.grid_rank()).unwrap() as usize];
-                layout
-                    .for_each_local_run(stage.grid_rank(), |g, off, len| {
-                        for i in 0..len {
-                            let (r, c) = (g[0] as usize, (g[1] + i) as usize);
-                            init[(off + i) as usize] = model::initial(&stage.params, cycle, r, c);
-                        }
-                    })
-                    .unwrap();
-                stage.day1(&layout, init)
+                let init = model::initial_part(&stage.params, cycle, &layout, stage.grid_rank());
+                model::day1_band(&stage.params, &stage.local, &layout, init)
             }
             2 => {
-                let got = stage.hand_off(1, None).unwrap();
-                ok &= stage.report(
-                    cycle,
-                    "day 1 received",
-                    stage.max_error(&layout, &got, &reference[0]),
-                );
-                stage.day2(&layout, got)
+                let mut got = stage.hand_off(1, None).unwrap();
+                let err = stage.max_error(&layout, &got, &reference[0]);
+                ok &= stage.report(cycle, "day 1 received", err);
+                model::day2_rows(&stage.params, &layout, stage.grid_rank(), &mut got);
+                got
             }
             _ => {
-                let got = stage.hand_off(2, None).unwrap();
-                ok &= stage.report(
-                    cycle,
-                    "day 2 received",
-                    stage.max_error(&layout, &got, &reference[1]),
-                );
-                stage.day3(&layout, got)
+                let mut got = stage.hand_off(2, None).unwrap();
+                let err = stage.max_error(&layout, &got, &reference[1]);
+                ok &= stage.report(cycle, "day 2 received", err);
+                model::day3_tiles(&stage.params, &layout, stage.grid_rank(), &mut got);
+                got
             }
         };
         let err = stage.max_error(&layout, &part, &reference[number - 1]);

@@ -103,3 +103,31 @@ pub fn as_bytes_mut<T: Element>(data: &mut [T]) -> &mut [u8] {
         std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(data))
     }
 }
+
+/// Runs `$body` with `$T` bound to the unsigned integer type of `$size` bytes, so that data of a
+/// runtime element type can be moved with typed copies (elements are plain bits).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_elem_size {
+    ($size:expr, $T:ident => $body:expr) => {
+        match $size {
+            1 => {
+                type $T = u8;
+                $body
+            }
+            2 => {
+                type $T = u16;
+                $body
+            }
+            4 => {
+                type $T = u32;
+                $body
+            }
+            8 => {
+                type $T = u64;
+                $body
+            }
+            other => unreachable!("no element type of {other} bytes"),
+        }
+    };
+}

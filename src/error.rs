@@ -37,12 +37,62 @@ pub enum ErrorCode {
     Mpi = 300,
     /// An operation did not complete within its timeout.
     Timeout = 301,
+    /// A network operation failed (connection refused or reset, peer gone).
+    Network = 302,
+    /// A peer sent something that is not valid protocol (malformed or oversized frame).
+    Protocol = 303,
+    /// A peer refused the connection (another protocol version, another federation).
+    Refused = 304,
+    /// No array (or cluster, or member) of that name.
+    NotFound = 400,
+    /// An array of that name already exists.
+    AlreadyExists = 401,
+    /// The version asked for is no longer retained.
+    VersionGone = 402,
+    /// A provider (or the federation) has no room for the data.
+    Capacity = 403,
+    /// Data whose every copy is gone.
+    Lost = 404,
+    /// A contact file that no live process answers to.
+    Stale = 405,
+    /// An operation that needs an acquire was called without one (or with the wrong mode).
+    NotAcquired = 406,
 }
 
 impl ErrorCode {
+    /// Every code, for tables and round trips.
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::ShapeMismatch,
+        ErrorCode::TypeMismatch,
+        ErrorCode::BufferSize,
+        ErrorCode::OutOfBounds,
+        ErrorCode::BadGrid,
+        ErrorCode::ZeroBlock,
+        ErrorCode::Overflow,
+        ErrorCode::DimensionMismatch,
+        ErrorCode::Mpi,
+        ErrorCode::Timeout,
+        ErrorCode::Network,
+        ErrorCode::Protocol,
+        ErrorCode::Refused,
+        ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::VersionGone,
+        ErrorCode::Capacity,
+        ErrorCode::Lost,
+        ErrorCode::Stale,
+        ErrorCode::NotAcquired,
+    ];
+
     /// The numeric value, as the C ABI returns it.
     pub fn as_u32(self) -> u32 {
         self as u32
+    }
+
+    /// The code with this numeric value, if any.
+    pub fn from_u32(v: u32) -> Option<ErrorCode> {
+        ErrorCode::ALL.iter().copied().find(|c| c.as_u32() == v)
     }
 }
 
@@ -110,6 +160,44 @@ pub enum Error {
     /// MPI set-up or an MPI call failed.
     #[error("MPI: {0}")]
     Mpi(String),
+    /// A network operation failed.
+    #[error("network: {0}")]
+    Network(String),
+    /// Invalid protocol from a peer.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// A peer refused us.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Unknown name.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Name already taken.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// Version no longer retained.
+    #[error("version gone: {0}")]
+    VersionGone(String),
+    /// Out of memory budget.
+    #[error("capacity: {0}")]
+    Capacity(String),
+    /// Every copy is gone.
+    #[error("lost: {0}")]
+    Lost(String),
+    /// Stale contact file.
+    #[error("stale: {0}")]
+    Stale(String),
+    /// Missing or wrong acquire.
+    #[error("not acquired: {0}")]
+    NotAcquired(String),
+    /// An error raised by a remote peer, with its code and full message.
+    #[error("{message}")]
+    Remote {
+        /// The remote error's code.
+        code: ErrorCode,
+        /// The remote error's message.
+        message: String,
+    },
     /// A wait ran out of time.
     #[error("timed out after {seconds:.3} s: {what}")]
     Timeout {
@@ -135,6 +223,44 @@ impl Error {
             Error::DimensionMismatch { .. } => ErrorCode::DimensionMismatch,
             Error::Mpi(_) => ErrorCode::Mpi,
             Error::Timeout { .. } => ErrorCode::Timeout,
+            Error::Network(_) => ErrorCode::Network,
+            Error::Protocol(_) => ErrorCode::Protocol,
+            Error::Refused(_) => ErrorCode::Refused,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Error::VersionGone(_) => ErrorCode::VersionGone,
+            Error::Capacity(_) => ErrorCode::Capacity,
+            Error::Lost(_) => ErrorCode::Lost,
+            Error::Stale(_) => ErrorCode::Stale,
+            Error::NotAcquired(_) => ErrorCode::NotAcquired,
+            Error::Remote { code, .. } => *code,
+        }
+    }
+
+    /// Rebuilds an error from its code and message as carried in a wire reply. The message is
+    /// the remote error's full text; structured variants come back as [`Error::Remote`].
+    pub fn from_wire(code: u32, message: String) -> Error {
+        let m = message;
+        match code {
+            100 => Error::InvalidArgument(m),
+            104 => Error::OutOfBounds(m),
+            200 => Error::BadGrid(m),
+            202 => Error::Overflow(m),
+            300 => Error::Mpi(m),
+            302 => Error::Network(m),
+            303 => Error::Protocol(m),
+            304 => Error::Refused(m),
+            400 => Error::NotFound(m),
+            401 => Error::AlreadyExists(m),
+            402 => Error::VersionGone(m),
+            403 => Error::Capacity(m),
+            404 => Error::Lost(m),
+            405 => Error::Stale(m),
+            406 => Error::NotAcquired(m),
+            other => Error::Remote {
+                code: ErrorCode::from_u32(other).unwrap_or(ErrorCode::InvalidArgument),
+                message: m,
+            },
         }
     }
 

@@ -16,13 +16,17 @@
 
 #![warn(missing_docs)]
 
+pub mod array;
+pub mod config;
 pub mod element;
 pub mod error;
 pub mod layout;
 pub mod plan;
 pub mod redistribute;
+pub mod service;
 pub mod transport;
 
+pub use array::{ArrayOptions, Federation, SharedArray, Solo};
 pub use element::{ElemType, Element};
 pub use error::{Error, ErrorCode, Result};
 pub use layout::{balanced_grid, Dist, Layout};

@@ -11,6 +11,9 @@
 //! order, so a distributed run reproduces [`serial`] exactly.
 #![allow(dead_code)]
 
+use juxmem::layout::Layout;
+use mpi::traits::*;
+
 /// Model parameters (the same on every stage).
 #[derive(Clone, Copy, Debug)]
 pub struct Params {
@@ -216,4 +219,103 @@ pub fn serial(p: &Params, cycle: u64) -> [Vec<f64>; 3] {
         }
     }
     [day1, day2, t]
+}
+
+/// Initial field of `cycle` for `rank`'s part of `layout`.
+pub fn initial_part(p: &Params, cycle: u64, layout: &Layout, rank: u64) -> Vec<f64> {
+    let mut part = vec![0.0; layout.local_len(rank).unwrap() as usize];
+    layout
+        .for_each_local_run(rank, |g, off, len| {
+            for i in 0..len {
+                part[(off + i) as usize] = initial(p, cycle, g[0] as usize, (g[1] + i) as usize);
+            }
+        })
+        .unwrap();
+    part
+}
+
+/// Day 1 on this rank's band of full rows ((block, *) layout over a grid [n, 1]), exchanging
+/// halo rows with the neighbouring bands over `comm` (whose rank `r` holds band `r`).
+pub fn day1_band<C: Communicator>(
+    p: &Params,
+    comm: &C,
+    layout: &Layout,
+    mut band: Vec<f64>,
+) -> Vec<f64> {
+    let cols = p.cols;
+    let me = comm.rank();
+    let r0 = layout
+        .global_index(me as u64, 0)
+        .map(|g| g[0] as usize)
+        .unwrap_or(0);
+    let nrows = band.len() / cols;
+    let has_rows = |r: i32| layout.local_len(r as u64).unwrap() > 0;
+    let north_peer = (me > 0 && nrows > 0).then_some(me - 1);
+    let south_peer = (me + 1 < comm.size() && nrows > 0 && has_rows(me + 1)).then_some(me + 1);
+    let (mut north, mut south) = (vec![0.0; cols], vec![0.0; cols]);
+    let mut next = vec![0.0; band.len()];
+    if nrows == 0 {
+        return band;
+    }
+    for _ in 0..p.day1_steps {
+        if let Some(peer) = north_peer {
+            let proc = comm.process_at_rank(peer);
+            mpi::point_to_point::send_receive_into(&band[..cols], &proc, &mut north[..], &proc);
+        }
+        if let Some(peer) = south_peer {
+            let proc = comm.process_at_rank(peer);
+            let last = &band[(nrows - 1) * cols..];
+            mpi::point_to_point::send_receive_into(last, &proc, &mut south[..], &proc);
+        }
+        stencil_band(
+            p,
+            r0,
+            &band,
+            north_peer.map(|_| north.as_slice()),
+            south_peer.map(|_| south.as_slice()),
+            &mut next,
+        );
+        std::mem::swap(&mut band, &mut next);
+    }
+    band
+}
+
+/// Day 2 on `rank`'s whole rows ((cyclic, *) layout over a grid [n, 1]).
+pub fn day2_rows(p: &Params, layout: &Layout, rank: u64, rows: &mut [f64]) {
+    let mut scratch = Vec::new();
+    let dim = layout.dims()[0];
+    let row_coord = rank / layout.grid()[1];
+    for (lr, row) in rows.chunks_mut(p.cols).enumerate() {
+        let g = dim.global_index(row_coord, lr as u64) as usize;
+        row_update(p, g, row, &mut scratch);
+    }
+}
+
+/// Day 3 on `rank`'s tiles (block-cyclic(tile) on both axes): each local tile is one block.
+pub fn day3_tiles(p: &Params, layout: &Layout, rank: u64, part: &mut [f64]) {
+    let t = p.tile as u64;
+    let local = layout.local_shape(rank).unwrap();
+    let (lrows, lcols) = (local[0], local[1]);
+    for r0 in (0..lrows).step_by(t as usize) {
+        for c0 in (0..lcols).step_by(t as usize) {
+            let (h, w) = (t.min(lrows - r0) as usize, t.min(lcols - c0) as usize);
+            let start = (r0 * lcols + c0) as usize;
+            tile_update(&mut part[start..], lcols as usize, h, w);
+        }
+    }
+}
+
+/// Largest difference between `rank`'s part of `layout` and the full reference field.
+pub fn max_error(p: &Params, layout: &Layout, rank: u64, part: &[f64], reference: &[f64]) -> f64 {
+    let mut err = 0.0f64;
+    let cols = p.cols as u64;
+    layout
+        .for_each_local_run(rank, |g, off, len| {
+            let first = (g[0] * cols + g[1]) as usize;
+            for i in 0..len as usize {
+                err = err.max((part[off as usize + i] - reference[first + i]).abs());
+            }
+        })
+        .unwrap();
+    err
 }

@@ -11,6 +11,8 @@
 //! side and the unpacking side both walk it, so no index lists travel with the data.
 
 pub mod dim;
+pub mod region;
+pub mod stream;
 
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +46,18 @@ impl Span {
     /// Elements in the span.
     pub fn elements(&self) -> u64 {
         self.len * self.count
+    }
+
+    /// The same span seen from the other side (source and destination exchanged).
+    pub fn swapped(self) -> Span {
+        Span {
+            src: self.dst,
+            dst: self.src,
+            len: self.len,
+            count: self.count,
+            src_stride: self.dst_stride,
+            dst_stride: self.src_stride,
+        }
     }
 }
 
@@ -192,13 +206,15 @@ impl Plan {
         }
         let src_strides = row_major_strides(&self.src.local_shape_at(&cp));
         let dst_strides = row_major_strides(&self.dst.local_shape_at(&cq));
-        let walk = Walk {
-            runs: &runs,
-            src_strides: &src_strides,
-            dst_strides: &dst_strides,
-        };
-        walk.dim(0, 0, 0, &mut f);
+        walk_spans(&runs, &src_strides, &dst_strides, &mut f);
         Ok(())
+    }
+
+    /// The spans of pair `(p, q)`, collected.
+    pub fn spans(&self, p: u64, q: u64) -> Result<Vec<Span>> {
+        let mut v = Vec::new();
+        self.for_each_span(p, q, |s| v.push(s))?;
+        Ok(v)
     }
 
     /// Copies what source rank `p` sends to destination rank `q`, from `src` (p's local data)
@@ -390,6 +406,25 @@ fn product_transfers(lists: &[Vec<(u64, u64)>], grid: &[u64]) -> Vec<Transfer> {
             idx[axis] = 0;
         }
     }
+}
+
+/// Calls `f` for every span of the tensor product of per-dimension run lists, with local
+/// offsets computed from the given row-major strides. The order is the canonical pack order.
+pub(crate) fn walk_spans(
+    runs: &[&[Run]],
+    src_strides: &[u64],
+    dst_strides: &[u64],
+    f: &mut dyn FnMut(Span),
+) {
+    if runs.is_empty() || runs.iter().any(|r| r.is_empty()) {
+        return;
+    }
+    let walk = Walk {
+        runs,
+        src_strides,
+        dst_strides,
+    };
+    walk.dim(0, 0, 0, f);
 }
 
 /// Recursive walk over the tensor product of per-dimension runs.

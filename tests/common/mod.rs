@@ -1,6 +1,7 @@
 //! Helpers shared by the single-process tests.
 #![allow(dead_code)]
 
+pub mod federation;
 pub mod mpirun;
 
 use juxmem::layout::Layout;

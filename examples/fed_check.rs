@@ -1,0 +1,305 @@
+//! Client programs for the multi-process federation tests (`tests/federation.rs`). Each
+//! subcommand prints a result line and exits non-zero on failure.
+//!
+//! ```text
+//! fed_check pairs-produce      (mpirun -np 2, cluster A) create the 9 layout-pair arrays
+//! fed_check pairs-consume      (mpirun -np 3, cluster B) read each in another layout, check
+//! fed_check counter-init NAME  create a counter homed on provider daemons
+//! fed_check counter-inc NAME K K acquire / increment / release rounds
+//! fed_check counter-read NAME  print the counter and its version
+//! fed_check snap-write N       (mpirun) publish N versions, every element = the version
+//! fed_check snap-read N        (mpirun, other layout) read latest versions until N, checking
+//!                              each is whole
+//! ```
+
+use std::time::Duration;
+
+use juxmem::config::Config;
+use juxmem::layout::{balanced_grid, Dist, Layout};
+use juxmem::service::protocol::{FullPolicy, VersionReq};
+use juxmem::{ArrayOptions, Federation, Solo};
+use mpi::traits::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+const SHAPE: [u64; 2] = [67, 45];
+
+fn kinds() -> [(&'static str, Dist); 3] {
+    [
+        ("block", Dist::Block),
+        ("cyclic", Dist::Cyclic),
+        ("bc3", Dist::BlockCyclic(3)),
+    ]
+}
+
+fn layout_2d(d: Dist, n: u64) -> Layout {
+    Layout::new(&SHAPE, &[d, d], &balanced_grid(n, 2).unwrap()).unwrap()
+}
+
+fn f(linear: u64) -> f64 {
+    linear as f64 * 1.5 - 7.0
+}
+
+fn fill(layout: &Layout, rank: u64, out: &mut [f64]) {
+    layout
+        .for_each_local_run(rank, |g, off, len| {
+            let first = layout.linear_index(g).unwrap();
+            for i in 0..len {
+                out[(off + i) as usize] = f(first + i);
+            }
+        })
+        .unwrap();
+}
+
+fn join(label: &str) -> Federation {
+    Federation::join_as(Config::from_env().unwrap(), label).unwrap()
+}
+
+fn pairs_produce() {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let n = world.size() as u64;
+    let fed = join(&format!("producer{}", world.rank()));
+    let consumer = std::env::var("CONSUMER_CLUSTER").unwrap_or_else(|_| "B".into());
+    let mut arrays = Vec::new();
+    for (i, (sn, sd)) in kinds().into_iter().enumerate() {
+        for (j, (dn, _)) in kinds().into_iter().enumerate() {
+            let layout = layout_2d(sd, n);
+            // Half the pairs keep a copy in the consumer's cluster (read locally there), half
+            // are read straight from the producer's ranks across clusters.
+            let mut opts = ArrayOptions::new(layout.clone());
+            if (i + j) % 2 == 0 {
+                opts = opts.redundancy(2, 1).replicate_to([consumer.clone()]);
+            }
+            let mut a = fed
+                .create::<f64, _>(&world, &format!("pairs/{sn}-to-{dn}"), opts)
+                .unwrap();
+            a.acquire().unwrap();
+            fill(&layout, world.rank() as u64, &mut a.local_mut().unwrap());
+            assert_eq!(a.release().unwrap(), 1);
+            arrays.push(a);
+        }
+    }
+    // Stay alive (our ranks are homes) until the consumer says it has read everything.
+    let ack_layout = Layout::one_d(1, Dist::Block, n).unwrap();
+    let mut ack = fed
+        .open_wait::<u8, _>(&world, "pairs/ack", ack_layout, WAIT)
+        .unwrap();
+    ack.acquire_read_timeout(VersionReq::AtLeast(1), WAIT)
+        .unwrap();
+    ack.release_read().unwrap();
+    if world.rank() == 0 {
+        println!("PAIRS produced 9 arrays on {n} ranks");
+    }
+}
+
+fn pairs_consume() {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let n = world.size() as u64;
+    let me = world.rank() as u64;
+    let fed = join(&format!("consumer{me}"));
+    let mut bad = 0u64;
+    let mut checked = 0u64;
+    for (sn, _) in kinds() {
+        for (dn, dd) in kinds() {
+            let layout = layout_2d(dd, n);
+            let name = format!("pairs/{sn}-to-{dn}");
+            let mut a = fed
+                .open_wait::<f64, _>(&world, &name, layout.clone(), WAIT)
+                .unwrap();
+            a.acquire_read_timeout(VersionReq::Exactly(1), WAIT)
+                .unwrap();
+            let mut want = vec![0.0; layout.local_len(me).unwrap() as usize];
+            fill(&layout, me, &mut want);
+            let got = a.local().unwrap();
+            let wrong = got.iter().zip(&want).filter(|(a, b)| a != b).count() as u64;
+            if wrong > 0 {
+                eprintln!("rank {me}: {name}: {wrong} wrong elements");
+            }
+            bad += wrong;
+            checked += got.len() as u64;
+            drop(got);
+            a.release_read().unwrap();
+        }
+    }
+    let ack_layout = Layout::one_d(1, Dist::Block, n).unwrap();
+    let mut ack = fed
+        .create::<u8, _>(
+            &world,
+            "pairs/ack",
+            ArrayOptions::new(ack_layout).homes_on_daemons(),
+        )
+        .unwrap();
+    ack.acquire().unwrap();
+    ack.release().unwrap();
+    let mut all_bad = 0u64;
+    let mut all_checked = 0u64;
+    world.all_reduce_into(&bad, &mut all_bad, mpi::collective::SystemOperation::sum());
+    world.all_reduce_into(
+        &checked,
+        &mut all_checked,
+        mpi::collective::SystemOperation::sum(),
+    );
+    if world.rank() == 0 {
+        println!("PAIRS consumed pairs=9 elements={all_checked} wrong={all_bad}");
+    }
+    if all_bad > 0 || all_checked != 9 * SHAPE[0] * SHAPE[1] {
+        std::process::exit(1);
+    }
+}
+
+fn counter_init(name: &str) {
+    let fed = join("counter-init");
+    let l = Layout::one_d(1, Dist::Block, 1).unwrap();
+    let opts = ArrayOptions::new(l)
+        .homes_on_daemons()
+        .redundancy(2, 1)
+        .retention(2, FullPolicy::DropOldest);
+    fed.create::<i64, _>(&Solo, name, opts).unwrap();
+    println!("COUNTER created {name}");
+}
+
+fn counter_inc(name: &str, k: u64) {
+    let fed = join(&format!("counter-{}", std::process::id()));
+    let a = fed
+        .open::<i64, _>(&Solo, name, Layout::one_d(1, Dist::Block, 1).unwrap())
+        .unwrap();
+    for _ in 0..k {
+        let mut lock = a.acquire_region(&[0], &[1], WAIT).unwrap();
+        let mut v = [0i64];
+        lock.get(&mut v).unwrap();
+        v[0] += 1;
+        lock.put(&v).unwrap();
+        lock.release().unwrap();
+    }
+    println!("COUNTER incremented {k} times");
+}
+
+fn counter_read(name: &str) {
+    let fed = join("counter-read");
+    let mut a = fed
+        .open::<i64, _>(&Solo, name, Layout::one_d(1, Dist::Block, 1).unwrap())
+        .unwrap();
+    let version = a.acquire_read(VersionReq::Latest).unwrap();
+    let value = a.local().unwrap()[0];
+    a.release_read().unwrap();
+    println!("COUNTER value={value} version={version}");
+}
+
+fn snap_write(versions: u64) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let n = world.size() as u64;
+    let fed = join(&format!("writer{}", world.rank()));
+    let layout = Layout::new(&[300, 200], &[Dist::Block, Dist::Block], &[n, 1]).unwrap();
+    let opts = ArrayOptions::new(layout)
+        .redundancy(2, 1)
+        .retention(3, FullPolicy::DropOldest);
+    let mut a = fed.create::<f64, _>(&world, "snap/field", opts).unwrap();
+    for v in 1..=versions {
+        a.acquire().unwrap();
+        // Write in several passes so that a torn read would see mixed values.
+        for pass in 0..3 {
+            a.local_mut()
+                .unwrap()
+                .fill(v as f64 - 1.0 + pass as f64 / 3.0);
+        }
+        a.local_mut().unwrap().fill(v as f64);
+        assert_eq!(a.release().unwrap(), v);
+    }
+    // Stay (homes) until the reader has seen the last version.
+    let mut done = fed
+        .open_wait::<u8, _>(
+            &world,
+            "snap/done",
+            Layout::one_d(1, Dist::Block, n).unwrap(),
+            WAIT,
+        )
+        .unwrap();
+    done.acquire_read_timeout(VersionReq::AtLeast(1), WAIT)
+        .unwrap();
+    done.release_read().unwrap();
+    if world.rank() == 0 {
+        println!("SNAP wrote {versions} versions");
+    }
+}
+
+fn snap_read(last: u64) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let n = world.size() as u64;
+    let fed = join(&format!("reader{}", world.rank()));
+    let layout = Layout::new(
+        &[300, 200],
+        &[Dist::Cyclic, Dist::BlockCyclic(7)],
+        &balanced_grid(n, 2).unwrap(),
+    )
+    .unwrap();
+    let mut a = fed
+        .open_wait::<f64, _>(&world, "snap/field", layout, WAIT)
+        .unwrap();
+    let (mut reads, mut torn, mut seen) = (0u64, 0u64, std::collections::BTreeSet::new());
+    let mut full = vec![0.0; 300 * 200];
+    loop {
+        let v = a.acquire_read_timeout(VersionReq::Latest, WAIT).unwrap();
+        reads += 1;
+        seen.insert(v);
+        torn += a
+            .local()
+            .unwrap()
+            .iter()
+            .filter(|&&x| x != v as f64)
+            .count() as u64;
+        if world.rank() == 0 {
+            // A one-sided get of the whole field must show the same version everywhere.
+            a.get(&[0, 0], &[300, 200], &mut full).unwrap();
+            torn += full.iter().filter(|&&x| x != v as f64).count() as u64;
+        }
+        a.release_read().unwrap();
+        if v >= last {
+            break;
+        }
+    }
+    let mut done = fed
+        .create::<u8, _>(
+            &world,
+            "snap/done",
+            ArrayOptions::new(Layout::one_d(1, Dist::Block, n).unwrap()).homes_on_daemons(),
+        )
+        .unwrap();
+    done.acquire().unwrap();
+    done.release().unwrap();
+    let mut all_torn = 0u64;
+    world.all_reduce_into(
+        &torn,
+        &mut all_torn,
+        mpi::collective::SystemOperation::sum(),
+    );
+    if world.rank() == 0 {
+        println!(
+            "SNAP reads={reads} distinct_versions={} torn_elements={all_torn}",
+            seen.len()
+        );
+    }
+    if all_torn > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    match arg(1).as_str() {
+        "pairs-produce" => pairs_produce(),
+        "pairs-consume" => pairs_consume(),
+        "counter-init" => counter_init(&arg(2)),
+        "counter-inc" => counter_inc(&arg(2), arg(3).parse().unwrap()),
+        "counter-read" => counter_read(&arg(2)),
+        "snap-write" => snap_write(arg(2).parse().unwrap()),
+        "snap-read" => snap_read(arg(2).parse().unwrap()),
+        other => {
+            eprintln!("unknown subcommand {other:?}");
+            std::process::exit(2);
+        }
+    }
+}

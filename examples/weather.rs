@@ -1,0 +1,273 @@
+//! The weather pipeline on a federation of clusters: the README's main job (`ci/demo` runs it
+//! with `juxmem launch examples/weather.pipeline`).
+//!
+//! Three stages, each its own `mpirun` in its own cluster, hand a 2-D temperature field along
+//! as named shared arrays, one version per forecast cycle:
+//!
+//! - stage 1 (A1, block rows): computes day 1 (advection-diffusion stencil with halo rows) and
+//!   releases `forecast/day1/t`, with a copy placed in A2 at release;
+//! - stage 2 (A2, cyclic rows): opens day 1 in its own layout (automatic redistribution, read
+//!   from the copy in its cluster), computes day 2 (row-wise implicit diffusion), releases
+//!   `forecast/day2/t` with a copy in A3;
+//! - stage 3 (A3, block-cyclic tiles): opens day 2, computes day 3 (dense per-tile smoothing),
+//!   releases `forecast/day3/t` (home plus a provider daemon in A3).
+//!
+//! Every stage checks what it receives and what it computes against a single-process run of
+//! the same model; stage 2 writes day 1 and stage 3 days 2 and 3 as PNG heat maps.
+//!
+//! Usage: `weather --stage N [--cycles C] [--out DIR]` (under mpirun, with JUXMEM_CLUSTER and
+//! JUXMEM_FEDERATION_DIR set, as `juxmem launch` does).
+
+#[path = "weather/heatmap.rs"]
+mod heatmap;
+#[path = "weather/model.rs"]
+mod model;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use juxmem::config::Config;
+use juxmem::layout::{Dist, Layout};
+use juxmem::service::protocol::{FullPolicy, VersionReq};
+use juxmem::{ArrayOptions, Federation, SharedArray};
+use model::Params;
+use mpi::collective::SystemOperation;
+use mpi::traits::*;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Ctx<'a> {
+    world: &'a mpi::topology::SimpleCommunicator,
+    params: Params,
+    out: PathBuf,
+    ok: bool,
+}
+
+impl Ctx<'_> {
+    fn rank(&self) -> u64 {
+        self.world.rank() as u64
+    }
+
+    fn layout(&self, stage: usize) -> Layout {
+        let p = &self.params;
+        let n = self.world.size() as u64;
+        let shape = [p.rows as u64, p.cols as u64];
+        match stage {
+            1 => Layout::new(&shape, &[Dist::Block, Dist::Block], &[n, 1]),
+            2 => Layout::new(&shape, &[Dist::Cyclic, Dist::Block], &[n, 1]),
+            _ => {
+                let t = Dist::BlockCyclic(p.tile as u64);
+                Layout::new(&shape, &[t, t], &juxmem::balanced_grid(n, 2).unwrap())
+            }
+        }
+        .unwrap()
+    }
+
+    /// Checks a part against the reference over the stage; prints on rank 0.
+    fn check(
+        &mut self,
+        stage: usize,
+        cycle: u64,
+        what: &str,
+        layout: &Layout,
+        part: &[f64],
+        reference: &[f64],
+    ) {
+        let err = model::max_error(&self.params, layout, self.rank(), part, reference);
+        let mut worst = 0.0;
+        self.world
+            .all_reduce_into(&err, &mut worst, SystemOperation::max());
+        if self.rank() == 0 {
+            println!(
+                "stage {stage} cycle {cycle}: {what}: max |error| vs single process = {worst:.3e}"
+            );
+        }
+        self.ok &= worst == 0.0;
+    }
+
+    /// Rank 0 reads the whole field of a held version and writes it as a PNG.
+    fn picture(&self, array: &SharedArray<'_, f64, mpi::topology::SimpleCommunicator>, name: &str) {
+        if self.rank() != 0 {
+            return;
+        }
+        let (rows, cols) = (self.params.rows, self.params.cols);
+        let mut field = vec![0.0; rows * cols];
+        array
+            .get(&[0, 0], &[rows as u64, cols as u64], &mut field)
+            .unwrap();
+        let path = self.out.join(name);
+        heatmap::write_png(&path, &field, rows, cols, 255.0, 315.0).unwrap();
+        println!("wrote {}", path.display());
+    }
+}
+
+fn main() {
+    let (universe, level) =
+        mpi::initialize_with_threading(mpi::Threading::Funneled).expect("MPI init");
+    juxmem::transport::mpi::check_thread_level(level).unwrap();
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let stage: usize = arg("--stage")
+        .and_then(|s| s.parse().ok())
+        .expect("--stage 1|2|3");
+    let cycles: u64 = arg("--cycles").and_then(|s| s.parse().ok()).unwrap_or(3);
+    let out = PathBuf::from(arg("--out").map_or("out/weather", |s| s.as_str()));
+    let world = universe.world();
+    let cfg = Config::from_env().unwrap();
+    let cluster = cfg.cluster.clone();
+    let fed = Federation::join_as(cfg, &format!("rank{}", world.rank())).unwrap();
+    let mut ctx = Ctx {
+        world: &world,
+        params: Params::demo(),
+        out,
+        ok: true,
+    };
+    let me = ctx.layout(stage);
+    if ctx.rank() == 0 {
+        println!(
+            "stage {stage} on cluster {cluster}: {} ranks, field held as {me}",
+            world.size()
+        );
+    }
+    let t0 = Instant::now();
+    match stage {
+        1 => {
+            let mut day1 = fed
+                .create::<f64, _>(
+                    &world,
+                    "forecast/day1/t",
+                    ArrayOptions::new(me.clone())
+                        .redundancy(2, 1)
+                        .replicate_to(["A2"])
+                        .retention(2, FullPolicy::Block),
+                )
+                .unwrap();
+            for cycle in 0..cycles {
+                let reference = model::serial(&ctx.params, cycle);
+                let init = model::initial_part(&ctx.params, cycle, &me, ctx.rank());
+                let band = model::day1_band(&ctx.params, &world, &me, init);
+                day1.acquire().unwrap();
+                day1.local_mut().unwrap().copy_from_slice(&band);
+                let v = day1.release().unwrap();
+                ctx.check(
+                    1,
+                    cycle,
+                    &format!("day 1 released as version {v}"),
+                    &me,
+                    &band,
+                    &reference[0],
+                );
+            }
+        }
+        2 => {
+            let l1 = me.clone();
+            let mut day1 = fed
+                .open_wait::<f64, _>(&world, "forecast/day1/t", l1, WAIT)
+                .unwrap();
+            let mut day2 = fed
+                .create::<f64, _>(
+                    &world,
+                    "forecast/day2/t",
+                    ArrayOptions::new(me.clone())
+                        .redundancy(2, 1)
+                        .replicate_to(["A3"])
+                        .retention(2, FullPolicy::Block),
+                )
+                .unwrap();
+            for cycle in 0..cycles {
+                let reference = model::serial(&ctx.params, cycle);
+                let v = day1
+                    .acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)
+                    .unwrap();
+                let mut rows = day1.local().unwrap().to_vec();
+                ctx.check(
+                    2,
+                    cycle,
+                    &format!("day 1 version {v} received (block -> cyclic)"),
+                    &me,
+                    &rows,
+                    &reference[0],
+                );
+                ctx.picture(&day1, &format!("day1_cycle{cycle}.png"));
+                day1.release_read().unwrap();
+                model::day2_rows(&ctx.params, &me, ctx.rank(), &mut rows);
+                day2.acquire().unwrap();
+                day2.local_mut().unwrap().copy_from_slice(&rows);
+                let v2 = day2.release().unwrap();
+                ctx.check(
+                    2,
+                    cycle,
+                    &format!("day 2 released as version {v2}"),
+                    &me,
+                    &rows,
+                    &reference[1],
+                );
+            }
+        }
+        _ => {
+            let mut day2 = fed
+                .open_wait::<f64, _>(&world, "forecast/day2/t", me.clone(), WAIT)
+                .unwrap();
+            let mut day3 = fed
+                .create::<f64, _>(
+                    &world,
+                    "forecast/day3/t",
+                    ArrayOptions::new(me.clone()).redundancy(1, 2),
+                )
+                .unwrap();
+            for cycle in 0..cycles {
+                let reference = model::serial(&ctx.params, cycle);
+                let v = day2
+                    .acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)
+                    .unwrap();
+                let mut part = day2.local().unwrap().to_vec();
+                ctx.check(
+                    3,
+                    cycle,
+                    &format!("day 2 version {v} received (cyclic -> block-cyclic)"),
+                    &me,
+                    &part,
+                    &reference[1],
+                );
+                ctx.picture(&day2, &format!("day2_cycle{cycle}.png"));
+                day2.release_read().unwrap();
+                model::day3_tiles(&ctx.params, &me, ctx.rank(), &mut part);
+                day3.acquire().unwrap();
+                day3.local_mut().unwrap().copy_from_slice(&part);
+                let v3 = day3.release().unwrap();
+                ctx.check(
+                    3,
+                    cycle,
+                    &format!("day 3 released as version {v3}"),
+                    &me,
+                    &part,
+                    &reference[2],
+                );
+                day3.acquire_read(VersionReq::Exactly(v3)).unwrap();
+                ctx.picture(&day3, &format!("day3_cycle{cycle}.png"));
+                day3.release_read().unwrap();
+            }
+        }
+    }
+    let mut failed = 0i32;
+    world.all_reduce_into(&i32::from(!ctx.ok), &mut failed, SystemOperation::sum());
+    if world.rank() == 0 {
+        if failed == 0 {
+            println!(
+                "WEATHER stage {stage} verified: {cycles} cycles in {:.2} s, every field equal to the single-process model",
+                t0.elapsed().as_secs_f64()
+            );
+        } else {
+            println!("WEATHER stage {stage} FAILED: a field differs from the single-process model");
+        }
+    }
+    world.barrier();
+    drop(fed); // leave: homes move to the replicas before the job ends
+    if failed != 0 {
+        std::process::exit(1);
+    }
+}

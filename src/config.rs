@@ -1,0 +1,159 @@
+//! Configuration: one place for every `JUXMEM_*` environment variable.
+//!
+//! | Variable | Default | Meaning |
+//! | --- | --- | --- |
+//! | `JUXMEM_CLUSTER` | `local` | Cluster this process belongs to. |
+//! | `JUXMEM_FEDERATION_DIR` | unset | Directory of contact files (`<cluster>.manager`, `federation`). |
+//! | `JUXMEM_FEDERATION` | unset | Manager address list instead of a directory: `A1=host:port,A2=host:port`. |
+//! | `JUXMEM_FEDERATION_ID` | the directory's `federation` file, else `juxmem` | Federation name; peers of another federation are refused. |
+//! | `JUXMEM_LISTEN` | `127.0.0.1:0` | Address a process's provider service listens on (port 0: any). |
+//! | `JUXMEM_CAPACITY` | unlimited | Bytes a rank's embedded provider offers (daemons: `--capacity`). |
+//! | `JUXMEM_TIMEOUT` | `60` | Seconds: the default timeout of every network wait. |
+//! | `JUXMEM_MAX_FRAME` | `16777216` | Largest control frame accepted, in bytes. |
+//! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
+//!
+//! Nothing else is read from the environment; the builder methods override any of it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::transport::tcp::NetConfig;
+
+/// Where the managers of the federation are found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rendezvous {
+    /// A directory of contact files written by the managers.
+    Dir(PathBuf),
+    /// A fixed list of (cluster, manager address).
+    Addresses(Vec<(String, String)>),
+}
+
+/// Settings of a process joining the federation.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Cluster of this process.
+    pub cluster: String,
+    /// How to find the managers.
+    pub rendezvous: Option<Rendezvous>,
+    /// Federation name.
+    pub federation: String,
+    /// Listen address of this process's provider service.
+    pub listen: String,
+    /// Bytes this process's provider offers.
+    pub capacity: u64,
+    /// Timeouts and frame limit.
+    pub net: NetConfig,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Parses a byte count: `1048576`, `64MiB`, `2GiB`, `512KiB`, `unlimited`.
+pub fn parse_bytes(s: &str) -> Result<u64> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("unlimited") {
+        return Ok(u64::MAX);
+    }
+    let (num, mult) = [
+        ("KiB", 1u64 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
+    ]
+    .iter()
+    .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("bad byte count {s:?} (e.g. 1048576, 64MiB, 2GiB)"))
+        })
+}
+
+impl Config {
+    /// Defaults, then the `JUXMEM_*` variables.
+    pub fn from_env() -> Result<Config> {
+        let mut c = Config::default();
+        if let Some(v) = var("JUXMEM_CLUSTER") {
+            c.cluster = v;
+        }
+        if let Some(v) = var("JUXMEM_FEDERATION_DIR") {
+            let dir = PathBuf::from(v);
+            if let Ok(id) = std::fs::read_to_string(dir.join("federation")) {
+                c.federation = id.trim().to_string();
+            }
+            c.rendezvous = Some(Rendezvous::Dir(dir));
+        }
+        if let Some(v) = var("JUXMEM_FEDERATION") {
+            let mut list = Vec::new();
+            for item in v.split(',') {
+                let (cluster, addr) = item.split_once('=').ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "JUXMEM_FEDERATION entry {item:?} is not CLUSTER=HOST:PORT"
+                    ))
+                })?;
+                list.push((cluster.trim().to_string(), addr.trim().to_string()));
+            }
+            c.rendezvous = Some(Rendezvous::Addresses(list));
+        }
+        if let Some(v) = var("JUXMEM_FEDERATION_ID") {
+            c.federation = v;
+        }
+        if let Some(v) = var("JUXMEM_LISTEN") {
+            c.listen = v;
+        }
+        if let Some(v) = var("JUXMEM_CAPACITY") {
+            c.capacity = parse_bytes(&v)?;
+        }
+        if let Some(v) = var("JUXMEM_TIMEOUT") {
+            let secs: f64 = v
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "JUXMEM_TIMEOUT={v:?} is not a positive number of seconds"
+                    ))
+                })?;
+            c.net.io_timeout = Duration::from_secs_f64(secs);
+        }
+        if let Some(v) = var("JUXMEM_MAX_FRAME") {
+            c.net.max_frame = parse_bytes(&v)? as usize;
+        }
+        Ok(c)
+    }
+
+    /// Sets the cluster.
+    pub fn cluster(mut self, cluster: impl Into<String>) -> Config {
+        self.cluster = cluster.into();
+        self
+    }
+
+    /// Sets the rendezvous.
+    pub fn rendezvous(mut self, r: Rendezvous) -> Config {
+        self.rendezvous = Some(r);
+        self
+    }
+
+    /// The default timeout of network waits.
+    pub fn timeout(&self) -> Duration {
+        self.net.io_timeout
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster: "local".into(),
+            rendezvous: None,
+            federation: "juxmem".into(),
+            listen: "127.0.0.1:0".into(),
+            capacity: u64::MAX,
+            net: NetConfig::default(),
+        }
+    }
+}

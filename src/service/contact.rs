@@ -1,0 +1,132 @@
+//! Rendezvous through a federation directory: each manager writes a contact file
+//! `<dir>/<cluster>.manager` with its address, epoch and pid. A file whose address answers with
+//! another epoch, or does not answer, is stale (left by a crashed run) and is reported as such,
+//! never trusted.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, Rendezvous};
+use crate::error::{Error, Result};
+
+/// A manager's contact file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    /// Cluster.
+    pub cluster: String,
+    /// `host:port` of the manager.
+    pub addr: String,
+    /// The manager's incarnation; `None` for address lists (nothing to compare).
+    pub epoch: Option<u64>,
+    /// Process id, for operators.
+    pub pid: Option<u32>,
+}
+
+fn path(dir: &Path, cluster: &str) -> PathBuf {
+    dir.join(format!("{cluster}.manager"))
+}
+
+/// Writes a contact file atomically (write, then rename).
+pub fn write(dir: &Path, c: &Contact) -> Result<()> {
+    let text = format!(
+        "cluster={}\naddr={}\nepoch={}\npid={}\n",
+        c.cluster,
+        c.addr,
+        c.epoch.unwrap_or(0),
+        c.pid.unwrap_or(0)
+    );
+    let tmp = dir.join(format!(".{}.manager.{}", c.cluster, std::process::id()));
+    let io = |e: std::io::Error| {
+        Error::Network(format!(
+            "cannot write contact file in {}: {e}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path(dir, &c.cluster)).map_err(io)
+}
+
+/// Removes a contact file if it is still ours (same epoch).
+pub fn remove(dir: &Path, cluster: &str, epoch: u64) {
+    if let Ok(c) = read_file(&path(dir, cluster)) {
+        if c.epoch == Some(epoch) {
+            let _ = std::fs::remove_file(path(dir, cluster));
+        }
+    }
+}
+
+fn read_file(p: &Path) -> Result<Contact> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| Error::NotFound(format!("no contact file {}: {e}", p.display())))?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .map(str::trim)
+    };
+    let bad = || Error::Protocol(format!("malformed contact file {}", p.display()));
+    Ok(Contact {
+        cluster: get("cluster").ok_or_else(bad)?.to_string(),
+        addr: get("addr").ok_or_else(bad)?.to_string(),
+        epoch: Some(get("epoch").and_then(|v| v.parse().ok()).ok_or_else(bad)?),
+        pid: get("pid").and_then(|v| v.parse().ok()),
+    })
+}
+
+/// Every manager the rendezvous names.
+pub fn managers(cfg: &Config) -> Result<Vec<Contact>> {
+    match &cfg.rendezvous {
+        None => Err(Error::InvalidArgument(
+            "no federation to join: set JUXMEM_FEDERATION_DIR (a directory of contact files) or \
+             JUXMEM_FEDERATION (CLUSTER=HOST:PORT,...)"
+                .into(),
+        )),
+        Some(Rendezvous::Addresses(list)) => Ok(list
+            .iter()
+            .map(|(cluster, addr)| Contact {
+                cluster: cluster.clone(),
+                addr: addr.clone(),
+                epoch: None,
+                pid: None,
+            })
+            .collect()),
+        Some(Rendezvous::Dir(dir)) => {
+            let mut out = Vec::new();
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                Error::NotFound(format!("federation directory {}: {e}", dir.display()))
+            })?;
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "manager") {
+                    out.push(read_file(&p)?);
+                }
+            }
+            out.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+            Ok(out)
+        }
+    }
+}
+
+/// The manager of `cluster`.
+pub fn manager_of(cfg: &Config, cluster: &str) -> Result<Contact> {
+    let all = managers(cfg)?;
+    let known: Vec<String> = all.iter().map(|c| c.cluster.clone()).collect();
+    all.into_iter()
+        .find(|c| c.cluster == cluster)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no manager for cluster {cluster} (the federation knows clusters {known:?})"
+            ))
+        })
+}
+
+/// The error for a contact that does not answer as it should.
+pub fn stale(c: &Contact, why: &str) -> Error {
+    Error::Stale(format!(
+        "contact for cluster {} names {} (epoch {}, pid {}) but {why}: a manager from a crashed \
+         run? Start the cluster's manager again (it replaces the file)",
+        c.cluster,
+        c.addr,
+        c.epoch.map_or("-".into(), |e| e.to_string()),
+        c.pid.map_or("-".into(), |p| p.to_string()),
+    ))
+}

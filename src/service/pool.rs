@@ -1,0 +1,123 @@
+//! Outgoing connections, kept open and reused per peer address.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::service::contact::{self, Contact};
+use crate::service::protocol::{Request, Response};
+use crate::transport::tcp::{self, Conn, Hello, NetConfig};
+
+/// A pool of handshaken connections, by address.
+pub struct Pool {
+    me: Hello,
+    cfg: NetConfig,
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
+}
+
+impl Pool {
+    /// A pool speaking as `me`.
+    pub fn new(me: Hello, cfg: NetConfig) -> Pool {
+        Pool {
+            me,
+            cfg,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Our hello.
+    pub fn hello(&self) -> &Hello {
+        &self.me
+    }
+
+    /// Network settings.
+    pub fn net(&self) -> &NetConfig {
+        &self.cfg
+    }
+
+    fn checkout(&self, addr: &str) -> Result<(Conn, bool)> {
+        if let Some(c) = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(addr)
+            .and_then(Vec::pop)
+        {
+            return Ok((c, true));
+        }
+        Ok((tcp::connect(addr, &self.me, &self.cfg)?, false))
+    }
+
+    fn checkin(&self, addr: &str, conn: Conn) {
+        let _ = conn.set_read_timeout(Some(self.cfg.io_timeout));
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_string())
+            .or_default()
+            .push(conn);
+    }
+
+    /// Runs `f` on a connection to `addr`; the connection returns to the pool if `f` succeeds
+    /// (it is dropped otherwise: its stream may be mid-message). A reused connection that the
+    /// peer closed meanwhile is replaced once, transparently, if the failure came before any
+    /// reply was read (`f` reports that by returning `Error::Network` from its first send).
+    pub fn with<R>(&self, addr: &str, mut f: impl FnMut(&mut Conn) -> Result<R>) -> Result<R> {
+        let (mut conn, reused) = self.checkout(addr)?;
+        match f(&mut conn) {
+            Ok(r) => {
+                self.checkin(addr, conn);
+                Ok(r)
+            }
+            Err(Error::Network(_)) if reused => {
+                let mut fresh = tcp::connect(addr, &self.me, &self.cfg)?;
+                let r = f(&mut fresh)?;
+                self.checkin(addr, fresh);
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends `req` to `addr` and returns the reply (an `Error` reply becomes `Err`).
+    pub fn call(&self, addr: &str, req: &Request) -> Result<Response> {
+        self.with(addr, |c| {
+            c.send(req)?;
+            c.recv::<Response>()
+        })?
+        .into_result()
+    }
+
+    /// Like [`Pool::call`] for a request that may legitimately wait up to `wait`.
+    pub fn call_waiting(&self, addr: &str, req: &Request, wait: Duration) -> Result<Response> {
+        self.with(addr, |c| {
+            c.set_read_timeout(Some(wait + self.cfg.io_timeout))?;
+            c.send(req)?;
+            c.recv::<Response>()
+        })?
+        .into_result()
+    }
+
+    /// Calls a manager known from a contact, checking that it is the incarnation the contact
+    /// names (a different epoch or no answer means the contact is stale).
+    pub fn call_manager(&self, contact: &Contact, req: &Request) -> Result<Response> {
+        let epoch = self
+            .with(&contact.addr, |c| Ok(c.peer().epoch))
+            .map_err(|e| match e {
+                Error::Network(m) => {
+                    contact::stale(contact, &format!("nothing answers there ({m})"))
+                }
+                other => other,
+            })?;
+        if let Some(want) = contact.epoch {
+            if want != epoch {
+                return Err(contact::stale(
+                    contact,
+                    &format!("the manager answering there has epoch {epoch}"),
+                ));
+            }
+        }
+        self.call(&contact.addr, req)
+    }
+}

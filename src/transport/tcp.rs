@@ -1,0 +1,276 @@
+//! TCP: framed messages between processes (always used between clusters).
+//!
+//! A frame is a little-endian `u32` length followed by that many bytes of postcard-encoded
+//! message. Every decoded length is checked against a limit before anything is allocated, so a
+//! malformed or hostile peer cannot make us allocate or wait without bound. Bulk array data
+//! travels after a message as raw bytes whose length the message announced and the receiver
+//! checked against what it expects.
+//!
+//! The first frame in each direction is the handshake: 8 magic bytes, the protocol version as a
+//! fixed `u32` (so that a peer speaking another version is recognised even if the message
+//! schema changed), then the postcard-encoded [`Hello`]. A mismatched peer is refused by name
+//! and version and the connection closed.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Magic bytes opening every connection.
+pub const MAGIC: [u8; 8] = *b"JUXMEM\0\0";
+
+/// Version of the wire protocol. Bump it on any incompatible change of the messages.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default largest control frame accepted (bytes); bulk data is not a frame.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// Who is speaking, sent by both sides when a connection opens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The speaker's name (for example `A1/manager` or `A2/rank1`).
+    pub name: String,
+    /// Its cluster.
+    pub cluster: String,
+    /// The federation it belongs to; peers of different federations refuse each other.
+    pub federation: String,
+    /// The speaker's incarnation (changes at every start; detects stale contact files).
+    pub epoch: u64,
+    /// The juxmem version string, for messages.
+    pub software: String,
+}
+
+/// Answer to a [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloReply {
+    /// Accepted; the server's own hello.
+    Welcome(Hello),
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// Writes one frame.
+pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
+    let mut buf = Vec::with_capacity(4 + payload.len());
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(payload);
+    w.write_all(&buf)
+}
+
+/// Reads one frame of at most `max` bytes.
+pub fn read_frame<R: Read>(r: &mut R, max: usize) -> Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)
+        .map_err(|e| io_error("reading a frame header", e))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(Error::Protocol(format!(
+            "frame of {len} bytes exceeds the limit of {max} bytes"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)
+        .map_err(|e| io_error("reading a frame body", e))?;
+    Ok(buf)
+}
+
+/// Encodes and writes one message.
+pub fn send<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<()> {
+    let bytes = postcard::to_stdvec(msg)
+        .map_err(|e| Error::Protocol(format!("cannot encode a message: {e}")))?;
+    write_frame(w, &bytes).map_err(|e| io_error("sending a message", e))
+}
+
+/// Reads and decodes one message of at most `max` bytes.
+pub fn recv<R: Read, T: DeserializeOwned>(r: &mut R, max: usize) -> Result<T> {
+    let bytes = read_frame(r, max)?;
+    postcard::from_bytes(&bytes)
+        .map_err(|e| Error::Protocol(format!("malformed message ({} bytes): {e}", bytes.len())))
+}
+
+/// Maps an I/O error to a typed error, naming what we were doing.
+pub fn io_error(doing: &str, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout {
+            what: doing.to_string(),
+            seconds: f64::NAN,
+        },
+        io::ErrorKind::UnexpectedEof => {
+            Error::Network(format!("{doing}: the peer closed the connection"))
+        }
+        _ => Error::Network(format!("{doing}: {e}")),
+    }
+}
+
+/// One established, handshaken connection.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    peer: Hello,
+    max_frame: usize,
+}
+
+impl Conn {
+    /// The peer's hello.
+    pub fn peer(&self) -> &Hello {
+        &self.peer
+    }
+
+    /// Sends a message.
+    pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<()> {
+        send(&mut self.stream, msg)
+    }
+
+    /// Receives a message.
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
+        recv(&mut self.stream, self.max_frame)
+    }
+
+    /// The underlying stream, for bulk data after a message.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Changes the read timeout (for requests that legitimately wait long, like version waits).
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> Result<()> {
+        self.stream
+            .set_read_timeout(t)
+            .map_err(|e| io_error("setting a read timeout", e))
+    }
+}
+
+/// Settings for connections.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Timeout for connecting and for every read or write.
+    pub io_timeout: Duration,
+    /// Largest control frame accepted.
+    pub max_frame: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            io_timeout: Duration::from_secs(60),
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+fn tune(stream: &TcpStream, cfg: &NetConfig) -> Result<()> {
+    let e = |e| io_error("configuring a socket", e);
+    stream.set_nodelay(true).map_err(e)?;
+    stream.set_read_timeout(Some(cfg.io_timeout)).map_err(e)?;
+    stream.set_write_timeout(Some(cfg.io_timeout)).map_err(e)?;
+    let sock = socket2::SockRef::from(stream);
+    // Large socket buffers keep bulk streams from stalling on loopback and LANs alike.
+    let _ = sock.set_send_buffer_size(4 << 20);
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    Ok(())
+}
+
+fn hello_bytes(h: &Hello) -> Result<Vec<u8>> {
+    let mut buf = MAGIC.to_vec();
+    buf.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    buf.extend(
+        postcard::to_stdvec(h).map_err(|e| Error::Protocol(format!("cannot encode hello: {e}")))?,
+    );
+    Ok(buf)
+}
+
+/// Parses a hello frame, checking magic and protocol version.
+fn parse_hello(frame: &[u8]) -> Result<Hello> {
+    if frame.len() < 12 || frame[..8] != MAGIC {
+        return Err(Error::Protocol(
+            "the peer does not speak the juxmem protocol (bad magic)".into(),
+        ));
+    }
+    let version = u32::from_le_bytes(frame[8..12].try_into().expect("4 bytes"));
+    if version != PROTOCOL_VERSION {
+        return Err(Error::Protocol(format!(
+            "the peer speaks juxmem protocol version {version}, this node speaks version {PROTOCOL_VERSION}"
+        )));
+    }
+    postcard::from_bytes(&frame[12..]).map_err(|e| Error::Protocol(format!("malformed hello: {e}")))
+}
+
+/// Connects to `addr` and performs the handshake as `me`.
+pub fn connect(addr: &str, me: &Hello, cfg: &NetConfig) -> Result<Conn> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| Error::Network(format!("cannot resolve {addr}: {e}")))?
+        .collect();
+    let mut last = None;
+    let mut stream = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, cfg.io_timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let mut stream = stream.ok_or_else(|| {
+        Error::Network(format!(
+            "cannot connect to {addr}: {}",
+            last.map_or("no address".to_string(), |e| e.to_string())
+        ))
+    })?;
+    tune(&stream, cfg)?;
+    write_frame(&mut stream, &hello_bytes(me)?).map_err(|e| io_error("sending hello", e))?;
+    let reply: HelloReply = recv(&mut stream, cfg.max_frame)?;
+    match reply {
+        HelloReply::Welcome(peer) => Ok(Conn {
+            stream,
+            peer,
+            max_frame: cfg.max_frame,
+        }),
+        HelloReply::Refused(why) => Err(Error::Refused(format!("{addr} refused us: {why}"))),
+    }
+}
+
+/// Accepts the handshake on a freshly accepted stream, as `me`. `check` may refuse the peer.
+pub fn accept(
+    mut stream: TcpStream,
+    me: &Hello,
+    cfg: &NetConfig,
+    check: impl Fn(&Hello) -> std::result::Result<(), String>,
+) -> Result<Conn> {
+    tune(&stream, cfg)?;
+    let frame = read_frame(&mut stream, cfg.max_frame)?;
+    let verdict = parse_hello(&frame).and_then(|h| match check(&h) {
+        Ok(()) => Ok(h),
+        Err(why) => Err(Error::Refused(why)),
+    });
+    match verdict {
+        Ok(peer) => {
+            send(&mut stream, &HelloReply::Welcome(me.clone()))?;
+            Ok(Conn {
+                stream,
+                peer,
+                max_frame: cfg.max_frame,
+            })
+        }
+        Err(e) => {
+            let why = match &e {
+                Error::Refused(w) => w.clone(),
+                other => other.to_string(),
+            };
+            // Best effort: tell the peer why before closing.
+            let _ = send(&mut stream, &HelloReply::Refused(why));
+            Err(e)
+        }
+    }
+}
+
+/// Binds a listener on `addr` (use port 0 for any free port).
+pub fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| Error::Network(format!("cannot listen on {addr}: {e}")))
+}

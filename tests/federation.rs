@@ -1,0 +1,485 @@
+//! Multi-process tests on a local federation (managers and provider daemons as processes of the
+//! `juxmem` command, clients as MPI jobs or plain processes), every run bounded by a timeout.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::federation::LocalFederation;
+use common::mpirun::{example, mpi_env, run_with_timeout, Output};
+use juxmem::layout::{Dist, Layout};
+use juxmem::service::protocol::VersionReq;
+use juxmem::transport::tcp::{self, Hello, HelloReply, MAGIC, PROTOCOL_VERSION};
+use juxmem::{ArrayOptions, ErrorCode, Federation, Solo};
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn mpi_client(fed: &LocalFederation, cluster: &str, np: u32, args: &[&str]) -> Command {
+    let prog = example("fed_check");
+    let mut cmd = Command::new("mpirun");
+    mpi_env(&mut cmd);
+    fed.env(&mut cmd, cluster);
+    cmd.arg("-np").arg(np.to_string()).arg(prog).args(args);
+    cmd
+}
+
+fn client(fed: &LocalFederation, cluster: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(example("fed_check"));
+    fed.env(&mut cmd, cluster);
+    cmd.args(args);
+    cmd
+}
+
+fn check(out: &Output, what: &str) {
+    assert!(
+        out.success,
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+}
+
+fn run_together(cmds: Vec<(&'static str, Command)>) -> Vec<Output> {
+    let handles: Vec<_> = cmds
+        .into_iter()
+        .map(|(name, cmd)| {
+            (
+                name,
+                std::thread::spawn(move || run_with_timeout(cmd, LIMIT)),
+            )
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|(name, h)| {
+            let out = h.join().unwrap_or_else(|_| panic!("{name} panicked"));
+            check(&out, name);
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn all_nine_layout_pairs_between_two_clusters() {
+    let fed = LocalFederation::start("pairs", &[("A", 1), ("B", 1)]);
+    let outs = run_together(vec![
+        ("producer", mpi_client(&fed, "A", 2, &["pairs-produce"])),
+        ("consumer", mpi_client(&fed, "B", 3, &["pairs-consume"])),
+    ]);
+    let line = outs[1]
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("PAIRS consumed"))
+        .unwrap_or_default();
+    assert_eq!(
+        line, "PAIRS consumed pairs=9 elements=27135 wrong=0",
+        "{}",
+        outs[1].stdout
+    );
+}
+
+#[test]
+fn concurrent_counter_increments_from_two_clusters_are_never_lost() {
+    let fed = LocalFederation::start("counter", &[("A", 1), ("B", 1)]);
+    check(
+        &run_with_timeout(
+            client(&fed, "A", &["counter-init", "shared/counter"]),
+            LIMIT,
+        ),
+        "init",
+    );
+    let (n, k) = (4u64, 15u64);
+    let cmds = (0..n)
+        .map(|i| {
+            let cluster = if i % 2 == 0 { "A" } else { "B" };
+            (
+                "incrementer",
+                client(
+                    &fed,
+                    cluster,
+                    &["counter-inc", "shared/counter", &k.to_string()],
+                ),
+            )
+        })
+        .collect();
+    run_together(cmds);
+    let out = run_with_timeout(
+        client(&fed, "B", &["counter-read", "shared/counter"]),
+        LIMIT,
+    );
+    check(&out, "read");
+    let want = format!("COUNTER value={} version={}", n * k, n * k);
+    assert!(
+        out.stdout.contains(&want),
+        "expected {want}, got {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn readers_never_observe_a_partially_released_version() {
+    let fed = LocalFederation::start("snap", &[("A", 1), ("B", 1)]);
+    let versions = "40";
+    let outs = run_together(vec![
+        (
+            "writer",
+            mpi_client(&fed, "A", 2, &["snap-write", versions]),
+        ),
+        ("reader", mpi_client(&fed, "B", 3, &["snap-read", versions])),
+    ]);
+    let line = outs[1]
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("SNAP reads="))
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("{line}");
+    assert!(line.ends_with("torn_elements=0"), "{line}");
+    // The reader must actually have raced the writer: several versions seen.
+    let distinct: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("distinct_versions="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        distinct >= 2,
+        "the reader saw too few versions to test anything: {line}"
+    );
+}
+
+#[test]
+fn version_waits_time_out_with_a_typed_error() {
+    let fed = LocalFederation::start("timeout", &[("A", 0)]);
+    let me = Federation::join(fed.config("A")).unwrap();
+    let layout = Layout::one_d(100, Dist::Block, 1).unwrap();
+    let mut a = me
+        .create::<f64, _>(&Solo, "wait/never", ArrayOptions::new(layout))
+        .unwrap();
+    let t0 = Instant::now();
+    let e = a
+        .acquire_read_timeout(VersionReq::Exactly(5), Duration::from_millis(300))
+        .unwrap_err();
+    let waited = t0.elapsed();
+    assert_eq!(e.code(), ErrorCode::Timeout, "{e}");
+    assert!(e.to_string().contains("wait/never"), "{e}");
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // The array still works afterwards.
+    assert_eq!(a.acquire_read(VersionReq::Latest).unwrap(), 0);
+    a.release_read().unwrap();
+}
+
+#[test]
+fn bad_names_types_and_shapes_get_typed_errors_without_hanging() {
+    let fed = LocalFederation::start("badinput", &[("A", 0), ("B", 0)]);
+    let a = Federation::join(fed.config("A")).unwrap();
+    let b = Federation::join(fed.config("B")).unwrap();
+    let layout = Layout::new(&[10, 20], &[Dist::Block, Dist::Block], &[1, 1]).unwrap();
+    let _x = a
+        .create::<f64, _>(&Solo, "bad/x", ArrayOptions::new(layout.clone()))
+        .unwrap();
+
+    let t0 = Instant::now();
+    let e = b
+        .open::<f64, _>(&Solo, "bad/nothing", layout.clone())
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), ErrorCode::NotFound, "{e}");
+    assert!(e.to_string().contains("bad/nothing"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+
+    let e = b
+        .open::<f32, _>(&Solo, "bad/x", layout.clone())
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), ErrorCode::TypeMismatch, "{e}");
+    assert!(
+        e.to_string().contains("f64") && e.to_string().contains("f32"),
+        "{e}"
+    );
+
+    let other = Layout::new(&[20, 10], &[Dist::Block, Dist::Block], &[1, 1]).unwrap();
+    let e = b.open::<f64, _>(&Solo, "bad/x", other).err().unwrap();
+    assert_eq!(e.code(), ErrorCode::ShapeMismatch, "{e}");
+
+    let e = a
+        .create::<f64, _>(&Solo, "bad/x", ArrayOptions::new(layout.clone()))
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), ErrorCode::AlreadyExists, "{e}");
+    let e = b
+        .create::<f64, _>(&Solo, "bad/x", ArrayOptions::new(layout.clone()))
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.code(),
+        ErrorCode::AlreadyExists,
+        "a name is unique across clusters: {e}"
+    );
+
+    let e = a
+        .create::<f64, _>(&Solo, "bad//name", ArrayOptions::new(layout.clone()))
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    let e = a
+        .create::<f64, _>(
+            &Solo,
+            "bad/too-redundant",
+            ArrayOptions::new(layout.clone()).redundancy(3, 1),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), ErrorCode::Capacity, "{e}");
+
+    let mut x = b.open::<f64, _>(&Solo, "bad/x", layout).unwrap();
+    let mut buf = vec![0.0; 4];
+    assert_eq!(
+        x.get(&[0, 0], &[2, 2], &mut buf).unwrap_err().code(),
+        ErrorCode::NotAcquired
+    );
+    x.acquire_read(VersionReq::Latest).unwrap();
+    assert_eq!(
+        x.get(&[0, 0], &[11, 2], &mut buf).unwrap_err().code(),
+        ErrorCode::OutOfBounds
+    );
+    assert_eq!(
+        x.get(&[0, 0], &[2, 3], &mut buf).unwrap_err().code(),
+        ErrorCode::BufferSize
+    );
+    x.get(&[0, 0], &[2, 2], &mut buf).unwrap();
+    x.release_read().unwrap();
+    let names: Vec<String> = b
+        .list("bad/")
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(names, vec!["bad/x".to_string()]);
+}
+
+fn hello_frame(version: u32, federation: &str) -> Vec<u8> {
+    let h = Hello {
+        name: "test/raw".into(),
+        cluster: "A".into(),
+        federation: federation.into(),
+        epoch: 1,
+        software: "test".into(),
+    };
+    let mut body = MAGIC.to_vec();
+    body.extend_from_slice(&version.to_le_bytes());
+    body.extend(postcard::to_stdvec(&h).unwrap());
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+fn manager_addr(fed: &LocalFederation, cluster: &str) -> String {
+    let text = std::fs::read_to_string(fed.dir().join(format!("{cluster}.manager"))).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("addr="))
+        .unwrap()
+        .to_string()
+}
+
+/// Reads until the peer closes (true) or 5 s pass (false).
+fn closed_by_peer(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+#[test]
+fn malformed_and_oversized_frames_close_only_that_connection() {
+    let fed = LocalFederation::start("frames", &[("A", 0)]);
+    let addr = manager_addr(&fed, "A");
+    // Not our protocol at all.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(closed_by_peer(&mut s), "an HTTP request must be refused");
+    // A small frame that is not a juxmem hello.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    tcp::write_frame(&mut s, b"HELLO, I SPEAK SOMETHING ELSE").unwrap();
+    assert!(closed_by_peer(&mut s), "a foreign hello must be refused");
+    // A good hello, then a frame announcing 2 GiB.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&hello_frame(PROTOCOL_VERSION, "frames"))
+        .unwrap();
+    let reply: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
+    assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
+    s.write_all(&(2u32 << 30).to_le_bytes()).unwrap();
+    assert!(
+        closed_by_peer(&mut s),
+        "an oversized frame must close the connection"
+    );
+    // A good hello, then a frame of garbage.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&hello_frame(PROTOCOL_VERSION, "frames"))
+        .unwrap();
+    let _: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
+    tcp::write_frame(&mut s, &[0xff; 64]).unwrap();
+    assert!(
+        closed_by_peer(&mut s),
+        "a malformed frame must close the connection"
+    );
+    // The manager keeps serving everyone else.
+    let me = Federation::join(fed.config("A")).unwrap();
+    assert!(me.list("*").unwrap().is_empty());
+    let log = fed.log("A-manager");
+    assert!(
+        log.contains("frame of 2147483648 bytes exceeds the limit"),
+        "manager log:\n{log}"
+    );
+    assert!(log.contains("malformed message"), "manager log:\n{log}");
+    assert!(log.contains("bad magic"), "manager log:\n{log}");
+}
+
+#[test]
+fn peers_of_another_protocol_version_or_federation_are_refused_by_name() {
+    let fed = LocalFederation::start("versions", &[("A", 0)]);
+    let addr = manager_addr(&fed, "A");
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&hello_frame(PROTOCOL_VERSION + 1, "versions"))
+        .unwrap();
+    let reply: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
+    match reply {
+        HelloReply::Refused(why) => assert!(
+            why.contains(&format!("version {}", PROTOCOL_VERSION + 1))
+                && why.contains(&format!("version {PROTOCOL_VERSION}")),
+            "{why}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut cfg = fed.config("A");
+    cfg.federation = "someone-else".into();
+    let e = Federation::join(cfg).err().unwrap();
+    assert_eq!(e.code(), ErrorCode::Refused, "{e}");
+    assert!(
+        e.to_string().contains("someone-else") && e.to_string().contains("versions"),
+        "{e}"
+    );
+}
+
+#[test]
+fn stale_contact_files_are_recognised_not_trusted() {
+    let fed = LocalFederation::start("stale", &[("A", 0)]);
+    // A contact file left by a crashed manager of cluster Z: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        fed.dir().join("Z.manager"),
+        format!("cluster=Z\naddr=127.0.0.1:{port}\nepoch=42\npid=999999\n"),
+    )
+    .unwrap();
+    let e = Federation::join(fed.config("Z")).err().unwrap();
+    assert_eq!(e.code(), ErrorCode::Stale, "{e}");
+    assert!(e.to_string().contains("crashed run"), "{e}");
+    // Lookups across the federation skip it rather than hang.
+    let a = Federation::join(fed.config("A")).unwrap();
+    assert_eq!(a.lookup("no/such").unwrap_err().code(), ErrorCode::NotFound);
+    // A new manager for Z replaces the stale file.
+    let mut m = Command::new(env!("CARGO_BIN_EXE_juxmem"));
+    m.args(["manager", "--cluster", "Z"]);
+    fed.env(&mut m, "Z");
+    let mut child = m
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::federation::wait_for("the new Z manager", || {
+        std::fs::read_to_string(fed.dir().join("Z.manager"))
+            .is_ok_and(|t| !t.contains("epoch=42\n"))
+    });
+    let z = Federation::join(fed.config("Z"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(z.is_ok(), "{:?}", z.err());
+}
+
+#[test]
+fn weather_pipeline_on_a_local_three_cluster_federation() {
+    let weather = example("weather");
+    let out_dir = std::env::temp_dir().join(format!("juxmem-weather-{}", std::process::id()));
+    let pipeline = out_dir.join("weather.pipeline");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let w = weather.display();
+    let o = out_dir.display();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "federation weather-test\ncluster A1 providers=1\ncluster A2 providers=1\ncluster A3 providers=1\n\
+             stage A1 np=2 {w} --stage 1 --cycles 2 --out {o}\n\
+             stage A2 np=3 {w} --stage 2 --cycles 2 --out {o}\n\
+             stage A3 np=2 {w} --stage 3 --cycles 2 --out {o}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_juxmem"));
+    mpi_env(&mut cmd);
+    cmd.args(["launch", pipeline.to_str().unwrap(), "--timeout", "200"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    check(&out, "juxmem launch");
+    for stage in 1..=3 {
+        let line = format!("WEATHER stage {stage} verified: 2 cycles");
+        assert!(
+            out.stdout.contains(&line),
+            "missing {line:?}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("launch: all stages succeeded"));
+    for day in 1..=3 {
+        let png = out_dir.join(format!("day{day}_cycle1.png"));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert_eq!(&bytes[1..4], b"PNG");
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn handoff_benchmark_runs_and_checks_its_results() {
+    let prog = example("bench_handoff");
+    let dir = std::env::temp_dir().join(format!("juxmem-handoff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pipeline = dir.join("handoff.pipeline");
+    let (p, d) = (prog.display(), dir.join("files"));
+    let d = d.display();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "federation handoff-test\ncluster A providers=0\ncluster B providers=0\n\
+             stage A np=2 {p} --role producer --mib 4 --reps 2 --dir {d}\n\
+             stage B np=2 {p} --role consumer --mib 4 --reps 2 --dir {d}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_juxmem"));
+    mpi_env(&mut cmd);
+    cmd.args(["launch", pipeline.to_str().unwrap(), "--timeout", "200"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    check(&out, "handoff benchmark");
+    for against in ["tcp", "file"] {
+        let name = format!("BENCH name=handoff-4mib-block-to-cyclic-vs-{against} ");
+        assert!(
+            out.stdout.contains(&name),
+            "missing {name:?}:\n{}",
+            out.stdout
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -168,9 +168,103 @@ fn version_waits_time_out_with_a_typed_error() {
         waited >= Duration::from_millis(300) && waited < Duration::from_secs(10),
         "{waited:?}"
     );
+    // The per-process form times out the same way.
+    let e = a
+        .acquire_region_read(
+            &[0],
+            &[10],
+            VersionReq::AtLeast(1),
+            Duration::from_millis(200),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), ErrorCode::Timeout, "{e}");
     // The array still works afterwards.
-    assert_eq!(a.acquire_read(VersionReq::Latest).unwrap(), 0);
+    a.acquire().unwrap();
+    a.local_mut().unwrap()[3] = 7.5;
+    assert_eq!(a.release().unwrap(), 1);
+    let r = a
+        .acquire_region_read(&[2], &[5], VersionReq::AtLeast(1), Duration::from_secs(5))
+        .unwrap();
+    let mut buf = [0.0; 3];
+    r.get(&mut buf).unwrap();
+    assert_eq!((r.version(), buf), (1, [0.0, 7.5, 0.0]));
+    r.release().unwrap();
+    assert_eq!(a.acquire_read(VersionReq::Latest).unwrap(), 1);
     a.release_read().unwrap();
+}
+
+#[test]
+fn managers_found_through_an_address_list() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let list = format!("A=127.0.0.1:{},B=127.0.0.1:{}", free(), free());
+    let mut managers = Vec::new();
+    for (cluster, addr) in list.split(',').filter_map(|e| e.split_once('=')) {
+        let mut m = Command::new(env!("CARGO_BIN_EXE_juxmem"));
+        m.args(["manager", "--cluster", cluster, "--listen", addr])
+            .env("JUXMEM_FEDERATION", &list)
+            .env("JUXMEM_FEDERATION_ID", "by-address")
+            .env_remove("JUXMEM_FEDERATION_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        managers.push(m.spawn().unwrap());
+    }
+    let config = |cluster: &str| {
+        let mut c = juxmem::config::Config::default()
+            .cluster(cluster)
+            .rendezvous(juxmem::config::Rendezvous::Addresses(
+                list.split(',')
+                    .filter_map(|e| e.split_once('='))
+                    .map(|(c, a)| (c.to_string(), a.to_string()))
+                    .collect(),
+            ));
+        c.federation = "by-address".into();
+        c
+    };
+    let start = Instant::now();
+    let b = loop {
+        match Federation::join(config("B")) {
+            Ok(f) => break f,
+            Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("joining B: {e}"),
+        }
+    };
+    let layout = Layout::one_d(50, Dist::Block, 1).unwrap();
+    let mut x = b
+        .create::<i32, _>(&Solo, "addr/x", ArrayOptions::new(layout.clone()))
+        .unwrap();
+    x.acquire().unwrap();
+    x.local_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v = i as i32);
+    x.release().unwrap();
+    let a = Federation::join(config("A")).unwrap();
+    let mut y = a
+        .open::<i32, _>(&Solo, "addr/x", Layout::one_d(50, Dist::Cyclic, 1).unwrap())
+        .unwrap();
+    y.acquire_read(VersionReq::AtLeast(1)).unwrap();
+    let got: Vec<i32> = y.local().unwrap().to_vec();
+    y.release_read().unwrap();
+    for m in &managers {
+        let _ = Command::new("kill")
+            .args(["-TERM", &m.id().to_string()])
+            .status();
+    }
+    for mut m in managers {
+        let _ = m.wait();
+    }
+    assert_eq!(got, (0..50).collect::<Vec<i32>>());
 }
 
 #[test]

@@ -973,6 +973,45 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         })
     }
 
+    /// Waits for a version and holds it for this process alone, to read the region
+    /// `[lo, hi)` (the per-process form of `acquire_read`; the version stays retained until
+    /// the returned guard is released or dropped).
+    pub fn acquire_region_read(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        req: VersionReq,
+        timeout: Duration,
+    ) -> Result<RegionRead<'_, 'g, T, G>> {
+        region::check_region(&self.meta.spec.layout, lo, hi)?;
+        let manager = &self.meta.manager;
+        let r = self.fed.inner.pool.call_waiting(
+            &manager.addr,
+            &Request::WaitVersion {
+                array: self.meta.id,
+                req,
+                timeout_ms: timeout.as_millis() as u64,
+                pin: true,
+            },
+            timeout,
+        )?;
+        match r {
+            Response::Version {
+                version,
+                pin,
+                blocks,
+            } => Ok(RegionRead {
+                array: self,
+                version,
+                pin,
+                blocks,
+                lo: lo.to_vec(),
+                hi: hi.to_vec(),
+            }),
+            other => Err(unexpected("WaitVersion", &other)),
+        }
+    }
+
     /// Fills `dst` (this handle's local part) with `version` (or a write epoch's state),
     /// pulling each source block's piece from its nearest copy, in parallel.
     fn fetch_pieces(&self, version: u64, epoch: Option<(u64, u64)>, dst: &mut [T]) -> Result<()> {
@@ -1310,5 +1349,70 @@ impl<T: Element, G: Group + ?Sized> Drop for RegionLock<'_, '_, T, G> {
             });
             let _ = l.conn.recv::<Response>();
         }
+    }
+}
+
+/// A version held by one process for reading a region.
+pub struct RegionRead<'a, 'g, T: Element, G: Group + ?Sized> {
+    array: &'a SharedArray<'g, T, G>,
+    version: u64,
+    pin: Option<u64>,
+    blocks: Vec<BlockPlacement>,
+    lo: Vec<u64>,
+    hi: Vec<u64>,
+}
+
+impl<T: Element, G: Group + ?Sized> RegionRead<'_, '_, T, G> {
+    /// The version held.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Reads the region at the version held (row-major over the region).
+    pub fn get(&self, buf: &mut [T]) -> Result<()> {
+        let reader = SharedArray {
+            fed: self.array.fed.clone(),
+            group: self.array.group,
+            meta: ArrayMeta {
+                blocks: self.blocks.clone(),
+                ..self.array.meta.clone()
+            },
+            layout: self.array.layout.clone(),
+            rank: self.array.rank,
+            access: Access::None,
+            local: Local::Empty,
+            lease: None,
+        };
+        reader.get_at(self.version, None, &self.lo, &self.hi, buf)
+    }
+
+    /// Lets the version go.
+    pub fn release(mut self) -> Result<()> {
+        self.unpin()
+    }
+
+    fn unpin(&mut self) -> Result<()> {
+        match self.pin.take() {
+            Some(pin) => self
+                .array
+                .fed
+                .inner
+                .pool
+                .call(
+                    &self.array.meta.manager.addr,
+                    &Request::Unpin {
+                        array: self.array.meta.id,
+                        pin,
+                    },
+                )
+                .map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<T: Element, G: Group + ?Sized> Drop for RegionRead<'_, '_, T, G> {
+    fn drop(&mut self) {
+        let _ = self.unpin();
     }
 }

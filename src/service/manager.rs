@@ -716,6 +716,10 @@ impl Handler for Manager {
         conn.send(&resp)
     }
 
+    fn holds_state(&self, session: &Session) -> bool {
+        !session.epochs.is_empty() || !session.pins.is_empty()
+    }
+
     fn closed(&self, session: Session) {
         if session.epochs.is_empty() && session.pins.is_empty() {
             return;

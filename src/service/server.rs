@@ -27,6 +27,13 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The connection closed.
     fn closed(&self, _session: Self::Session) {}
+
+    /// Whether the connection holds something (a write lock, read pins) that must live as long
+    /// as the connection: such a connection is never closed for being idle (a writer may
+    /// compute for hours between acquire and release); TCP keepalive still detects a dead peer.
+    fn holds_state(&self, _session: &Self::Session) -> bool {
+        false
+    }
 }
 
 /// A running service.
@@ -145,7 +152,12 @@ fn serve_connection<H: Handler>(
     let mut session = H::Session::default();
     loop {
         // Between requests a pooled connection may sit idle for a while.
-        let _ = conn.set_read_timeout(Some(IDLE_TIMEOUT));
+        let idle = if handler.holds_state(&session) {
+            None
+        } else {
+            Some(IDLE_TIMEOUT)
+        };
+        let _ = conn.set_read_timeout(idle);
         let req = match conn.recv::<Request>() {
             Ok(r) => r,
             Err(Error::Network(_)) => break, // peer closed

@@ -172,6 +172,12 @@ fn tune(stream: &TcpStream, cfg: &NetConfig) -> Result<()> {
     // Large socket buffers keep bulk streams from stalling on loopback and LANs alike.
     let _ = sock.set_send_buffer_size(4 << 20);
     let _ = sock.set_recv_buffer_size(4 << 20);
+    // Keepalive detects a dead peer on connections that legitimately sit idle (a write lock
+    // held while the writer computes).
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10));
+    let _ = sock.set_tcp_keepalive(&keepalive);
     Ok(())
 }
 

@@ -1,0 +1,430 @@
+//! Block-level operations on one array, shared by the collective handle ([`SharedArray`]) and
+//! the per-process region locks: where each block's copies are, reading pieces and regions
+//! from the nearest copy in parallel, writing into homes' working copies, publishing.
+//!
+//! [`SharedArray`]: super::SharedArray
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::plan::stream::{copy_to_ptr, pack_to, span_elements, unpack_from_ptr};
+use crate::plan::{region, row_major_strides, Plan, Span};
+use crate::service::protocol::*;
+use crate::transport::tcp::io_error;
+
+use super::{unexpected, Federation};
+
+/// A destination buffer shared by the threads filling disjoint parts of it.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedDst<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: the threads write disjoint elements (the pieces of different blocks never overlap:
+// every plan moves each element exactly once, tested exhaustively), each through the pointer
+// or through slices covering only its own runs.
+unsafe impl<T: Send> Send for SharedDst<T> {}
+unsafe impl<T: Send> Sync for SharedDst<T> {}
+
+/// (block, selection, spans from the block to the destination buffer)
+pub(crate) type Work = Vec<(u64, Selection, Vec<Span>)>;
+
+/// One process's view of an array: its entry (with the placement it last heard of) and its
+/// rank (which spreads reads over copies).
+#[derive(Clone)]
+pub(crate) struct View {
+    pub(crate) fed: Federation,
+    pub(crate) meta: ArrayMeta,
+    pub(crate) rank: u64,
+}
+
+/// Buffer strides of a region: the given leading dimensions, or compact row-major.
+pub(crate) fn region_strides(lo: &[u64], hi: &[u64], ld: Option<&[u64]>) -> Result<Vec<u64>> {
+    let extents: Vec<u64> = lo.iter().zip(hi).map(|(&l, &h)| h - l).collect();
+    let Some(ld) = ld else {
+        return Ok(row_major_strides(&extents));
+    };
+    if ld.len() + 1 != extents.len() {
+        return Err(Error::DimensionMismatch {
+            what: "leading dimensions (one per dimension but the last)".into(),
+            expected: extents.len().saturating_sub(1),
+            got: ld.len(),
+        });
+    }
+    let mut strides = vec![1u64; extents.len()];
+    for i in (0..ld.len()).rev() {
+        if ld[i] < extents[i + 1] {
+            return Err(Error::InvalidArgument(format!(
+                "leading dimension {} of {} is smaller than the region's extent {} there",
+                i,
+                ld[i],
+                extents[i + 1]
+            )));
+        }
+        strides[i] = strides[i + 1]
+            .checked_mul(ld[i])
+            .ok_or_else(|| Error::Overflow("leading dimensions".into()))?;
+    }
+    Ok(strides)
+}
+
+/// Elements a buffer must hold for a region laid out with `strides`.
+fn region_buffer_len(lo: &[u64], hi: &[u64], strides: &[u64]) -> u64 {
+    if lo.iter().zip(hi).any(|(l, h)| l == h) {
+        return 0;
+    }
+    1 + lo
+        .iter()
+        .zip(hi)
+        .zip(strides)
+        .map(|((&l, &h), &s)| (h - l - 1) * s)
+        .sum::<u64>()
+}
+
+impl View {
+    pub(crate) fn name(&self) -> &str {
+        &self.meta.spec.name
+    }
+
+    pub(crate) fn home_of(&self, block: u32) -> Result<NodeInfo> {
+        self.meta
+            .blocks
+            .get(block as usize)
+            .and_then(|p| p.home.clone())
+            .ok_or_else(|| {
+                Error::Lost(format!("block {block} of {} has no home left", self.name()))
+            })
+    }
+
+    fn is_me(&self, node: &NodeInfo) -> bool {
+        node.name == self.fed.inner.node.name
+    }
+
+    /// Makes the working copy of `epoch` version `version` at block `block`'s home (which
+    /// replicates it before answering).
+    pub(crate) fn publish_block(
+        &self,
+        block: u32,
+        epoch: u64,
+        version: u64,
+        floor: u64,
+    ) -> Result<()> {
+        let home = self.home_of(block)?;
+        let id = self.meta.id;
+        if self.is_me(&home) {
+            let inner = &self.fed.inner;
+            return crate::service::provider::publish(
+                &inner.store,
+                &inner.pool,
+                id,
+                block,
+                epoch,
+                version,
+                floor,
+            );
+        }
+        let req = Request::Publish {
+            array: id,
+            block,
+            epoch,
+            version,
+            floor,
+        };
+        self.fed.inner.pool.call(&home.addr, &req).map(|_| ())
+    }
+
+    /// Sends the elements `spans` select from `src` (src side) into block `block`'s working
+    /// copy (dst side) at its home.
+    pub(crate) fn send_write<T: Element>(
+        &self,
+        block: u32,
+        epoch: u64,
+        base: u64,
+        sel: &Selection,
+        spans: &[Span],
+        src: &[T],
+    ) -> Result<()> {
+        let home = self.home_of(block)?;
+        let id = self.meta.id;
+        if self.is_me(&home) {
+            let w = self.fed.inner.store.working(id, block, epoch, base)?;
+            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+            let dst = w.data.typed_mut::<T>();
+            // SAFETY: `dst` is exclusively borrowed through the lock guard.
+            return unsafe { copy_to_ptr(spans, src, dst.as_mut_ptr(), dst.len()) }.map_err(|e| {
+                Error::OutOfBounds(format!("writing block {block} of {}: {e}", self.name()))
+            });
+        }
+        let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
+        self.fed.inner.pool.with(&home.addr, |c| {
+            c.send(&Request::Write {
+                array: id,
+                block,
+                epoch,
+                base,
+                selection: sel.clone(),
+                bytes,
+            })?;
+            pack_to(spans, src, c.stream()).map_err(|e| io_error("sending written data", e))?;
+            c.recv::<Response>()?.into_result().map(|_| ())
+        })
+    }
+
+    /// Reads the region `[lo, hi)` into `buf` (laid out with leading dimensions `ld`, compact
+    /// row-major if `None`) at `version`, or from a write epoch's working copies.
+    pub(crate) fn get_region<T: Element>(
+        &self,
+        version: u64,
+        epoch: Option<(u64, u64)>,
+        lo: &[u64],
+        hi: &[u64],
+        buf: &mut [T],
+        ld: Option<&[u64]>,
+    ) -> Result<()> {
+        let storage = &self.meta.spec.layout;
+        region::check_region(storage, lo, hi)?;
+        let strides = region_strides(lo, hi, ld)?;
+        self.check_buffer(lo, hi, &strides, buf.len(), ld.is_none())?;
+        let sel = Selection::Region {
+            lo: lo.to_vec(),
+            hi: hi.to_vec(),
+        };
+        let mut work = Work::new();
+        for b in 0..storage.nprocs() {
+            let spans = region::region_spans(storage, b, lo, hi, Some(&strides))?;
+            if !spans.is_empty() {
+                work.push((b, sel.clone(), spans));
+            }
+        }
+        self.fetch_parallel(version, epoch, work, buf)
+    }
+
+    /// Writes `buf` (leading dimensions `ld`) into the region `[lo, hi)` of the working copies
+    /// of epoch `epoch`; returns the blocks touched.
+    pub(crate) fn put_region<T: Element>(
+        &self,
+        epoch: u64,
+        base: u64,
+        lo: &[u64],
+        hi: &[u64],
+        buf: &[T],
+        ld: Option<&[u64]>,
+    ) -> Result<Vec<u32>> {
+        let storage = &self.meta.spec.layout;
+        region::check_region(storage, lo, hi)?;
+        let strides = region_strides(lo, hi, ld)?;
+        self.check_buffer(lo, hi, &strides, buf.len(), ld.is_none())?;
+        let sel = Selection::Region {
+            lo: lo.to_vec(),
+            hi: hi.to_vec(),
+        };
+        let mut touched = Vec::new();
+        for b in 0..storage.nprocs() {
+            // Packed from the caller's strides; the walk order (hence the stream) does not
+            // depend on strides, so the home unpacks the same elements in the same order.
+            let spans: Vec<Span> = region::region_spans(storage, b, lo, hi, Some(&strides))?
+                .into_iter()
+                .map(Span::swapped)
+                .collect();
+            if spans.is_empty() {
+                continue;
+            }
+            self.send_write(b as u32, epoch, base, &sel, &spans, buf)?;
+            touched.push(b as u32);
+        }
+        Ok(touched)
+    }
+
+    /// A compact buffer must hold exactly the region; one with leading dimensions at least up
+    /// to its last element.
+    fn check_buffer(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        strides: &[u64],
+        got: usize,
+        exact: bool,
+    ) -> Result<()> {
+        let need = region_buffer_len(lo, hi, strides);
+        if (got as u64) < need || (exact && got as u64 != need) {
+            return Err(Error::BufferSize {
+                what: format!("region [{lo:?}, {hi:?}) of {}", self.name()),
+                expected: need,
+                got: got as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Fills `dst` (rank `self.rank`'s part of `layout`) with `version` (or a write epoch's
+    /// state), pulling each source block's piece from its nearest copy, in parallel.
+    pub(crate) fn fetch_pieces<T: Element>(
+        &self,
+        layout: &Layout,
+        version: u64,
+        epoch: Option<(u64, u64)>,
+        dst: &mut [T],
+    ) -> Result<()> {
+        let plan = Plan::cached(&self.meta.spec.layout, layout)?;
+        let mut work = Work::new();
+        for t in plan.sources(self.rank)? {
+            let spans = plan.spans(t.peer, self.rank)?;
+            work.push((
+                t.peer,
+                Selection::Piece {
+                    target: layout.clone(),
+                    q: self.rank,
+                },
+                spans,
+            ));
+        }
+        self.fetch_parallel(version, epoch, work, dst)
+    }
+
+    /// Fetches every (block, selection, spans) into `dst`, from the nearest copies, in
+    /// parallel (at most 8 streams).
+    fn fetch_parallel<T: Element>(
+        &self,
+        version: u64,
+        epoch: Option<(u64, u64)>,
+        work: Work,
+        dst: &mut [T],
+    ) -> Result<()> {
+        let shared = SharedDst {
+            ptr: dst.as_mut_ptr(),
+            len: dst.len(),
+        };
+        if work.len() <= 1 {
+            return work.iter().try_for_each(|(b, sel, spans)| {
+                self.fetch_one(*b, version, epoch, sel, spans, shared)
+            });
+        }
+        let threads = work.len().min(8);
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let work = &work;
+                    s.spawn(move || -> Result<()> {
+                        for (b, sel, spans) in work.iter().skip(t).step_by(threads) {
+                            self.fetch_one(*b, version, epoch, sel, spans, shared)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Network("a fetch thread panicked".into())))
+                })
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+
+    fn fetch_one<T: Element>(
+        &self,
+        block: u64,
+        version: u64,
+        epoch: Option<(u64, u64)>,
+        sel: &Selection,
+        spans: &[Span],
+        out: SharedDst<T>,
+    ) -> Result<()> {
+        let placement = self
+            .meta
+            .blocks
+            .get(block as usize)
+            .ok_or_else(|| Error::Protocol(format!("no block {block}")))?;
+        // A write epoch's state lives at the home only; a version at every copy.
+        let copies = if epoch.is_some() {
+            placement.home.iter().cloned().collect()
+        } else {
+            self.fed.copies_by_distance(placement, self.rank)
+        };
+        if copies.is_empty() {
+            return Err(Error::Lost(format!(
+                "block {block} of {} has no copy left",
+                self.name()
+            )));
+        }
+        let id = self.meta.id;
+        let mut last = None;
+        for node in copies {
+            let r = if self.is_me(&node) {
+                self.copy_from_local(block as u32, version, epoch, spans, out)
+            } else {
+                let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
+                self.fed.inner.pool.with(&node.addr, |c| {
+                    c.send(&Request::Read {
+                        array: id,
+                        block: block as u32,
+                        version,
+                        epoch,
+                        selection: sel.clone(),
+                    })?;
+                    match c.recv::<Response>()?.into_result()? {
+                        Response::Data { bytes: got } if got == bytes => {
+                            // SAFETY: see `SharedDst`.
+                            unsafe { unpack_from_ptr(spans, c.stream(), out.ptr, out.len) }
+                                .map_err(|e| io_error("receiving data", e))
+                        }
+                        Response::Data { bytes: got } => Err(Error::Protocol(format!(
+                            "{node} announces {got} bytes for block {block}; expected {bytes}"
+                        ))),
+                        other => Err(unexpected("Read", &other)),
+                    }
+                })
+            };
+            match r {
+                Ok(()) => return Ok(()),
+                Err(
+                    e @ (Error::Network(_)
+                    | Error::Timeout { .. }
+                    | Error::Refused(_)
+                    | Error::NotFound(_)),
+                ) => {
+                    tracing::warn!(
+                        "reading block {block} of {} from {node}: {e}; trying the next copy",
+                        self.name()
+                    );
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Lost(format!("block {block} unreadable"))))
+    }
+
+    /// Same-process copy from the local store (no socket).
+    fn copy_from_local<T: Element>(
+        &self,
+        block: u32,
+        version: u64,
+        epoch: Option<(u64, u64)>,
+        spans: &[Span],
+        out: SharedDst<T>,
+    ) -> Result<()> {
+        let store = &self.fed.inner.store;
+        let working = match epoch {
+            Some((e, _)) => store.working_if_any(self.meta.id, block, e)?,
+            None => None,
+        };
+        let copied = match working {
+            Some(w) => {
+                let w = w.lock().unwrap_or_else(|e| e.into_inner());
+                // SAFETY: see `SharedDst`.
+                unsafe { copy_to_ptr(spans, w.data.typed::<T>(), out.ptr, out.len) }
+            }
+            None => {
+                let v = epoch.map_or(version, |(_, base)| base);
+                let d = store.snapshot(self.meta.id, block, v)?;
+                // SAFETY: see `SharedDst`.
+                unsafe { copy_to_ptr(spans, d.typed::<T>(), out.ptr, out.len) }
+            }
+        };
+        copied.map_err(|e| Error::Protocol(format!("local copy of block {block}: {e}")))
+    }
+}

@@ -15,8 +15,13 @@
 //! Every stage checks what it receives and what it computes against a single-process run of
 //! the same model; stage 2 writes day 1 and stage 3 days 2 and 3 as PNG heat maps.
 //!
-//! Usage: `weather --stage N [--cycles C] [--out DIR]` (under mpirun, with JUXMEM_CLUSTER and
-//! JUXMEM_FEDERATION_DIR set, as `juxmem launch` does).
+//! A fourth stage, `--stage verify` (one rank), reads every cycle's final field
+//! (`forecast/day3/t`) back from the federation and compares it with the single-process model:
+//! whatever produced the days (these Rust stages, or the C and Fortran stages of
+//! `ffi/examples`), the final fields must be the same.
+//!
+//! Usage: `weather --stage 1|2|3|verify [--cycles C] [--out DIR]` (under mpirun, with
+//! JUXMEM_CLUSTER and JUXMEM_FEDERATION_DIR set, as `juxmem launch` does).
 
 #[path = "weather/heatmap.rs"]
 mod heatmap;
@@ -79,7 +84,12 @@ impl Ctx<'_> {
             .all_reduce_into(&err, &mut worst, SystemOperation::max());
         if self.rank() == 0 {
             println!(
-                "stage {stage} cycle {cycle}: {what}: max |error| vs single process = {worst:.3e}"
+                "stage {} cycle {cycle}: {what}: max |error| vs single process = {worst:.3e}",
+                if stage == 4 {
+                    "verify".to_string()
+                } else {
+                    stage.to_string()
+                }
             );
         }
         self.ok &= worst == 0.0;
@@ -111,9 +121,15 @@ fn main() {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
     };
-    let stage: usize = arg("--stage")
-        .and_then(|s| s.parse().ok())
-        .expect("--stage 1|2|3");
+    let stage_arg = arg("--stage").cloned().unwrap_or_default();
+    let stage: usize = match stage_arg.as_str() {
+        "verify" => 4,
+        s => s
+            .parse()
+            .ok()
+            .filter(|n| (1..=3).contains(n))
+            .expect("--stage 1|2|3|verify"),
+    };
     let cycles: u64 = arg("--cycles").and_then(|s| s.parse().ok()).unwrap_or(3);
     let out = PathBuf::from(arg("--out").map_or("out/weather", |s| s.as_str()));
     let world = universe.world();
@@ -129,7 +145,7 @@ fn main() {
     let me = ctx.layout(stage);
     if ctx.rank() == 0 {
         println!(
-            "stage {stage} on cluster {cluster}: {} ranks, field held as {me}",
+            "stage {stage_arg} on cluster {cluster}: {} ranks, field held as {me}",
             world.size()
         );
     }
@@ -208,6 +224,21 @@ fn main() {
                 );
             }
         }
+        4 => {
+            let mut day3 = fed
+                .open_wait::<f64, _>(&world, "forecast/day3/t", me.clone(), WAIT)
+                .unwrap();
+            for cycle in 0..cycles {
+                let reference = model::serial(&ctx.params, cycle);
+                let v = day3
+                    .acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)
+                    .unwrap();
+                let part = day3.local().unwrap().to_vec();
+                let what = format!("final field (day 3 version {v}) read back");
+                ctx.check(4, cycle, &what, &me, &part, &reference[2]);
+                day3.release_read().unwrap();
+            }
+        }
         _ => {
             let mut day2 = fed
                 .open_wait::<f64, _>(&world, "forecast/day2/t", me.clone(), WAIT)
@@ -258,11 +289,13 @@ fn main() {
     if world.rank() == 0 {
         if failed == 0 {
             println!(
-                "WEATHER stage {stage} verified: {cycles} cycles in {:.2} s, every field equal to the single-process model",
+                "WEATHER stage {stage_arg} verified: {cycles} cycles in {:.2} s, every field equal to the single-process model",
                 t0.elapsed().as_secs_f64()
             );
         } else {
-            println!("WEATHER stage {stage} FAILED: a field differs from the single-process model");
+            println!(
+                "WEATHER stage {stage_arg} FAILED: a field differs from the single-process model"
+            );
         }
     }
     world.barrier();

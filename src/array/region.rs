@@ -211,6 +211,11 @@ impl<T: Element> RegionRead<T> {
         self.version
     }
 
+    /// The region's corners `[lo, hi)`.
+    pub fn region(&self) -> (&[u64], &[u64]) {
+        (&self.lo, &self.hi)
+    }
+
     /// Reads the region at the version held (row-major over the region).
     pub fn get(&self, buf: &mut [T]) -> Result<()> {
         self.get_ld(buf, None)

@@ -125,6 +125,11 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         self.view.rank
     }
 
+    /// The default timeout of this process's waits (`JUXMEM_TIMEOUT`).
+    pub fn default_timeout(&self) -> Duration {
+        self.view.fed.timeout()
+    }
+
     /// The version currently held (read) or being written from (write).
     pub fn version(&self) -> Option<u64> {
         match self.access {

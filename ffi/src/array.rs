@@ -1,0 +1,796 @@
+//! Shared arrays from C: create, open, acquire / release, version waits, regions, local access,
+//! listing names.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CString};
+use std::rc::Rc;
+use std::time::Duration;
+
+use jx::array::{ArrayOptions, Group};
+use jx::service::protocol::{FullPolicy, VersionReq};
+use jx::{ElemType, Error};
+
+use crate::context::{finalized, juxmem_context, Shared};
+use crate::layout::juxmem_layout;
+use crate::status::*;
+use crate::typed::*;
+use crate::{c_str, slice};
+
+/// Which version a read waits for (`JUXMEM_LATEST`, `JUXMEM_AT_LEAST`, `JUXMEM_EXACTLY`).
+pub type juxmem_version_mode = u32;
+/// The latest released version (0 before any release: zeros).
+pub const JUXMEM_LATEST: juxmem_version_mode = 0;
+/// The latest released version once it is at least the one given.
+pub const JUXMEM_AT_LEAST: juxmem_version_mode = 1;
+/// Exactly the version given (a pipeline step).
+pub const JUXMEM_EXACTLY: juxmem_version_mode = 2;
+
+/// What a writer does when the retained versions are at the bound.
+pub type juxmem_full_policy = u32;
+/// Wait until the oldest retained version has been read.
+pub const JUXMEM_FULL_BLOCK: juxmem_full_policy = 0;
+/// Drop the oldest version even if unread (and count it).
+pub const JUXMEM_FULL_DROP_OLDEST: juxmem_full_policy = 1;
+
+/// How to create an array; fill with juxmem_array_options_default, then change fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct juxmem_array_options {
+    /// Clusters holding copies of each block (the home's included). Default 1.
+    pub clusters: u32,
+    /// Providers per cluster holding copies (the home included). Default 1.
+    pub providers_per_cluster: u32,
+    /// Released versions retained (at least 2). Default 4.
+    pub max_versions: u32,
+    /// JUXMEM_FULL_BLOCK (default) or JUXMEM_FULL_DROP_OLDEST.
+    pub on_full: juxmem_full_policy,
+    /// Non-zero: home the blocks on provider daemons instead of the creating ranks.
+    pub homes_on_daemons: u32,
+    /// Comma-separated clusters preferred for copies outside the home's (e.g. "A2"), or NULL.
+    pub replicate_to: *const c_char,
+}
+
+/// Fills `opts` with the defaults: one copy, 4 versions retained, writers blocked at the bound,
+/// homes on the creating ranks.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_options_default(
+    opts: *mut juxmem_array_options,
+) -> juxmem_status {
+    boundary!({
+        check_null!(opts);
+        *opts = default_options();
+        JUXMEM_OK
+    })
+}
+
+fn default_options() -> juxmem_array_options {
+    juxmem_array_options {
+        clusters: 1,
+        providers_per_cluster: 1,
+        max_versions: 4,
+        on_full: JUXMEM_FULL_BLOCK,
+        homes_on_daemons: 0,
+        replicate_to: std::ptr::null(),
+    }
+}
+
+/// A shared array as this process's group sees it (opaque).
+pub struct juxmem_array {
+    inner: Rc<RefCell<Option<AnyArray>>>,
+    session: Shared,
+    ndims: usize,
+    elem: ElemType,
+}
+
+/// A region held by one process (opaque): locked for read-modify-write, or a version held
+/// for reading.
+pub struct juxmem_region {
+    inner: Option<Region>,
+    session: Shared,
+    elem: ElemType,
+}
+
+enum Region {
+    Lock(AnyLock),
+    Read(AnyRead),
+}
+
+/// A list of array names (opaque).
+pub struct juxmem_names {
+    names: Vec<CString>,
+}
+
+fn timeout_of(seconds: f64, default: Duration) -> Duration {
+    if seconds.is_finite() && seconds > 0.0 {
+        Duration::from_secs_f64(seconds.min(1e9))
+    } else {
+        default
+    }
+}
+
+fn version_req(mode: juxmem_version_mode, version: u64) -> Result<VersionReq, Error> {
+    match mode {
+        JUXMEM_LATEST => Ok(VersionReq::Latest),
+        JUXMEM_AT_LEAST => Ok(VersionReq::AtLeast(version)),
+        JUXMEM_EXACTLY => Ok(VersionReq::Exactly(version)),
+        other => Err(Error::InvalidArgument(format!(
+            "unknown version mode {other} (use JUXMEM_LATEST, JUXMEM_AT_LEAST or JUXMEM_EXACTLY)"
+        ))),
+    }
+}
+
+/// The inclusive C corners `[lo, hi]` as the core's half-open `[lo, hi + 1)`.
+unsafe fn corners(
+    ndims: usize,
+    lo: *const u64,
+    hi: *const u64,
+) -> Result<(Vec<u64>, Vec<u64>), Error> {
+    let lo = slice(lo, ndims).to_vec();
+    let hi_inclusive = slice(hi, ndims);
+    let mut hi = Vec::with_capacity(ndims);
+    for (d, (&l, &h)) in lo.iter().zip(hi_inclusive).enumerate() {
+        if h < l {
+            return Err(Error::OutOfBounds(format!(
+                "region corner hi[{d}] = {h} is below lo[{d}] = {l} (hi is inclusive)"
+            )));
+        }
+        hi.push(
+            h.checked_add(1)
+                .ok_or_else(|| Error::Overflow("region corner".into()))?,
+        );
+    }
+    Ok((lo, hi))
+}
+
+/// Elements a buffer for `[lo, hi)` with leading dimensions `ld` spans (GA's rule).
+fn buffer_len(lo: &[u64], hi: &[u64], ld: Option<&[u64]>) -> Result<usize, Error> {
+    let ext: Vec<u64> = lo.iter().zip(hi).map(|(&l, &h)| h - l).collect();
+    if ext.contains(&0) {
+        return Ok(0);
+    }
+    let mut stride = 1u64;
+    let mut len = 1u64;
+    for i in (0..ext.len()).rev() {
+        len = len
+            .checked_add(
+                (ext[i] - 1)
+                    .checked_mul(stride)
+                    .ok_or_else(|| Error::Overflow("buffer".into()))?,
+            )
+            .ok_or_else(|| Error::Overflow("buffer".into()))?;
+        if i > 0 {
+            let step = ld.map_or(ext[i], |l| l[i - 1].max(ext[i]));
+            stride = stride
+                .checked_mul(step)
+                .ok_or_else(|| Error::Overflow("buffer".into()))?;
+        }
+    }
+    usize::try_from(len).map_err(|_| Error::Overflow("buffer".into()))
+}
+
+fn check_aligned<T>(p: *const c_void) -> Result<(), Error> {
+    if (p as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "buffer {p:?} is not aligned for its element type ({} bytes)",
+            std::mem::align_of::<T>()
+        )));
+    }
+    Ok(())
+}
+
+impl juxmem_array {
+    /// Runs `f` on the live array, or reports that the context was finalized.
+    fn with(&self, f: impl FnOnce(&mut AnyArray) -> juxmem_status) -> juxmem_status {
+        match self.inner.borrow_mut().as_mut() {
+            Some(a) => f(a),
+            None => finalized(),
+        }
+    }
+}
+
+unsafe fn make_array(
+    ctx: *mut juxmem_context,
+    name: *const c_char,
+    elem_type: juxmem_type,
+    layout: *const juxmem_layout,
+    out: *mut *mut juxmem_array,
+    build: impl FnOnce(
+        &jx::Federation,
+        &'static dyn Group,
+        &str,
+        ElemType,
+        jx::Layout,
+    ) -> Result<AnyArray, Error>,
+) -> juxmem_status {
+    let name = tri!(c_str(name, "the array name"));
+    let elem = tri!(crate::typed::elem_type(elem_type));
+    let layout = (*layout).layout.clone();
+    let ndims = layout.ndims();
+    let session = (*ctx).session.clone();
+    (*ctx).with(|s| {
+        // SAFETY: the communicator lives in the session until juxmem_finalize, which drops
+        // every array (under this same lock) before freeing it.
+        let group: &'static dyn Group =
+            std::mem::transmute::<&dyn Group, &'static dyn Group>(s.comm.as_ref());
+        let array = tri!(build(&s.fed, group, name, elem, layout));
+        let inner = Rc::new(RefCell::new(Some(array)));
+        s.arrays.retain(|w| w.strong_count() > 0);
+        s.arrays.push(Rc::downgrade(&inner));
+        *out = Box::into_raw(Box::new(juxmem_array {
+            inner,
+            session,
+            ndims,
+            elem,
+        }));
+        JUXMEM_OK
+    })
+}
+
+/// Creates array `name` (a namespace path such as "forecast/day1/t") of `type` stored in
+/// `layout` (collective over the context's communicator, whose rank i is grid rank i and, by
+/// default, the home of block i). `opts` may be NULL for the defaults.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_create(
+    ctx: *mut juxmem_context,
+    name: *const c_char,
+    elem_type: juxmem_type,
+    layout: *const juxmem_layout,
+    opts: *const juxmem_array_options,
+    out: *mut *mut juxmem_array,
+) -> juxmem_status {
+    boundary!({
+        check_null!(ctx, name, layout, out);
+        let o = if opts.is_null() {
+            default_options()
+        } else {
+            *opts
+        };
+        let replicate: Vec<String> = if o.replicate_to.is_null() {
+            vec![]
+        } else {
+            tri!(c_str(o.replicate_to, "replicate_to"))
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let policy = match o.on_full {
+            JUXMEM_FULL_BLOCK => FullPolicy::Block,
+            JUXMEM_FULL_DROP_OLDEST => FullPolicy::DropOldest,
+            other => {
+                return fail(
+                    JUXMEM_E_INVALID_ARGUMENT,
+                    &format!("unknown on_full policy {other}"),
+                )
+            }
+        };
+        make_array(
+            ctx,
+            name,
+            elem_type,
+            layout,
+            out,
+            |fed, group, name, elem, layout| {
+                let mut opts = ArrayOptions::new(layout)
+                    .redundancy(o.clusters, o.providers_per_cluster)
+                    .retention(o.max_versions, policy)
+                    .replicate_to(replicate);
+                if o.homes_on_daemons != 0 {
+                    opts = opts.homes_on_daemons();
+                }
+                for_elem!(elem, T => fed.create::<T, dyn Group>(group, name, opts).map(AnyArray::from))
+            },
+        )
+    })
+}
+
+/// Opens array `name` with this group's `layout` (collective). `type` must be the array's
+/// element type (JUXMEM_E_TYPE_MISMATCH otherwise) and `layout` its global shape. With
+/// `timeout_seconds` > 0, waits that long for the array to be created; with 0, an unknown name
+/// fails at once with JUXMEM_E_NOT_FOUND.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_open(
+    ctx: *mut juxmem_context,
+    name: *const c_char,
+    elem_type: juxmem_type,
+    layout: *const juxmem_layout,
+    timeout_seconds: f64,
+    out: *mut *mut juxmem_array,
+) -> juxmem_status {
+    boundary!({
+        check_null!(ctx, name, layout, out);
+        let wait = timeout_of(timeout_seconds, Duration::ZERO);
+        make_array(
+            ctx,
+            name,
+            elem_type,
+            layout,
+            out,
+            |fed, group, name, elem, layout| for_elem!(elem, T => fed.open_wait::<T, dyn Group>(group, name, layout, wait).map(AnyArray::from)),
+        )
+    })
+}
+
+/// Closes an array handle (not collective; a write in progress is aborted). Accepts NULL.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_close(array: *mut juxmem_array) {
+    if array.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let a = Box::from_raw(array);
+        a.inner.borrow_mut().take();
+    }));
+}
+
+/// Takes the array's write lock (collective), waiting at most `timeout_seconds` (<= 0: the
+/// default, JUXMEM_TIMEOUT). The local part then holds the latest version and may be written.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_acquire(
+    array: *mut juxmem_array,
+    timeout_seconds: f64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array);
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                let t = timeout_of(timeout_seconds, x.default_timeout());
+
+                status_of(x.acquire_timeout(t))
+            })
+        })
+    })
+}
+
+/// Publishes the local parts as a new version (collective); every replica is current when
+/// this returns. The new version is written to `version` unless it is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_release(
+    array: *mut juxmem_array,
+    version: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array);
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+
+                let v = tri!(x.release());
+                if !version.is_null() {
+                    *version = v;
+                }
+                JUXMEM_OK
+            })
+        })
+    })
+}
+
+/// Waits (collective, at most `timeout_seconds`; <= 0: the default) for a version: the latest
+/// (`JUXMEM_LATEST`), the latest once at least `version` (`JUXMEM_AT_LEAST`), or exactly
+/// `version` (`JUXMEM_EXACTLY`); then the local part holds it in this handle's layout. The
+/// version read is written to `version_out` (may be NULL).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_acquire_read(
+    array: *mut juxmem_array,
+    mode: juxmem_version_mode,
+    version: u64,
+    timeout_seconds: f64,
+    version_out: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array);
+        let req = tri!(version_req(mode, version));
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+
+                let t = timeout_of(timeout_seconds, x.default_timeout());
+                let v = tri!(x.acquire_read_timeout(req, t));
+                if !version_out.is_null() {
+                    *version_out = v;
+                }
+                JUXMEM_OK
+            })
+        })
+    })
+}
+
+/// Ends a read (collective).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_release_read(array: *mut juxmem_array) -> juxmem_status {
+    boundary!({
+        check_null!(array);
+        (*array).with(|a| each_array!(a, x, T => status_of(x.release_read())))
+    })
+}
+
+/// The version held (read) or being written from (write).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_version(
+    array: *mut juxmem_array,
+    version: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, version);
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+
+                match x.version() {
+                    Some(v) => {
+                        *version = v;
+                        JUXMEM_OK
+                    }
+                    None => fail(JUXMEM_E_NOT_ACQUIRED, &format!("{} is not acquired", x.name())),
+                }
+            })
+        })
+    })
+}
+
+unsafe fn local_access(
+    array: *mut juxmem_array,
+    writable: bool,
+    data: *mut *mut c_void,
+    local_shape: *mut u64,
+    global_offset: *mut u64,
+) -> juxmem_status {
+    (*array).with(|a| {
+        each_array!(a, x, T => {
+            let (p, _len) = tri!(x.local_raw(writable));
+            let layout = x.layout().clone();
+            let rank = x.rank();
+            let shape = tri!(layout.local_shape(rank));
+            let first = if shape.contains(&0) { vec![0; shape.len()] } else { tri!(layout.global_index(rank, 0)) };
+
+            *data = p.cast();
+            std::ptr::copy_nonoverlapping(shape.as_ptr(), local_shape, shape.len());
+            if !global_offset.is_null() {
+                std::ptr::copy_nonoverlapping(first.as_ptr(), global_offset, first.len());
+            }
+            JUXMEM_OK
+        })
+    })
+}
+
+/// Direct read access to this process's local part (after an acquire or acquire_read, and
+/// after a release until the next acquire): its address, its local shape (`ndims` values, the
+/// part is row-major) and, unless NULL, the global index of its first element (`ndims`
+/// values; zeros for an empty part). Valid until the next acquire, release, release_read or
+/// close of this handle. Never write through it: it may be a released, shared version.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_local_read(
+    array: *mut juxmem_array,
+    data: *mut *const c_void,
+    local_shape: *mut u64,
+    global_offset: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, data, local_shape);
+        local_access(array, false, data.cast(), local_shape, global_offset)
+    })
+}
+
+/// Direct write access to this process's local part, under a write acquire (otherwise
+/// JUXMEM_E_NOT_ACQUIRED). As juxmem_array_local_read otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_local_write(
+    array: *mut juxmem_array,
+    data: *mut *mut c_void,
+    local_shape: *mut u64,
+    global_offset: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, data, local_shape);
+        local_access(array, true, data, local_shape, global_offset)
+    })
+}
+
+/// Reads the global region [lo, hi] (inclusive, `ndims` values each) into `buf` (row-major,
+/// leading dimensions `ld`: `ndims - 1` values, or NULL for compact), under any acquire. One
+/// process alone.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_get(
+    array: *mut juxmem_array,
+    lo: *const u64,
+    hi: *const u64,
+    buf: *mut c_void,
+    ld: *const u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, lo, hi, buf);
+        let n = (*array).ndims;
+        let (lo, hi) = tri!(corners(n, lo, hi));
+        let ld = (!ld.is_null()).then(|| slice(ld, n.saturating_sub(1)));
+        let len = tri!(buffer_len(&lo, &hi, ld));
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                tri!(check_aligned::<T>(buf));
+                let b = std::slice::from_raw_parts_mut(buf.cast::<T>(), len);
+                status_of(x.get_ld(&lo, &hi, b, ld))
+            })
+        })
+    })
+}
+
+/// Writes `buf` into the global region [lo, hi] (inclusive), under a write acquire. One
+/// process alone. As juxmem_array_get otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_put(
+    array: *mut juxmem_array,
+    lo: *const u64,
+    hi: *const u64,
+    buf: *const c_void,
+    ld: *const u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, lo, hi, buf);
+        let n = (*array).ndims;
+        let (lo, hi) = tri!(corners(n, lo, hi));
+        let ld = (!ld.is_null()).then(|| slice(ld, n.saturating_sub(1)));
+        let len = tri!(buffer_len(&lo, &hi, ld));
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                tri!(check_aligned::<T>(buf));
+                let b = slice(buf.cast::<T>(), len);
+                status_of(x.put_ld(&lo, &hi, b, ld))
+            })
+        })
+    })
+}
+
+/// Locks the array for this process alone to read-modify-write the region [lo, hi]
+/// (inclusive), waiting at most `timeout_seconds` (<= 0: the default). Use juxmem_region_get
+/// / juxmem_region_put, then juxmem_region_release (publishes) or juxmem_region_free (aborts).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_lock_region(
+    array: *mut juxmem_array,
+    lo: *const u64,
+    hi: *const u64,
+    timeout_seconds: f64,
+    out: *mut *mut juxmem_region,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, lo, hi, out);
+        let (lo, hi) = tri!(corners((*array).ndims, lo, hi));
+        let (session, elem) = ((*array).session.clone(), (*array).elem);
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                let t = timeout_of(timeout_seconds, x.default_timeout());
+                let l = tri!(x.acquire_region(&lo, &hi, t));
+                let r = Region::Lock(AnyLock::from(l));
+
+                *out = Box::into_raw(Box::new(juxmem_region { inner: Some(r), session, elem }));
+                JUXMEM_OK
+            })
+        })
+    })
+}
+
+/// Waits (at most `timeout_seconds`) for a version, as juxmem_array_acquire_read, and holds it
+/// for this process alone to read the region [lo, hi] (inclusive) with juxmem_region_get.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_read_region(
+    array: *mut juxmem_array,
+    lo: *const u64,
+    hi: *const u64,
+    mode: juxmem_version_mode,
+    version: u64,
+    timeout_seconds: f64,
+    out: *mut *mut juxmem_region,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, lo, hi, out);
+        let (lo, hi) = tri!(corners((*array).ndims, lo, hi));
+        let req = tri!(version_req(mode, version));
+        let (session, elem) = ((*array).session.clone(), (*array).elem);
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                let t = timeout_of(timeout_seconds, x.default_timeout());
+                let r = tri!(x.acquire_region_read(&lo, &hi, req, t));
+
+                *out = Box::into_raw(Box::new(juxmem_region { inner: Some(Region::Read(AnyRead::from(r))), session, elem }));
+                JUXMEM_OK
+            })
+        })
+    })
+}
+
+unsafe fn region_len(r: &Region, ld: Option<&[u64]>) -> Result<usize, Error> {
+    let (lo, hi) = match r {
+        Region::Lock(l) => {
+            each_lock!(l, x, T => { let (a, b) = x.region(); (a.to_vec(), b.to_vec()) })
+        }
+        Region::Read(l) => {
+            each_read!(l, x, T => { let (a, b) = x.region(); (a.to_vec(), b.to_vec()) })
+        }
+    };
+    buffer_len(&lo, &hi, ld)
+}
+
+impl juxmem_region {
+    fn live(&mut self) -> Result<&mut Region, juxmem_status> {
+        if self.session.borrow().is_none() {
+            return Err(finalized());
+        }
+        self.inner
+            .as_mut()
+            .ok_or_else(|| fail(JUXMEM_E_NOT_ACQUIRED, "the region was released"))
+    }
+}
+
+/// Reads the region (row-major into `buf`, leading dimensions `ld` or NULL).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_region_get(
+    region: *mut juxmem_region,
+    buf: *mut c_void,
+    ld: *const u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(region, buf);
+        let r = match (*region).live() {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let n = match r {
+            Region::Lock(l) => each_lock!(l, x, T => x.region().0.len()),
+            Region::Read(l) => each_read!(l, x, T => x.region().0.len()),
+        };
+        let ld = (!ld.is_null()).then(|| slice(ld, n.saturating_sub(1)));
+        let len = tri!(region_len(r, ld));
+        match r {
+            Region::Lock(l) => each_lock!(l, x, T => {
+                tri!(check_aligned::<T>(buf));
+                status_of(x.get_ld(std::slice::from_raw_parts_mut(buf.cast::<T>(), len), ld))
+            }),
+            Region::Read(l) => each_read!(l, x, T => {
+                tri!(check_aligned::<T>(buf));
+                status_of(x.get_ld(std::slice::from_raw_parts_mut(buf.cast::<T>(), len), ld))
+            }),
+        }
+    })
+}
+
+/// Writes the locked region from `buf` (JUXMEM_E_NOT_ACQUIRED on a read region).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_region_put(
+    region: *mut juxmem_region,
+    buf: *const c_void,
+    ld: *const u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(region, buf);
+        let r = match (*region).live() {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let Region::Lock(l) = r else {
+            return fail(
+                JUXMEM_E_NOT_ACQUIRED,
+                "juxmem_region_put on a region held for reading",
+            );
+        };
+        let n = each_lock!(l, x, T => x.region().0.len());
+        let ld = (!ld.is_null()).then(|| slice(ld, n.saturating_sub(1)));
+        let len = tri!(region_len(r, ld));
+        let Region::Lock(l) = r else { unreachable!() };
+        each_lock!(l, x, T => {
+            tri!(check_aligned::<T>(buf));
+            status_of(x.put_ld(slice(buf.cast::<T>(), len), ld))
+        })
+    })
+}
+
+/// Ends a region and frees it: a write lock publishes what was written as a new version
+/// (written to `version` unless NULL); a read lets its version go. The handle is freed even
+/// on failure.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_region_release(
+    region: *mut juxmem_region,
+    version: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(region);
+        let mut r = Box::from_raw(region);
+        if r.session.borrow().is_none() {
+            return finalized();
+        }
+        let Some(inner) = r.inner.take() else {
+            return fail(JUXMEM_E_NOT_ACQUIRED, "the region was released");
+        };
+        let v = match inner {
+            Region::Lock(l) => each_lock!(l, x, T => tri!(x.release())),
+            Region::Read(l) => each_read!(l, x, T => {
+
+                let v = x.version();
+                tri!(x.release());
+                v
+            }),
+        };
+        let _ = r.elem;
+        if !version.is_null() {
+            *version = v;
+        }
+        JUXMEM_OK
+    })
+}
+
+/// Frees a region without publishing (a write lock is aborted). Accepts NULL.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_region_free(region: *mut juxmem_region) {
+    if region.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(region))));
+}
+
+/// The names matching `pattern` across the federation (`*` matches any run of characters; a
+/// pattern ending in '/' lists that namespace; "" or "*" lists everything), sorted.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_list(
+    ctx: *mut juxmem_context,
+    pattern: *const c_char,
+    out: *mut *mut juxmem_names,
+) -> juxmem_status {
+    boundary!({
+        check_null!(ctx, pattern, out);
+        let pattern = tri!(c_str(pattern, "the pattern"));
+        (*ctx).with(|s| {
+            let entries = tri!(s.fed.list(pattern));
+            let names = entries
+                .into_iter()
+                .map(|e| CString::new(e.name).unwrap_or_default())
+                .collect();
+            *out = Box::into_raw(Box::new(juxmem_names { names }));
+            JUXMEM_OK
+        })
+    })
+}
+
+/// Number of names in a list.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_names_count(
+    names: *const juxmem_names,
+    count: *mut usize,
+) -> juxmem_status {
+    boundary!({
+        check_null!(names, count);
+        *count = (*names).names.len();
+        JUXMEM_OK
+    })
+}
+
+/// Name `i` of a list (valid until the list is freed).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_names_get(
+    names: *const juxmem_names,
+    i: usize,
+    name: *mut *const c_char,
+) -> juxmem_status {
+    boundary!({
+        check_null!(names, name);
+        let list = &(*names).names;
+        match list.get(i) {
+            Some(n) => {
+                *name = n.as_ptr();
+                JUXMEM_OK
+            }
+            None => fail(
+                JUXMEM_E_OUT_OF_BOUNDS,
+                &format!("name {i} of a list of {}", list.len()),
+            ),
+        }
+    })
+}
+
+/// Frees a list of names. Accepts NULL.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_names_free(names: *mut juxmem_names) {
+    if !names.is_null() {
+        drop(Box::from_raw(names));
+    }
+}
+
+/// Element size in bytes of a type code (0 for an unknown code).
+#[no_mangle]
+pub extern "C" fn juxmem_type_size(elem_type: juxmem_type) -> usize {
+    crate::typed::elem_type(elem_type).map_or(0, |t| t.size())
+}

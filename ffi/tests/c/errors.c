@@ -1,0 +1,163 @@
+/*
+ * The C ABI's error paths (run by tests/c_abi.rs under mpirun -np 1 in a local federation):
+ * NULL handles and arguments, unknown names, type and shape mismatches, wrong region bounds,
+ * bad codes, calls after finalize. Each must return its documented code with a message, and
+ * nothing may crash. Prints "ERRORS ok checks=N" and exits 0 when every check holds.
+ */
+#include <juxmem.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+static int checks = 0, failures = 0;
+
+/* Checks that `got` is `want` and that the thread's last message contains `needle`. */
+static void expect(const char *what, juxmem_status got, juxmem_status want, const char *needle) {
+  checks++;
+  const char *msg = juxmem_last_error_message();
+  if (got != want || (needle && !strstr(msg, needle))) {
+    failures++;
+    fprintf(stderr, "FAIL %s: got %u (%s), want %u; message: %s\n", what, got,
+            juxmem_strerror(got), want, msg);
+  }
+}
+
+int main(int argc, char **argv) {
+  int provided;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+
+  /* Before anything: NULL out-parameters and handles. */
+  expect("init with NULL out", juxmem_init(MPI_COMM_WORLD, NULL), JUXMEM_E_NULL_PARAMETER, "out");
+  expect("acquire NULL array", juxmem_array_acquire(NULL, 1.0), JUXMEM_E_NULL_PARAMETER, "array");
+  expect("layout_ndims NULL", juxmem_layout_ndims(NULL, NULL), JUXMEM_E_NULL_PARAMETER, "layout");
+  expect("finalize NULL", juxmem_finalize(NULL), JUXMEM_E_NULL_PARAMETER, "ctx");
+  juxmem_array_close(NULL); /* accepted */
+  juxmem_layout_free(NULL);
+  juxmem_region_free(NULL);
+  juxmem_names_free(NULL);
+  juxmem_context_free(NULL);
+
+  /* Codes have names; unknown ones too. */
+  checks++;
+  if (strncmp(juxmem_strerror(JUXMEM_E_NOT_FOUND), "JUXMEM_E_NOT_FOUND", 18) != 0 ||
+      strncmp(juxmem_strerror(12345), "JUXMEM_E_UNKNOWN", 16) != 0) {
+    failures++;
+    fprintf(stderr, "FAIL strerror\n");
+  }
+
+  /* Bad layouts. */
+  juxmem_layout *layout = NULL;
+  uint64_t shape[2] = {10, 20}, grid[2] = {1, 1}, zero_grid[2] = {1, 0}, zero_blocks[2] = {0, 4};
+  juxmem_dist kinds[2] = {JUXMEM_BLOCK, JUXMEM_CYCLIC};
+  juxmem_dist bc[2] = {JUXMEM_BLOCK_CYCLIC, JUXMEM_BLOCK_CYCLIC};
+  juxmem_dist bogus[2] = {JUXMEM_BLOCK, 99};
+  expect("zero grid", juxmem_layout_new(2, shape, kinds, NULL, zero_grid, &layout),
+         JUXMEM_E_BAD_GRID, "0 processes");
+  expect("zero block", juxmem_layout_new(2, shape, bc, zero_blocks, grid, &layout),
+         JUXMEM_E_ZERO_BLOCK, "block size");
+  expect("block-cyclic without sizes", juxmem_layout_new(2, shape, bc, NULL, grid, &layout),
+         JUXMEM_E_INVALID_ARGUMENT, "block_sizes");
+  expect("unknown distribution", juxmem_layout_new(2, shape, bogus, NULL, grid, &layout),
+         JUXMEM_E_INVALID_ARGUMENT, "99");
+  checks++;
+  if (layout != NULL) { /* out-parameters are written only on success */
+    failures++;
+    fprintf(stderr, "FAIL: a failed call wrote its out-parameter\n");
+  }
+  expect("good layout", juxmem_layout_new(2, shape, kinds, NULL, grid, &layout), JUXMEM_OK, NULL);
+
+  juxmem_context *ctx = NULL;
+  expect("init", juxmem_init(MPI_COMM_WORLD, &ctx), JUXMEM_OK, NULL);
+  if (!ctx) {
+    fprintf(stderr, "cannot continue without a context: %s\n", juxmem_last_error_message());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+
+  /* Unknown names, bad names, unknown type codes. */
+  juxmem_array *a = NULL;
+  expect("open unknown", juxmem_array_open(ctx, "no/such/array", JUXMEM_TYPE_DOUBLE, layout, 0, &a),
+         JUXMEM_E_NOT_FOUND, "no/such/array");
+  expect("bad name", juxmem_array_create(ctx, "bad//name", JUXMEM_TYPE_DOUBLE, layout, NULL, &a),
+         JUXMEM_E_INVALID_ARGUMENT, "bad//name");
+  expect("unknown type", juxmem_array_create(ctx, "errors/x", 77, layout, NULL, &a),
+         JUXMEM_E_INVALID_ARGUMENT, "77");
+  expect("NULL name", juxmem_array_open(ctx, NULL, JUXMEM_TYPE_DOUBLE, layout, 0, &a),
+         JUXMEM_E_NULL_PARAMETER, "name");
+
+  /* A real array, then mismatches. */
+  expect("create", juxmem_array_create(ctx, "errors/x", JUXMEM_TYPE_DOUBLE, layout, NULL, &a),
+         JUXMEM_OK, NULL);
+  juxmem_array *b = NULL;
+  expect("type mismatch", juxmem_array_open(ctx, "errors/x", JUXMEM_TYPE_FLOAT, layout, 0, &b),
+         JUXMEM_E_TYPE_MISMATCH, "f64");
+  uint64_t other_shape[2] = {20, 10};
+  juxmem_layout *other = NULL;
+  expect("other layout", juxmem_layout_new(2, other_shape, kinds, NULL, grid, &other), JUXMEM_OK,
+         NULL);
+  expect("shape mismatch", juxmem_array_open(ctx, "errors/x", JUXMEM_TYPE_DOUBLE, other, 0, &b),
+         JUXMEM_E_SHAPE_MISMATCH, "shape");
+  expect("duplicate name", juxmem_array_create(ctx, "errors/x", JUXMEM_TYPE_DOUBLE, layout, NULL, &b),
+         JUXMEM_E_ALREADY_EXISTS, "errors/x");
+
+  /* Access without acquire, then wrong region bounds. */
+  double buf[400];
+  void *data;
+  uint64_t local_shape[2];
+  uint64_t lo[2] = {0, 0}, hi[2] = {1, 1}, beyond[2] = {10, 0}, inverted_lo[2] = {3, 3};
+  expect("get without acquire", juxmem_array_get(a, lo, hi, buf, NULL), JUXMEM_E_NOT_ACQUIRED, NULL);
+  expect("write without acquire", juxmem_array_local_write(a, &data, local_shape, NULL),
+         JUXMEM_E_NOT_ACQUIRED, "acquire");
+  expect("release without acquire", juxmem_array_release(a, NULL), JUXMEM_E_NOT_ACQUIRED, NULL);
+  expect("acquire", juxmem_array_acquire(a, 5.0), JUXMEM_OK, NULL);
+  expect("region beyond the array", juxmem_array_put(a, lo, beyond, buf, NULL),
+         JUXMEM_E_OUT_OF_BOUNDS, "region");
+  expect("inverted region", juxmem_array_get(a, inverted_lo, hi, buf, NULL), JUXMEM_E_OUT_OF_BOUNDS,
+         "inclusive");
+  uint64_t small_ld[1] = {1};
+  expect("leading dimension too small", juxmem_array_get(a, lo, hi, buf, small_ld),
+         JUXMEM_E_INVALID_ARGUMENT, "leading dimension");
+  expect("acquire twice", juxmem_array_acquire(a, 1.0), JUXMEM_E_NOT_ACQUIRED, "still acquired");
+  expect("bad version mode", juxmem_array_acquire_read(a, 9, 0, 1.0, NULL), JUXMEM_E_INVALID_ARGUMENT,
+         "version mode");
+  expect("local write", juxmem_array_local_write(a, &data, local_shape, NULL), JUXMEM_OK, NULL);
+  ((double *)data)[0] = 42.0;
+  uint64_t version = 0;
+  expect("release", juxmem_array_release(a, &version), JUXMEM_OK, NULL);
+  checks++;
+  if (version != 1) {
+    failures++;
+    fprintf(stderr, "FAIL: release gave version %llu\n", (unsigned long long)version);
+  }
+  expect("version wait times out", juxmem_array_acquire_read(a, JUXMEM_EXACTLY, 7, 0.3, NULL),
+         JUXMEM_E_TIMEOUT, "errors/x");
+  expect("read", juxmem_array_acquire_read(a, JUXMEM_AT_LEAST, 1, 5.0, &version), JUXMEM_OK, NULL);
+  expect("get", juxmem_array_get(a, lo, hi, buf, NULL), JUXMEM_OK, NULL);
+  checks++;
+  if (buf[0] != 42.0) {
+    failures++;
+    fprintf(stderr, "FAIL: read back %g\n", buf[0]);
+  }
+  expect("release read", juxmem_array_release_read(a), JUXMEM_OK, NULL);
+  juxmem_names *names = NULL;
+  expect("list", juxmem_list(ctx, "errors/", &names), JUXMEM_OK, NULL);
+  const char *name = NULL;
+  expect("list entry", juxmem_names_get(names, 0, &name), JUXMEM_OK, NULL);
+  expect("list beyond", juxmem_names_get(names, 1, &name), JUXMEM_E_OUT_OF_BOUNDS, "name 1");
+  juxmem_names_free(names);
+
+  /* After finalize: the context and its arrays refuse politely. */
+  expect("finalize", juxmem_finalize(ctx), JUXMEM_OK, NULL);
+  expect("finalize twice", juxmem_finalize(ctx), JUXMEM_E_FINALIZED, "juxmem_finalize");
+  expect("acquire after finalize", juxmem_array_acquire(a, 1.0), JUXMEM_E_FINALIZED, "finalize");
+  expect("open after finalize", juxmem_array_open(ctx, "errors/x", JUXMEM_TYPE_DOUBLE, layout, 0, &b),
+         JUXMEM_E_FINALIZED, "finalize");
+  expect("list after finalize", juxmem_list(ctx, "*", &names), JUXMEM_E_FINALIZED, NULL);
+  juxmem_array_close(a);
+  juxmem_context_free(ctx);
+  juxmem_layout_free(layout);
+  juxmem_layout_free(other);
+
+  printf("ERRORS %s checks=%d failures=%d\n", failures ? "FAILED" : "ok", checks, failures);
+  MPI_Finalize();
+  return failures ? 1 : 0;
+}

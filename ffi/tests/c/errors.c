@@ -120,6 +120,30 @@ int main(int argc, char **argv) {
   expect("bad version mode", juxmem_array_acquire_read(a, 9, 0, 1.0, NULL), JUXMEM_E_INVALID_ARGUMENT,
          "version mode");
   expect("local write", juxmem_array_local_write(a, &data, local_shape, NULL), JUXMEM_OK, NULL);
+  for (int i = 0; i < 200; i++) ((double *)data)[i] = (double)i; /* one rank: local = global */
+  /* A 2x3 region into a buffer with leading dimension 5 (GA style), then back out. */
+  double wide[10];
+  uint64_t rlo[2] = {1, 2}, rhi[2] = {2, 4}, ld5[1] = {5};
+  for (int i = 0; i < 10; i++) wide[i] = -1.0;
+  expect("get with ld", juxmem_array_get(a, rlo, rhi, wide, ld5), JUXMEM_OK, NULL);
+  checks++;
+  for (int r = 0; r < 2; r++)
+    for (int c = 0; c < 5; c++) {
+      double want = c < 3 ? (double)((1 + r) * 20 + 2 + c) : -1.0;
+      if (wide[r * 5 + c] != want) {
+        failures++;
+        fprintf(stderr, "FAIL get with ld: [%d][%d] = %g, want %g\n", r, c, wide[r * 5 + c], want);
+        r = 2;
+        break;
+      }
+    }
+  for (int i = 0; i < 10; i++) wide[i] = 1000.0 + i;
+  expect("put with ld", juxmem_array_put(a, rlo, rhi, wide, ld5), JUXMEM_OK, NULL);
+  checks++;
+  if (((double *)data)[1 * 20 + 2] != 1000.0 || ((double *)data)[2 * 20 + 4] != 1007.0) {
+    failures++;
+    fprintf(stderr, "FAIL put with ld\n");
+  }
   ((double *)data)[0] = 42.0;
   uint64_t version = 0;
   expect("release", juxmem_array_release(a, &version), JUXMEM_OK, NULL);

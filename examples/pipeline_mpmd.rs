@@ -14,7 +14,7 @@
 #[path = "weather/model.rs"]
 mod model;
 
-use juxmem::layout::{balanced_grid, Dist, Layout};
+use juxmem::layout::Layout;
 use juxmem::redistribute::mpi::{redistribute, RankMap};
 use juxmem::transport::mpi::check_thread_level;
 use juxmem::Plan;
@@ -34,18 +34,7 @@ struct Stage<'a, C: Communicator> {
 
 impl<C: Communicator> Stage<'_, C> {
     fn layout(&self, stage: usize) -> Layout {
-        let p = &self.params;
-        let n = self.ranks[stage - 1].len() as u64;
-        let shape = [p.rows as u64, p.cols as u64];
-        match stage {
-            1 => Layout::new(&shape, &[Dist::Block, Dist::Block], &[n, 1]),
-            2 => Layout::new(&shape, &[Dist::Cyclic, Dist::Block], &[n, 1]),
-            _ => {
-                let t = Dist::BlockCyclic(p.tile as u64);
-                Layout::new(&shape, &[t, t], &balanced_grid(n, 2).unwrap())
-            }
-        }
-        .unwrap()
+        model::stage_layout(&self.params, stage, self.ranks[stage - 1].len() as u64)
     }
 
     fn grid_rank(&self) -> u64 {

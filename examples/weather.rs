@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use juxmem::config::Config;
-use juxmem::layout::{Dist, Layout};
+use juxmem::layout::Layout;
 use juxmem::service::protocol::{FullPolicy, VersionReq};
 use juxmem::{ArrayOptions, Federation, SharedArray};
 use model::Params;
@@ -54,18 +54,7 @@ impl Ctx<'_> {
     }
 
     fn layout(&self, stage: usize) -> Layout {
-        let p = &self.params;
-        let n = self.world.size() as u64;
-        let shape = [p.rows as u64, p.cols as u64];
-        match stage {
-            1 => Layout::new(&shape, &[Dist::Block, Dist::Block], &[n, 1]),
-            2 => Layout::new(&shape, &[Dist::Cyclic, Dist::Block], &[n, 1]),
-            _ => {
-                let t = Dist::BlockCyclic(p.tile as u64);
-                Layout::new(&shape, &[t, t], &juxmem::balanced_grid(n, 2).unwrap())
-            }
-        }
-        .unwrap()
+        model::stage_layout(&self.params, stage, self.world.size() as u64)
     }
 
     /// Checks a part against the reference over the stage; prints on rank 0.

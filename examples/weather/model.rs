@@ -221,6 +221,22 @@ pub fn serial(p: &Params, cycle: u64) -> [Vec<f64>; 3] {
     [day1, day2, t]
 }
 
+/// The layout stage `stage` holds the field in, over `n` processes: (block, block) rows for day
+/// 1's stencil, (cyclic, block) rows for day 2's row-wise work, block-cyclic tiles for day 3.
+pub fn stage_layout(p: &Params, stage: usize, n: u64) -> Layout {
+    use juxmem::layout::Dist;
+    let shape = [p.rows as u64, p.cols as u64];
+    match stage {
+        1 => Layout::new(&shape, &[Dist::Block, Dist::Block], &[n, 1]),
+        2 => Layout::new(&shape, &[Dist::Cyclic, Dist::Block], &[n, 1]),
+        _ => {
+            let t = Dist::BlockCyclic(p.tile as u64);
+            Layout::new(&shape, &[t, t], &juxmem::balanced_grid(n, 2).unwrap())
+        }
+    }
+    .unwrap()
+}
+
 /// Initial field of `cycle` for `rank`'s part of `layout`.
 pub fn initial_part(p: &Params, cycle: u64, layout: &Layout, rank: u64) -> Vec<f64> {
     let mut part = vec![0.0; layout.local_len(rank).unwrap() as usize];

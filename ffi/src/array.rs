@@ -168,6 +168,22 @@ fn buffer_len(lo: &[u64], hi: &[u64], ld: Option<&[u64]>) -> Result<usize, Error
     usize::try_from(len).map_err(|_| Error::Overflow("buffer".into()))
 }
 
+/// Half-open corners, leading dimensions, and the elements the buffer must hold.
+type RegionArgs<'a> = (Vec<u64>, Vec<u64>, Option<&'a [u64]>, usize);
+
+/// A C region and its buffer's leading dimensions.
+unsafe fn region_args<'a>(
+    ndims: usize,
+    lo: *const u64,
+    hi: *const u64,
+    ld: *const u64,
+) -> Result<RegionArgs<'a>, Error> {
+    let (lo, hi) = corners(ndims, lo, hi)?;
+    let ld = (!ld.is_null()).then(|| slice(ld, ndims.saturating_sub(1)));
+    let len = buffer_len(&lo, &hi, ld)?;
+    Ok((lo, hi, ld, len))
+}
+
 fn check_aligned<T>(p: *const c_void) -> Result<(), Error> {
     if (p as usize) % std::mem::align_of::<T>() != 0 {
         return Err(Error::InvalidArgument(format!(
@@ -497,10 +513,7 @@ pub unsafe extern "C" fn juxmem_array_get(
 ) -> juxmem_status {
     boundary!({
         check_null!(array, lo, hi, buf);
-        let n = (*array).ndims;
-        let (lo, hi) = tri!(corners(n, lo, hi));
-        let ld = (!ld.is_null()).then(|| slice(ld, n.saturating_sub(1)));
-        let len = tri!(buffer_len(&lo, &hi, ld));
+        let (lo, hi, ld, len) = tri!(region_args((*array).ndims, lo, hi, ld));
         (*array).with(|a| {
             each_array!(a, x, T => {
                 tri!(check_aligned::<T>(buf));
@@ -523,10 +536,7 @@ pub unsafe extern "C" fn juxmem_array_put(
 ) -> juxmem_status {
     boundary!({
         check_null!(array, lo, hi, buf);
-        let n = (*array).ndims;
-        let (lo, hi) = tri!(corners(n, lo, hi));
-        let ld = (!ld.is_null()).then(|| slice(ld, n.saturating_sub(1)));
-        let len = tri!(buffer_len(&lo, &hi, ld));
+        let (lo, hi, ld, len) = tri!(region_args((*array).ndims, lo, hi, ld));
         (*array).with(|a| {
             each_array!(a, x, T => {
                 tri!(check_aligned::<T>(buf));

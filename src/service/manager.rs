@@ -479,6 +479,14 @@ impl Manager {
         }
     }
 
+    fn array_name(&self, array: ArrayId) -> String {
+        self.lock()
+            .arrays
+            .get(&array)
+            .map(|r| r.meta.spec.name.clone())
+            .unwrap_or_default()
+    }
+
     fn record(st: &mut State, array: ArrayId) -> Result<&mut Record> {
         st.arrays
             .get_mut(&array)
@@ -600,12 +608,7 @@ impl Manager {
                     .versions
                     .enqueue_writer();
                 let timeout = Duration::from_millis(timeout_ms);
-                let name = self
-                    .lock()
-                    .arrays
-                    .get(&array)
-                    .map(|r| r.meta.spec.name.clone())
-                    .unwrap_or_default();
+                let name = self.array_name(array);
                 let grant = self.wait(
                     timeout,
                     || format!("write lock of {name}"),
@@ -657,12 +660,7 @@ impl Manager {
                 pin,
             } => {
                 let timeout = Duration::from_millis(timeout_ms);
-                let name = self
-                    .lock()
-                    .arrays
-                    .get(&array)
-                    .map(|r| r.meta.spec.name.clone())
-                    .unwrap_or_default();
+                let name = self.array_name(array);
                 let last = std::cell::Cell::new(0u64);
                 let ((version, pin_id), blocks) = self.wait(
                     timeout,

@@ -29,18 +29,6 @@ impl Provider {
     pub fn new(store: Arc<Store>, pool: Arc<Pool>) -> Provider {
         Provider { store, pool }
     }
-
-    /// Publishes the working copy of `epoch` as `version` and brings every replica up to date.
-    pub fn publish(
-        &self,
-        array: ArrayId,
-        block: u32,
-        epoch: u64,
-        version: u64,
-        floor: u64,
-    ) -> Result<()> {
-        publish(&self.store, &self.pool, array, block, epoch, version, floor)
-    }
 }
 
 /// Publishes a block's working copy and replicates it (used by the service and by a rank's
@@ -219,8 +207,7 @@ impl Handler for Provider {
                 version,
                 floor,
             } => {
-                let r = self
-                    .publish(array, block, epoch, version, floor)
+                let r = publish(&self.store, &self.pool, array, block, epoch, version, floor)
                     .map(|_| Response::Ok);
                 reply(conn, r)
             }

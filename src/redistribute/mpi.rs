@@ -5,15 +5,17 @@
 //! MPMD job). Only ranks in either grid take part; no collective call is made, so ranks outside
 //! both grids need not call at all.
 //!
-//! Per rank: post every receive, then pack and send per destination (a contiguous piece is sent
-//! straight from the array, no packing), copy the same-process piece directly from source to
-//! destination while messages fly, then unpack each message as it completes. Message sizes come
-//! from the plan, so there is no count exchange.
+//! Per rank: post every receive (a piece that lands contiguously is received straight into
+//! the destination), then pack and send per destination (a contiguous piece is sent straight
+//! from the array, no packing), copy the same-process piece directly from source to
+//! destination while messages fly, then unpack each remaining message as it completes.
+//! Message sizes come from the plan, so there is no count exchange.
 
 use mpi::topology::Communicator;
 
-use crate::element::Element;
+use crate::element::{as_bytes, Element};
 use crate::error::{Error, Result};
+use crate::plan::stream::{copy_to_ptr, unpack_from_ptr};
 use crate::plan::Plan;
 use crate::transport::mpi::Exchange;
 
@@ -129,18 +131,34 @@ pub fn redistribute<T: Element, C: Communicator>(
         check_len("destination", plan.dst().local_len(q)?, d.len())?;
     }
 
+    // While messages are in flight the destination is written only through this pointer,
+    // each piece through a slice covering just its own elements (the plan moves every element
+    // exactly once), so in-place receives and local writes never overlap.
+    let (dst_ptr, dst_len) = match &mut dst {
+        Some(d) => (d.as_mut_ptr(), d.len()),
+        None => (std::ptr::null_mut(), 0),
+    };
     let mut ex: Exchange<'_, T> = Exchange::new(comm, REDISTRIBUTE_TAG);
     let mut recv_from = Vec::new(); // message id -> source grid rank
     if let Some(q) = my_q {
         for t in plan.sources(q)? {
             let peer = ranks.src[t.peer as usize];
-            if peer != me {
-                let id = ex.recv(peer, t.elements as usize)?;
-                if recv_from.len() <= id.0 {
-                    recv_from.resize(id.0 + 1, u64::MAX);
-                }
-                recv_from[id.0] = t.peer;
+            if peer == me {
+                continue;
             }
+            let id = match plan.contiguous_dst(t.peer, q)? {
+                // A piece landing contiguously is received in place: no buffer, no unpack.
+                // SAFETY: within `dst` (the plan's ranges are), exclusive (see above), and
+                // `ex` is dropped (waiting for every request) before `dst` is used again.
+                Some(range) => unsafe {
+                    ex.recv_into(peer, dst_ptr.add(range.start), range.len())?
+                },
+                None => ex.recv(peer, t.elements as usize)?,
+            };
+            if recv_from.len() <= id.0 {
+                recv_from.resize(id.0 + 1, u64::MAX);
+            }
+            recv_from[id.0] = t.peer;
         }
     }
     if let (Some(p), Some(s)) = (my_p, src) {
@@ -161,20 +179,27 @@ pub fn redistribute<T: Element, C: Communicator>(
             }
         }
     }
+    let piece_error = |e: std::io::Error| Error::InvalidArgument(format!("placing a piece: {e}"));
     // Same-process piece: straight copy, overlapping the messages in flight.
-    if let (Some(p), Some(q), Some(s), Some(d)) = (my_p, my_q, src, dst.as_deref_mut()) {
-        plan.copy(p, q, s, d)?;
+    if let (Some(p), Some(q), Some(s)) = (my_p, my_q, src) {
+        let spans = plan.spans(p, q)?;
+        // SAFETY: see above.
+        unsafe { copy_to_ptr(&spans, s, dst_ptr, dst_len) }.map_err(piece_error)?;
     }
     while let Some(id) = ex.wait_any()? {
         if ex.is_receive(id) {
             let data = ex.take_received(id)?;
-            let p = recv_from[id.0];
-            let d = dst.as_deref_mut().ok_or_else(|| {
-                Error::InvalidArgument("received data without a destination buffer".into())
+            let q = my_q.ok_or_else(|| {
+                Error::InvalidArgument("received data without a destination".into())
             })?;
-            plan.unpack(p, my_q.unwrap_or_default(), &data, d)?;
+            let spans = plan.spans(recv_from[id.0], q)?;
+            let mut bytes = as_bytes(&data);
+            // SAFETY: see above.
+            unsafe { unpack_from_ptr(&spans, &mut bytes, dst_ptr, dst_len) }
+                .map_err(piece_error)?;
         }
     }
+    drop(ex);
     Ok(())
 }
 

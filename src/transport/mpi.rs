@@ -29,6 +29,8 @@ enum Buffer<T> {
         _keep_alive: Option<Vec<T>>,
     },
     Recv(Vec<T>),
+    /// Received straight into memory the caller owns.
+    Placed,
     Taken,
 }
 
@@ -95,10 +97,27 @@ impl<'a, T: Element> Exchange<'a, T> {
         let bytes = as_bytes_mut(&mut buf);
         let (ptr, nbytes) = (bytes.as_mut_ptr(), bytes.len());
         let id = self.push(Buffer::Recv(buf));
+        self.post_recvs(id, peer, ptr, nbytes)?;
+        Ok(id)
+    }
+
+    /// Receives `len` elements from `peer` straight into `dst` (no buffer, no unpacking).
+    ///
+    /// # Safety
+    /// `dst` must be valid for `len` writes until the message completes (or the exchange is
+    /// dropped), and nothing else may access those elements meanwhile.
+    pub unsafe fn recv_into(&mut self, peer: i32, dst: *mut T, len: usize) -> Result<MsgId> {
+        let id = self.push(Buffer::Placed);
+        self.post_recvs(id, peer, dst.cast(), len * std::mem::size_of::<T>())?;
+        Ok(id)
+    }
+
+    fn post_recvs(&mut self, id: MsgId, peer: i32, ptr: *mut u8, nbytes: usize) -> Result<()> {
         for (off, n) in chunks(nbytes) {
             let mut req = ffi_request_null();
-            // SAFETY: the buffer is owned by `self.messages[id]` and outlives the request
-            // (Drop waits for all requests); chunks are disjoint and within the buffer.
+            // SAFETY: the buffer is owned by `self.messages[id]` (or guaranteed by the caller of
+            // `recv_into`) and outlives the request (Drop waits for all requests); chunks are
+            // disjoint and within the buffer.
             let rc = unsafe {
                 ffi::MPI_Irecv(
                     ptr.add(off).cast(),
@@ -112,7 +131,7 @@ impl<'a, T: Element> Exchange<'a, T> {
             };
             self.track(rc, req, id, "MPI_Irecv")?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Waits until some message has fully completed and returns it; `None` once nothing is in
@@ -170,7 +189,8 @@ impl<'a, T: Element> Exchange<'a, T> {
         }
     }
 
-    /// True when `id` is a receive (as opposed to a send).
+    /// True when `id` is a receive into a buffer of the exchange (to take with
+    /// [`Exchange::take_received`]).
     pub fn is_receive(&self, id: MsgId) -> bool {
         matches!(
             self.messages.get(id.0),

@@ -183,13 +183,7 @@ impl View {
         ld: Option<&[u64]>,
     ) -> Result<()> {
         let storage = &self.meta.spec.layout;
-        region::check_region(storage, lo, hi)?;
-        let strides = region_strides(lo, hi, ld)?;
-        self.check_buffer(lo, hi, &strides, buf.len(), ld.is_none())?;
-        let sel = Selection::Region {
-            lo: lo.to_vec(),
-            hi: hi.to_vec(),
-        };
+        let (strides, sel) = self.prepare_region(lo, hi, ld, buf.len())?;
         let mut work = Work::new();
         for b in 0..storage.nprocs() {
             let spans = region::region_spans(storage, b, lo, hi, Some(&strides))?;
@@ -212,13 +206,7 @@ impl View {
         ld: Option<&[u64]>,
     ) -> Result<Vec<u32>> {
         let storage = &self.meta.spec.layout;
-        region::check_region(storage, lo, hi)?;
-        let strides = region_strides(lo, hi, ld)?;
-        self.check_buffer(lo, hi, &strides, buf.len(), ld.is_none())?;
-        let sel = Selection::Region {
-            lo: lo.to_vec(),
-            hi: hi.to_vec(),
-        };
+        let (strides, sel) = self.prepare_region(lo, hi, ld, buf.len())?;
         let mut touched = Vec::new();
         for b in 0..storage.nprocs() {
             // Packed from the caller's strides; the walk order (hence the stream) does not
@@ -234,6 +222,26 @@ impl View {
             touched.push(b as u32);
         }
         Ok(touched)
+    }
+
+    /// Checks a region and its buffer; returns the buffer's strides and the selection.
+    fn prepare_region(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        ld: Option<&[u64]>,
+        buf_len: usize,
+    ) -> Result<(Vec<u64>, Selection)> {
+        region::check_region(&self.meta.spec.layout, lo, hi)?;
+        let strides = region_strides(lo, hi, ld)?;
+        self.check_buffer(lo, hi, &strides, buf_len, ld.is_none())?;
+        Ok((
+            strides,
+            Selection::Region {
+                lo: lo.to_vec(),
+                hi: hi.to_vec(),
+            },
+        ))
     }
 
     /// A compact buffer must hold exactly the region; one with leading dimensions at least up

@@ -48,6 +48,16 @@ impl Span {
         self.len * self.count
     }
 
+    /// The span with one side replaced by positions `pos..` of a packed message.
+    pub fn packed_at(self, side: Packed, pos: u64) -> Span {
+        let mut t = self;
+        match side {
+            Packed::Src => (t.src, t.src_stride) = (pos, self.len),
+            Packed::Dst => (t.dst, t.dst_stride) = (pos, self.len),
+        }
+        t
+    }
+
     /// The same span seen from the other side (source and destination exchanged).
     pub fn swapped(self) -> Span {
         Span {
@@ -59,6 +69,16 @@ impl Span {
             dst_stride: self.src_stride,
         }
     }
+}
+
+/// Which side of a span is a packed message (elements at consecutive positions in span
+/// order, as [`Plan::pack`] and [`stream::pack_to`] lay them out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packed {
+    /// The source is the packed message (unpacking).
+    Src,
+    /// The destination is the packed message (packing).
+    Dst,
 }
 
 /// One side of a transfer: the peer's rank and how many elements move.
@@ -222,18 +242,8 @@ impl Plan {
     pub fn copy<T: Copy>(&self, p: u64, q: u64, src: &[T], dst: &mut [T]) -> Result<()> {
         self.check_local_len("source", &self.src, p, src.len())?;
         self.check_local_len("destination", &self.dst, q, dst.len())?;
-        self.for_each_span(p, q, |s| {
-            let len = s.len as usize;
-            for i in 0..s.count {
-                let a = (s.src + i * s.src_stride) as usize;
-                let b = (s.dst + i * s.dst_stride) as usize;
-                if len == 1 {
-                    dst[b] = src[a];
-                } else {
-                    dst[b..b + len].copy_from_slice(&src[a..a + len]);
-                }
-            }
-        })
+        // SAFETY: `dst` is borrowed exclusively.
+        unsafe { self.move_elements(p, q, None, src, dst.as_mut_ptr(), dst.len()) }
     }
 
     /// Packs what source rank `p` sends to destination rank `q` from `src` into `out`, which
@@ -241,57 +251,68 @@ impl Plan {
     pub fn pack<T: Copy>(&self, p: u64, q: u64, src: &[T], out: &mut [T]) -> Result<()> {
         self.check_local_len("source", &self.src, p, src.len())?;
         self.check_message_len(p, q, out.len())?;
-        let mut pos = 0usize;
-        self.for_each_span(p, q, |s| {
-            let len = s.len as usize;
-            let (base, stride) = (s.src as usize, s.src_stride as usize);
-            if s.count == 1 || stride == len {
-                // Contiguous on the source side: one copy.
-                let n = len * s.count as usize;
-                out[pos..pos + n].copy_from_slice(&src[base..base + n]);
-                pos += n;
-            } else if len == 1 {
-                let n = s.count as usize;
-                for (i, o) in out[pos..pos + n].iter_mut().enumerate() {
-                    *o = src[base + i * stride];
-                }
-                pos += n;
-            } else {
-                for i in 0..s.count as usize {
-                    let a = base + i * stride;
-                    out[pos..pos + len].copy_from_slice(&src[a..a + len]);
-                    pos += len;
-                }
-            }
-        })
+        // SAFETY: `out` is borrowed exclusively.
+        unsafe { self.move_elements(p, q, Some(Packed::Dst), src, out.as_mut_ptr(), out.len()) }
     }
 
     /// Unpacks a message packed by [`Plan::pack`] for `(p, q)` into `dst` (q's local data).
     pub fn unpack<T: Copy>(&self, p: u64, q: u64, data: &[T], dst: &mut [T]) -> Result<()> {
         self.check_local_len("destination", &self.dst, q, dst.len())?;
+        // SAFETY: `dst` is borrowed exclusively.
+        unsafe { self.unpack_to_ptr(p, q, data, dst.as_mut_ptr(), dst.len()) }
+    }
+
+    /// [`Plan::unpack`] into a destination given by pointer (writes go through slices covering
+    /// only the elements the pair selects), so other pieces may land in the same buffer
+    /// meanwhile (in-place receives).
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `len` elements, and nothing else may access the
+    /// elements this pair selects while this runs.
+    pub unsafe fn unpack_to_ptr<T: Copy>(
+        &self,
+        p: u64,
+        q: u64,
+        data: &[T],
+        dst: *mut T,
+        len: usize,
+    ) -> Result<()> {
         self.check_message_len(p, q, data.len())?;
-        let mut pos = 0usize;
+        self.move_elements(p, q, Some(Packed::Src), data, dst, len)
+    }
+
+    /// Moves the elements of pair `(p, q)` from `src` to `dst`, span by span; with `packed`,
+    /// that side is a packed message (consecutive positions in span order).
+    unsafe fn move_elements<T: Copy>(
+        &self,
+        p: u64,
+        q: u64,
+        packed: Option<Packed>,
+        src: &[T],
+        dst: *mut T,
+        len: usize,
+    ) -> Result<()> {
+        let mut pos = 0u64;
+        let mut failed = None;
         self.for_each_span(p, q, |s| {
-            let len = s.len as usize;
-            let (base, stride) = (s.dst as usize, s.dst_stride as usize);
-            if s.count == 1 || stride == len {
-                // Contiguous on the destination side: one copy.
-                let n = len * s.count as usize;
-                dst[base..base + n].copy_from_slice(&data[pos..pos + n]);
-                pos += n;
-            } else if len == 1 {
-                let n = s.count as usize;
-                for (i, v) in data[pos..pos + n].iter().enumerate() {
-                    dst[base + i * stride] = *v;
-                }
-                pos += n;
-            } else {
-                for i in 0..s.count as usize {
-                    let b = base + i * stride;
-                    dst[b..b + len].copy_from_slice(&data[pos..pos + len]);
-                    pos += len;
-                }
+            if failed.is_some() {
+                return;
             }
+            let s = match packed {
+                Some(side) => {
+                    let t = s.packed_at(side, pos);
+                    pos += s.elements();
+                    t
+                }
+                None => s,
+            };
+            // SAFETY: per this function's contract.
+            if let Err(e) = unsafe { stream::copy_span_to_ptr(&s, src, dst, len) } {
+                failed = Some(e);
+            }
+        })?;
+        failed.map_or(Ok(()), |e| {
+            Err(Error::OutOfBounds(format!("plan span: {e}")))
         })
     }
 
@@ -440,6 +461,18 @@ impl Walk<'_> {
         if d == last {
             // Innermost dimension: its runs are contiguous on both sides.
             for r in self.runs[d] {
+                if r.inner.count == 1 {
+                    // Only one level of repetition: it is the span's own stride.
+                    f(Span {
+                        src: src_base + r.src,
+                        dst: dst_base + r.dst,
+                        len: r.len,
+                        count: r.outer.count,
+                        src_stride: r.outer.src_stride,
+                        dst_stride: r.outer.dst_stride,
+                    });
+                    continue;
+                }
                 for o in 0..r.outer.count {
                     f(Span {
                         src: src_base + r.src + o * r.outer.src_stride,

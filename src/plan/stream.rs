@@ -221,28 +221,75 @@ pub unsafe fn unpack_from_ptr<T: Element, R: Read>(
     Ok(())
 }
 
-/// Copies the elements the spans select from `src` (src side) to `dst` (dst side), through
-/// per-run slices (see [`unpack_from_ptr`]).
+/// Copies the elements the spans select from `src` (src side) to `dst` (dst side).
 ///
 /// # Safety
-/// As for [`unpack_from_ptr`].
+/// As for [`copy_span_to_ptr`].
 pub unsafe fn copy_to_ptr<T: Copy>(
     spans: &[Span],
     src: &[T],
     dst: *mut T,
     len: usize,
 ) -> io::Result<()> {
-    for s in spans {
-        let n = s.len as usize;
-        for i in 0..s.count {
-            let a = (s.src + i * s.src_stride) as usize;
-            let b = (s.dst + i * s.dst_stride) as usize;
-            let from = src.get(a..a + n).ok_or_else(|| bounds("source"))?;
-            if b.checked_add(n).is_none_or(|end| end > len) {
-                return Err(bounds("destination"));
-            }
-            // SAFETY: in bounds; exclusive per the contract.
-            unsafe { std::slice::from_raw_parts_mut(dst.add(b), n) }.copy_from_slice(from);
+    spans
+        .iter()
+        .try_for_each(|s| copy_span_to_ptr(s, src, dst, len))
+}
+
+/// Copies the elements one span selects from `src` (src side) to `dst` (dst side): one copy
+/// if the span is contiguous on both sides, a tight loop for single strided elements, else one
+/// copy per run. Writes go through the pointer, through slices covering only their run.
+///
+/// # Safety
+/// `dst` must be valid for writes of `len` elements, and no other thread may access the
+/// elements the span selects while this runs.
+pub unsafe fn copy_span_to_ptr<T: Copy>(
+    s: &Span,
+    src: &[T],
+    dst: *mut T,
+    len: usize,
+) -> io::Result<()> {
+    if s.count == 0 || s.len == 0 {
+        return Ok(());
+    }
+    // One past the last element touched on each side.
+    let end = |base: u64, stride: u64| {
+        (s.count - 1)
+            .checked_mul(stride)
+            .and_then(|x| x.checked_add(base))
+            .and_then(|x| x.checked_add(s.len))
+            .map_or(u64::MAX, |e| e)
+    };
+    if end(s.src, s.src_stride) > src.len() as u64 {
+        return Err(bounds("source"));
+    }
+    if end(s.dst, s.dst_stride) > len as u64 {
+        return Err(bounds("destination"));
+    }
+    let (n, count) = (s.len as usize, s.count as usize);
+    let (a, sa, b, sb) = (
+        s.src as usize,
+        s.src_stride as usize,
+        s.dst as usize,
+        s.dst_stride as usize,
+    );
+    if count == 1 || (sa == n && sb == n) {
+        // Contiguous on both sides: one copy.
+        let total = n * count;
+        // SAFETY: in bounds (checked); exclusive per the contract.
+        unsafe { std::slice::from_raw_parts_mut(dst.add(b), total) }
+            .copy_from_slice(&src[a..a + total]);
+    } else if n == 1 {
+        for i in 0..count {
+            // SAFETY: as above.
+            unsafe { dst.add(b + i * sb).write(src[a + i * sa]) };
+        }
+    } else {
+        for i in 0..count {
+            let (x, y) = (a + i * sa, b + i * sb);
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts_mut(dst.add(y), n) }
+                .copy_from_slice(&src[x..x + n]);
         }
     }
     Ok(())

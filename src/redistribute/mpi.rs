@@ -13,9 +13,9 @@
 
 use mpi::topology::Communicator;
 
-use crate::element::{as_bytes, Element};
+use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::plan::stream::{copy_to_ptr, unpack_from_ptr};
+use crate::plan::stream::copy_to_ptr;
 use crate::plan::Plan;
 use crate::transport::mpi::Exchange;
 
@@ -192,11 +192,8 @@ pub fn redistribute<T: Element, C: Communicator>(
             let q = my_q.ok_or_else(|| {
                 Error::InvalidArgument("received data without a destination".into())
             })?;
-            let spans = plan.spans(recv_from[id.0], q)?;
-            let mut bytes = as_bytes(&data);
             // SAFETY: see above.
-            unsafe { unpack_from_ptr(&spans, &mut bytes, dst_ptr, dst_len) }
-                .map_err(piece_error)?;
+            unsafe { plan.unpack_to_ptr(recv_from[id.0], q, &data, dst_ptr, dst_len)? };
         }
     }
     drop(ex);

@@ -317,24 +317,6 @@ impl Store {
         inner.used -= freed;
         Ok(())
     }
-
-    /// Drops an array's blocks.
-    pub fn forget(&self, array: ArrayId) {
-        let mut inner = self.lock();
-        let keys: Vec<_> = inner
-            .blocks
-            .keys()
-            .filter(|k| k.0 == array)
-            .copied()
-            .collect();
-        for k in keys {
-            if let Some(b) = inner.blocks.remove(&k) {
-                let bytes: u64 = b.snapshots.values().map(|d| d.len() as u64).sum();
-                inner.used -= bytes;
-            }
-        }
-        inner.metas.remove(&array);
-    }
 }
 
 /// Inserts a snapshot (replacing leftovers of aborted epochs at or above it) and drops

@@ -13,6 +13,7 @@
 //! - [`transport`]: how bytes move (MPI point-to-point inside a job).
 //! - [`element`]: the element types arrays hold.
 //! - [`error`]: the one error type, with stable numeric codes shared with the C ABI.
+//! - [`history`]: fault-test histories, their text files and checker (Jepsen semantics).
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod array;
 pub mod config;
 pub mod element;
 pub mod error;
+pub mod history;
 pub mod layout;
 pub mod plan;
 pub mod redistribute;

@@ -9,6 +9,7 @@
 //! | `JUXMEM_LISTEN` | `127.0.0.1:0` | Address a process's provider service listens on (port 0: any). |
 //! | `JUXMEM_CAPACITY` | unlimited | Bytes a rank's embedded provider offers (daemons: `--capacity`). |
 //! | `JUXMEM_TIMEOUT` | `60` | Seconds: the default timeout of every network wait. |
+//! | `JUXMEM_FAILURE_TIMEOUT` | `3` | Seconds without a heartbeat after which a process is declared dead (its copies fail over, its locks and pins are released). Heartbeats go every quarter of it. |
 //! | `JUXMEM_MAX_FRAME` | `16777216` | Largest control frame accepted, in bytes. |
 //! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
 //!
@@ -44,6 +45,8 @@ pub struct Config {
     pub capacity: u64,
     /// Timeouts and frame limit.
     pub net: NetConfig,
+    /// Failure detection: a process whose lease is not renewed for this long is declared dead.
+    pub failure_timeout: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -71,6 +74,16 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| {
             Error::InvalidArgument(format!("bad byte count {s:?} (e.g. 1048576, 64MiB, 2GiB)"))
+        })
+}
+
+fn parse_seconds(name: &str, v: &str) -> Result<Duration> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0 && s.is_finite() && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("{name}={v:?} is not a positive number of seconds"))
         })
 }
 
@@ -110,16 +123,10 @@ impl Config {
             c.capacity = parse_bytes(&v)?;
         }
         if let Some(v) = var("JUXMEM_TIMEOUT") {
-            let secs: f64 = v
-                .parse()
-                .ok()
-                .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "JUXMEM_TIMEOUT={v:?} is not a positive number of seconds"
-                    ))
-                })?;
-            c.net.io_timeout = Duration::from_secs_f64(secs);
+            c.net.io_timeout = parse_seconds("JUXMEM_TIMEOUT", &v)?;
+        }
+        if let Some(v) = var("JUXMEM_FAILURE_TIMEOUT") {
+            c.failure_timeout = parse_seconds("JUXMEM_FAILURE_TIMEOUT", &v)?;
         }
         if let Some(v) = var("JUXMEM_MAX_FRAME") {
             c.net.max_frame = parse_bytes(&v)? as usize;
@@ -143,6 +150,11 @@ impl Config {
     pub fn timeout(&self) -> Duration {
         self.net.io_timeout
     }
+
+    /// How often a process renews its leases (a quarter of the failure timeout).
+    pub fn heartbeat(&self) -> Duration {
+        self.failure_timeout / 4
+    }
 }
 
 impl Default for Config {
@@ -154,6 +166,7 @@ impl Default for Config {
             listen: "127.0.0.1:0".into(),
             capacity: u64::MAX,
             net: NetConfig::default(),
+            failure_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -57,11 +57,14 @@ pub enum ErrorCode {
     Stale = 405,
     /// An operation that needs an acquire was called without one (or with the wrong mode).
     NotAcquired = 406,
+    /// Refused because it came from an older placement term or a superseded write epoch: a
+    /// failover or a lease expiry happened meanwhile (clients retry against the new placement).
+    Fenced = 407,
 }
 
 impl ErrorCode {
     /// Every code, for tables and round trips.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::InvalidArgument,
         ErrorCode::ShapeMismatch,
         ErrorCode::TypeMismatch,
@@ -83,6 +86,7 @@ impl ErrorCode {
         ErrorCode::Lost,
         ErrorCode::Stale,
         ErrorCode::NotAcquired,
+        ErrorCode::Fenced,
     ];
 
     /// The numeric value, as the C ABI returns it.
@@ -190,6 +194,9 @@ pub enum Error {
     /// Missing or wrong acquire.
     #[error("not acquired: {0}")]
     NotAcquired(String),
+    /// From an older term or a superseded epoch.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// An error raised by a remote peer, with its code and full message.
     #[error("{message}")]
     Remote {
@@ -233,6 +240,7 @@ impl Error {
             Error::Lost(_) => ErrorCode::Lost,
             Error::Stale(_) => ErrorCode::Stale,
             Error::NotAcquired(_) => ErrorCode::NotAcquired,
+            Error::Fenced(_) => ErrorCode::Fenced,
             Error::Remote { code, .. } => *code,
         }
     }
@@ -257,6 +265,7 @@ impl Error {
             404 => Error::Lost(m),
             405 => Error::Stale(m),
             406 => Error::NotAcquired(m),
+            407 => Error::Fenced(m),
             other => Error::Remote {
                 code: ErrorCode::from_u32(other).unwrap_or(ErrorCode::InvalidArgument),
                 message: m,

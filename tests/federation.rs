@@ -361,7 +361,7 @@ fn hello_frame(version: u32, federation: &str) -> Vec<u8> {
         name: "test/raw".into(),
         cluster: "A".into(),
         federation: federation.into(),
-        epoch: 1,
+        incarnation: 1,
         software: "test".into(),
     };
     let mut body = MAGIC.to_vec();

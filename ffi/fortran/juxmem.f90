@@ -50,6 +50,7 @@ module juxmem
   integer, parameter, public :: JUXMEM_E_LOST = 404
   integer, parameter, public :: JUXMEM_E_STALE = 405
   integer, parameter, public :: JUXMEM_E_NOT_ACQUIRED = 406
+  integer, parameter, public :: JUXMEM_E_FENCED = 407
   integer, parameter, public :: JUXMEM_E_NULL_PARAMETER = 500
   integer, parameter, public :: JUXMEM_E_PANIC = 501
   integer, parameter, public :: JUXMEM_E_FINALIZED = 502

@@ -53,6 +53,8 @@ pub const JUXMEM_E_LOST: juxmem_status = 404;
 pub const JUXMEM_E_STALE: juxmem_status = 405;
 /// The operation needs an acquire (or another kind of acquire).
 pub const JUXMEM_E_NOT_ACQUIRED: juxmem_status = 406;
+/// Refused after a failover or a lease expiry (an older placement term or a superseded write).
+pub const JUXMEM_E_FENCED: juxmem_status = 407;
 /// A required pointer argument was NULL.
 pub const JUXMEM_E_NULL_PARAMETER: juxmem_status = 500;
 /// juxmem failed internally (a bug): the operation did not complete.
@@ -140,6 +142,10 @@ pub(crate) const STATUSES: &[(juxmem_status, &CStr)] = &[
     (
         JUXMEM_E_NOT_ACQUIRED,
         c"JUXMEM_E_NOT_ACQUIRED: the operation needs an acquire",
+    ),
+    (
+        JUXMEM_E_FENCED,
+        c"JUXMEM_E_FENCED: refused after a failover or a lease expiry",
     ),
     (
         JUXMEM_E_NULL_PARAMETER,

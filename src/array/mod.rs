@@ -84,10 +84,17 @@ impl ArrayOptions {
 
     /// Versions retained and the policy at the bound.
     pub fn retention(mut self, max_versions: u32, on_full: FullPolicy) -> ArrayOptions {
-        self.retention = Retention {
-            max_versions,
-            on_full,
-        };
+        self.retention.max_versions = max_versions;
+        self.retention.on_full = on_full;
+        self
+    }
+
+    /// Under `FullPolicy::Block`, wait for `n` readers from the start: until that many have
+    /// opened the array, writers keep the versions they have not read (a pipeline whose
+    /// consumer may start after its producer loses no step). Without it, writers wait only for
+    /// readers that have opened the array.
+    pub fn expect_readers(mut self, n: u32) -> ArrayOptions {
+        self.retention.readers = n;
         self
     }
 
@@ -159,6 +166,28 @@ impl Federation {
 
     fn manager_call(&self, req: &Request) -> Result<Response> {
         self.inner.pool.call_manager(&self.inner.manager, req)
+    }
+
+    /// Makes sure this process keeps a lease at `manager` (before taking a lock, a pin or a
+    /// reader registration there).
+    pub(crate) fn ensure_lease(&self, manager: &NodeInfo) -> Result<()> {
+        self.inner
+            .provider
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keeper
+            .ensure(&manager.addr)
+    }
+
+    /// How many times a manager declared this process dead (it was paused or cut off for
+    /// longer than the failure timeout).
+    pub fn evictions(&self) -> u64 {
+        self.inner
+            .provider
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keeper
+            .evictions()
     }
 
     /// Names matching `pattern` across the federation (`*` wildcards; `ns/` lists a namespace).
@@ -248,7 +277,13 @@ impl Federation {
             Ok(())
         };
         agree(group, hosted)?;
-        Ok(SharedArray::new(self.clone(), group, meta, opts.layout))
+        Ok(SharedArray::new(
+            self.clone(),
+            group,
+            meta,
+            opts.layout,
+            None,
+        ))
     }
 
     /// Opens array `name` with this group's `layout` (collective). Fails at once with
@@ -305,14 +340,22 @@ impl Federation {
                 got: layout.shape(),
             });
         }
-        Ok(SharedArray::new(self.clone(), group, meta, layout))
+        // Registered as a reader: under `FullPolicy::Block`, writers keep what it has not read.
+        let reader = on_root(group, || shared::add_reader(self, &meta.manager, meta.id))?;
+        Ok(SharedArray::new(
+            self.clone(),
+            group,
+            meta,
+            layout,
+            (group.rank() == 0).then_some(reader),
+        ))
     }
 
     pub(crate) fn is_home(&self, meta: &ArrayMeta, block: u64) -> bool {
         meta.blocks
             .get(block as usize)
             .and_then(|p| p.home.as_ref())
-            .is_some_and(|h| h.name == self.inner.node.name)
+            .is_some_and(|h| h.same(&self.inner.node))
     }
 
     /// Copies of block `b`, nearest first: this process, this cluster, other clusters; ties
@@ -326,7 +369,7 @@ impl Federation {
         let mut copies: Vec<(u8, NodeInfo)> = placement
             .copies()
             .map(|n| {
-                let d = if n.name == me.name {
+                let d = if n.same(me) {
                     0
                 } else if n.cluster == me.cluster {
                     1
@@ -340,6 +383,25 @@ impl Federation {
         copies.rotate_left(salt as usize % len);
         copies.sort_by_key(|c| c.0);
         copies.into_iter().map(|c| c.1).collect()
+    }
+}
+
+/// The current placement of an array's blocks from its manager, reporting `suspects` (copies
+/// found unreachable; the manager probes them and fails over at once if they are dead).
+pub(crate) fn fetch_placement(
+    fed: &Federation,
+    manager: &NodeInfo,
+    array: ArrayId,
+    suspects: Vec<NodeInfo>,
+) -> Result<Vec<BlockPlacement>> {
+    let contact = crate::service::contact::of_node(manager);
+    match fed
+        .inner
+        .pool
+        .call_manager(&contact, &Request::Placement { array, suspects })?
+    {
+        Response::Placement(blocks) => Ok(blocks),
+        other => Err(unexpected("Placement", &other)),
     }
 }
 

@@ -3,113 +3,129 @@
 //! they can outlive the call that made them (and live behind a C handle).
 
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::service::protocol::*;
-use crate::transport::tcp::Conn;
 
-use super::view::View;
+use super::view::{retry, retry_shared, View};
 use super::{unexpected, Federation};
 
-/// A write epoch's lease: the manager connection the lock was granted on (closing it aborts).
-pub(crate) struct Lease {
-    conn: Conn,
+/// A write epoch granted by an array's manager. The lock lives as long as this process's
+/// lease there (heartbeats from the lease keeper), so a holder that dies or stops answering
+/// loses it and its epoch is aborted.
+pub(crate) struct WriteEpoch {
+    fed: Federation,
+    manager: NodeInfo,
     array: ArrayId,
-    epoch: u64,
+    pub(crate) epoch: u64,
 }
 
-impl Lease {
-    /// Commits `version` and releases the lock.
-    pub(crate) fn commit(&mut self, version: u64) -> Result<()> {
-        self.conn.send(&Request::Commit {
+impl WriteEpoch {
+    /// Commits `version` with what the release did to each block, and releases the lock.
+    pub(crate) fn commit(&self, version: u64, touched: Vec<Touched>) -> Result<()> {
+        let req = Request::Commit {
             array: self.array,
             epoch: self.epoch,
             version,
-        })?;
-        self.conn.recv::<Response>()?.into_result().map(|_| ())
+            touched,
+        };
+        self.fed
+            .inner
+            .pool
+            .call(&self.manager.addr, &req)
+            .map(|_| ())
     }
 
-    /// Gives the lock up without publishing (closing the connection would too).
-    pub(crate) fn abort(mut self) {
-        let _ = self.conn.send(&Request::Abort {
+    /// Gives the lock up without publishing.
+    pub(crate) fn abort(self) {
+        let req = Request::Abort {
             array: self.array,
             epoch: self.epoch,
-        });
-        let _ = self.conn.recv::<Response>();
+        };
+        let _ = self.fed.inner.pool.call(&self.manager.addr, &req);
     }
 }
 
-pub(crate) type Granted = (u64, u64, u64, Vec<BlockPlacement>);
+/// What a write lock grant says.
+pub(crate) struct Granted {
+    pub(crate) epoch: WriteEpoch,
+    pub(crate) base: u64,
+    pub(crate) floor: u64,
+    pub(crate) blocks: Vec<BlockPlacement>,
+}
 
-/// Takes an array's write lock on a dedicated manager connection (the lease).
+/// Takes an array's write lock, under this process's lease at the array's manager.
 pub(crate) fn take_write_lock(
     fed: &Federation,
     manager: &NodeInfo,
     id: ArrayId,
     timeout: Duration,
-) -> Result<(Lease, Granted)> {
-    let pool = &fed.inner.pool;
-    let mut conn = crate::transport::tcp::connect(&manager.addr, pool.hello(), pool.net())?;
-    conn.set_read_timeout(Some(timeout + pool.net().io_timeout))?;
-    conn.send(&Request::AcquireWrite {
-        array: id,
-        timeout_ms: timeout.as_millis() as u64,
-    })?;
-    match conn.recv::<Response>()?.into_result()? {
+) -> Result<Granted> {
+    fed.ensure_lease(manager)?;
+    let r = fed.inner.pool.call_waiting(
+        &manager.addr,
+        &Request::AcquireWrite {
+            array: id,
+            timeout_ms: timeout.as_millis() as u64,
+        },
+        timeout,
+    )?;
+    match r {
         Response::WriteGranted {
             epoch,
             base,
             floor,
             blocks,
-        } => {
-            conn.set_read_timeout(Some(pool.net().io_timeout))?;
-            Ok((
-                Lease {
-                    conn,
-                    array: id,
-                    epoch,
-                },
-                (epoch, base, floor, blocks),
-            ))
-        }
+        } => Ok(Granted {
+            epoch: WriteEpoch {
+                fed: fed.clone(),
+                manager: manager.clone(),
+                array: id,
+                epoch,
+            },
+            base,
+            floor,
+            blocks,
+        }),
         other => Err(unexpected("AcquireWrite", &other)),
     }
+}
+
+/// One `put` of a region lock, kept to be written again if a home fails over before the
+/// release commits.
+struct Put<T> {
+    buf: Vec<T>,
+    ld: Option<Vec<u64>>,
 }
 
 /// A region locked by one process for read-modify-write. Dropping it without `release`
 /// aborts: nothing written is published.
 pub struct RegionLock<T: Element> {
     view: View,
-    lease: Option<Lease>,
-    epoch: u64,
+    epoch: Option<WriteEpoch>,
     base: u64,
     floor: u64,
     lo: Vec<u64>,
     hi: Vec<u64>,
+    puts: Vec<Put<T>>,
     touched: Vec<u32>,
     _elem: PhantomData<T>,
 }
 
 impl<T: Element> RegionLock<T> {
-    pub(crate) fn new(
-        view: View,
-        lease: Lease,
-        epoch: u64,
-        base: u64,
-        floor: u64,
-        lo: &[u64],
-        hi: &[u64],
-    ) -> Self {
+    pub(crate) fn new(view: View, granted: Granted, lo: &[u64], hi: &[u64]) -> Self {
+        let mut view = view;
+        view.meta.blocks = granted.blocks;
         RegionLock {
             view,
-            lease: Some(lease),
-            epoch,
-            base,
-            floor,
+            epoch: Some(granted.epoch),
+            base: granted.base,
+            floor: granted.floor,
             lo: lo.to_vec(),
             hi: hi.to_vec(),
+            puts: Vec::new(),
             touched: Vec::new(),
             _elem: PhantomData,
         }
@@ -125,6 +141,26 @@ impl<T: Element> RegionLock<T> {
         (&self.lo, &self.hi)
     }
 
+    fn epoch(&self) -> Result<u64> {
+        self.epoch
+            .as_ref()
+            .map(|e| e.epoch)
+            .ok_or_else(|| Error::NotAcquired("the region lock was released".into()))
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.view.fed.timeout()
+    }
+
+    /// Writes every put so far again, to the homes of the current placement (after a
+    /// failover the new home starts the epoch from the committed state).
+    fn replay(view: &View, epoch: u64, lo: &[u64], hi: &[u64], puts: &[Put<T>]) -> Result<()> {
+        for p in puts {
+            view.put_region(epoch, lo, hi, &p.buf, p.ld.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// Reads the locked region's current contents (row-major over the region).
     pub fn get(&self, buf: &mut [T]) -> Result<()> {
         self.get_ld(buf, None)
@@ -132,13 +168,18 @@ impl<T: Element> RegionLock<T> {
 
     /// [`RegionLock::get`] into a buffer with leading dimensions `ld`.
     pub fn get_ld(&self, buf: &mut [T], ld: Option<&[u64]>) -> Result<()> {
-        self.view.get_region(
-            self.base,
-            Some((self.epoch, self.base)),
-            &self.lo,
-            &self.hi,
-            buf,
-            ld,
+        let epoch = self.epoch()?;
+        let (lo, hi, puts) = (&self.lo, &self.hi, &self.puts);
+        retry_shared(
+            &self.view,
+            self.deadline(),
+            "reading a locked region",
+            |v, moved| {
+                if moved {
+                    Self::replay(v, epoch, lo, hi, puts)?;
+                }
+                v.get_region(self.base, Some(epoch), lo, hi, buf, ld)
+            },
         )
     }
 
@@ -149,9 +190,21 @@ impl<T: Element> RegionLock<T> {
 
     /// [`RegionLock::put`] from a buffer with leading dimensions `ld`.
     pub fn put_ld(&mut self, buf: &[T], ld: Option<&[u64]>) -> Result<()> {
-        let touched = self
-            .view
-            .put_region(self.epoch, self.base, &self.lo, &self.hi, buf, ld)?;
+        let epoch = self.epoch()?;
+        let deadline = self.deadline();
+        let (lo, hi, puts) = (&self.lo, &self.hi, &self.puts);
+        let mut fresh = false;
+        let touched = retry(&mut self.view, deadline, "writing a locked region", |v| {
+            if fresh {
+                Self::replay(v, epoch, lo, hi, puts)?;
+            }
+            fresh = true;
+            v.put_region(epoch, lo, hi, buf, ld)
+        })?;
+        self.puts.push(Put {
+            buf: buf.to_vec(),
+            ld: ld.map(<[u64]>::to_vec),
+        });
         for b in touched {
             if !self.touched.contains(&b) {
                 self.touched.push(b);
@@ -160,25 +213,40 @@ impl<T: Element> RegionLock<T> {
         Ok(())
     }
 
-    /// Publishes the written blocks as a new version (replicas current) and commits it.
+    /// Publishes the written blocks as a new version (every live copy current) and commits
+    /// it. A home that fails over meanwhile is written again and the release retried, within
+    /// the federation's timeout.
     pub fn release(mut self) -> Result<u64> {
+        let epoch = self.epoch()?;
         let version = self.base + 1;
-        for &b in &self.touched {
-            self.view
-                .publish_block(b, self.epoch, version, self.floor)?;
+        let (floor, deadline) = (self.floor, self.deadline());
+        let (lo, hi, puts, touched) = (&self.lo, &self.hi, &self.puts, &self.touched);
+        let lock = self.epoch.as_ref().expect("checked above");
+        let mut fresh = false;
+        let r = retry(&mut self.view, deadline, "releasing a region lock", |v| {
+            if fresh {
+                Self::replay(v, epoch, lo, hi, puts)?;
+            }
+            fresh = true;
+            let mut done = Vec::new();
+            for &b in touched {
+                done.extend(v.publish_block(b, epoch, version, floor)?);
+            }
+            lock.commit(version, done)
+        });
+        match r {
+            Ok(()) => {
+                self.epoch = None;
+                Ok(version)
+            }
+            Err(e) => Err(e),
         }
-        let mut lease = self
-            .lease
-            .take()
-            .ok_or_else(|| Error::NotAcquired("region lock already released".into()))?;
-        lease.commit(version)?;
-        Ok(version)
     }
 }
 
 impl<T: Element> Drop for RegionLock<T> {
     fn drop(&mut self) {
-        if let Some(l) = self.lease.take() {
+        if let Some(l) = self.epoch.take() {
             l.abort();
         }
     }
@@ -223,8 +291,10 @@ impl<T: Element> RegionRead<T> {
 
     /// [`RegionRead::get`] into a buffer with leading dimensions `ld`.
     pub fn get_ld(&self, buf: &mut [T], ld: Option<&[u64]>) -> Result<()> {
-        self.view
-            .get_region(self.version, None, &self.lo, &self.hi, buf, ld)
+        let deadline = Instant::now() + self.view.fed.timeout();
+        retry_shared(&self.view, deadline, "reading a region", |v, _| {
+            v.get_region(self.version, None, &self.lo, &self.hi, buf, ld)
+        })
     }
 
     /// Lets the version go.

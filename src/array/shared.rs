@@ -5,6 +5,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -12,9 +16,9 @@ use crate::plan::{region, Plan, Span};
 use crate::service::protocol::*;
 use crate::service::store::{Data, Working};
 
-use super::region::{take_write_lock, Lease, RegionLock, RegionRead};
-use super::view::View;
-use super::{agree, on_root, unexpected, Federation, Group};
+use super::region::{take_write_lock, RegionLock, RegionRead, WriteEpoch};
+use super::view::{retry, retry_shared, retryable, View};
+use super::{agree, fetch_placement, on_root, unexpected, Federation, Group};
 
 /// This process's part of an array, wherever it lives.
 enum Local<T> {
@@ -79,6 +83,33 @@ enum Access {
     Read { version: u64, pin: Option<u64> },
 }
 
+/// A `put` made under a collective acquire, kept to be written again if a home fails over
+/// before the release commits.
+struct Put<T> {
+    lo: Vec<u64>,
+    hi: Vec<u64>,
+    buf: Vec<T>,
+    ld: Option<Vec<u64>>,
+}
+
+/// One member's part of a release round, gathered at the root.
+#[derive(Serialize, Deserialize)]
+struct RoundReport {
+    /// The blocks it published, or its error (code, message).
+    published: std::result::Result<Vec<Touched>, (u32, String)>,
+    /// Copies it found unreachable.
+    suspects: Vec<NodeInfo>,
+}
+
+/// What the root decided at the end of a release round.
+#[derive(Serialize, Deserialize)]
+enum Step {
+    /// Committed.
+    Done,
+    /// Try again on this placement.
+    Retry(Vec<BlockPlacement>),
+}
+
 /// A named shared array as seen by one group with one layout.
 pub struct SharedArray<'g, T: Element, G: Group + ?Sized> {
     view: View,
@@ -86,22 +117,30 @@ pub struct SharedArray<'g, T: Element, G: Group + ?Sized> {
     layout: Layout,
     access: Access,
     local: Local<T>,
-    lease: Option<Lease>,
+    /// The write epoch (on the root, which took the lock).
+    lock: Option<WriteEpoch>,
+    /// This handle's reader registration (opened handles; kept by the root).
+    reader: Option<u64>,
+    puts: Mutex<Vec<Put<T>>>,
 }
 
 impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
-    pub(crate) fn new(fed: Federation, group: &'g G, meta: ArrayMeta, layout: Layout) -> Self {
+    pub(crate) fn new(
+        fed: Federation,
+        group: &'g G,
+        meta: ArrayMeta,
+        layout: Layout,
+        reader: Option<u64>,
+    ) -> Self {
         SharedArray {
-            view: View {
-                fed,
-                meta,
-                rank: group.rank() as u64,
-            },
+            view: View::new(fed, meta, group.rank() as u64),
             group,
             layout,
             access: Access::None,
             local: Local::Empty,
-            lease: None,
+            lock: None,
+            reader,
+            puts: Mutex::new(Vec::new()),
         }
     }
 
@@ -145,6 +184,10 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             && self.view.fed.is_home(&self.view.meta, self.view.rank)
     }
 
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.view.fed.timeout()
+    }
+
     /// Takes the array's write lock (collective): the local part then holds the latest version
     /// and may be modified; `put` may write anywhere.
     pub fn acquire(&mut self) -> Result<()> {
@@ -156,17 +199,19 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         self.check_idle("acquire")?;
         let fed = self.view.fed.clone();
         let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
-        let mut lease = None;
+        let mut lock = None;
         let grant = on_root(self.group, || {
-            let (l, g) = take_write_lock(&fed, &manager, id, timeout)?;
-            lease = Some(l);
-            Ok(g)
+            let g = take_write_lock(&fed, &manager, id, timeout)?;
+            let out = (g.epoch.epoch, g.base, g.floor, g.blocks);
+            lock = Some(g.epoch);
+            Ok(out)
         })?;
-        self.lease = lease;
+        self.lock = lock;
         let (epoch, base, floor, blocks) = grant;
         self.view.meta.blocks = blocks;
         self.view.meta.committed = base;
         self.access = Access::Write { epoch, base, floor };
+        self.puts.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let loaded = self.load_for_write(epoch, base);
         let r = agree(self.group, loaded);
         if r.is_err() {
@@ -178,17 +223,33 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     fn load_for_write(&mut self, epoch: u64, base: u64) -> Result<()> {
         if self.owns_block() {
             let (id, rank) = (self.view.meta.id, self.view.rank as u32);
-            self.local = Local::Working(self.view.fed.inner.store.working(id, rank, epoch, base)?);
+            let p = &self.view.meta.blocks[rank as usize];
+            let (term, stamp) = (p.term, p.latest());
+            let store = &self.view.fed.inner.store;
+            self.local = Local::Working(store.working(id, rank, term, epoch, stamp)?);
         } else {
-            let mut v = self.reusable_local()?;
-            self.view.fetch_pieces(&self.layout, base, None, &mut v)?;
+            let v = self.fetch_local(base)?;
             self.local = Local::Owned(v);
         }
         Ok(())
     }
 
-    /// Publishes the local parts (collective): every block gets the new version, every replica
-    /// is current, then the version is committed and returned.
+    /// This rank's part of `version` in this handle's layout, from the nearest copies (riding
+    /// over failovers until the deadline).
+    fn fetch_local(&mut self, version: u64) -> Result<Vec<T>> {
+        let mut v = self.reusable_local()?;
+        let deadline = self.deadline();
+        let layout = &self.layout;
+        retry(&mut self.view, deadline, "reading", |view| {
+            view.fetch_pieces(layout, version, &mut v)
+        })?;
+        Ok(v)
+    }
+
+    /// Publishes the local parts (collective): every block gets the new version, every live
+    /// copy is current, then the version is committed and returned. A home that fails over
+    /// meanwhile is written again on the new placement; every member of the group goes
+    /// through the same rounds and returns the same outcome.
     pub fn release(&mut self) -> Result<u64> {
         let Access::Write { epoch, base, floor } = self.access else {
             return Err(Error::NotAcquired(format!(
@@ -197,68 +258,168 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             )));
         };
         let version = base + 1;
-        let written = self.write_back(epoch, base, version, floor);
-        let r = agree(self.group, written).and_then(|_| {
-            let lease = &mut self.lease;
-            on_root(self.group, || {
-                let l = lease
-                    .as_mut()
-                    .ok_or_else(|| Error::NotAcquired("no lease on the root".into()))?;
-                l.commit(version)
-            })
-        });
-        if let Err(e) = r {
+        if let Err(e) = self.release_rounds(epoch, version, floor) {
             self.abort_write();
             return Err(e);
         }
-        self.lease = None;
+        self.lock = None;
         self.access = Access::None;
         self.view.meta.committed = version;
         // Keep the published local part readable without a copy.
         if self.owns_block() {
             let (id, rank) = (self.view.meta.id, self.view.rank as u32);
-            if let Ok(s) = self.view.fed.inner.store.snapshot(id, rank, version) {
+            if let Ok(s) = self
+                .view
+                .fed
+                .inner
+                .store
+                .snapshot(id, rank, Stamp { version, epoch })
+            {
                 self.local = Local::Snapshot(s);
             }
         }
         Ok(version)
     }
 
-    fn write_back(&mut self, epoch: u64, base: u64, version: u64, floor: u64) -> Result<()> {
-        if self.owns_block() {
-            // Own block: publish here (replicas are brought up to date before this returns).
-            self.local = Local::Empty;
-            return self
-                .view
-                .publish_block(self.view.rank as u32, epoch, version, floor);
-        }
-        // Another layout (or remote homes): send our pieces to the homes, then publish the
-        // blocks, spread over the group's members.
-        if let Local::Owned(v) = &self.local {
-            let rank = self.view.rank;
-            let plan = Plan::cached(&self.layout, &self.view.meta.spec.layout)?;
-            for t in plan.destinations(rank)? {
-                let spans: Vec<Span> = plan.spans(rank, t.peer)?;
-                let sel = Selection::Piece {
-                    target: self.layout.clone(),
-                    q: rank,
+    /// Release rounds: each one sends the pieces, publishes, and lets the root commit or
+    /// decide to retry on a fresh placement. Every member makes the same three collective
+    /// calls per round, whatever fails where.
+    fn release_rounds(&mut self, epoch: u64, version: u64, floor: u64) -> Result<()> {
+        let deadline = self.deadline();
+        let mut round = 0u32;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let sent = self.send_pieces(epoch, version, round > 0);
+            let sent = agree(self.group, sent);
+            let published = match sent {
+                Ok(()) => self.publish_share(epoch, version, floor),
+                Err(e) => Err(e),
+            };
+            let suspects =
+                std::mem::take(&mut *self.view.suspects.lock().unwrap_or_else(|e| e.into_inner()));
+            let report = RoundReport {
+                published: published.map_err(|e| (e.code().as_u32(), e.to_string())),
+                suspects,
+            };
+            let bytes = postcard::to_stdvec(&report)
+                .map_err(|e| Error::Protocol(format!("encoding a release report: {e}")))?;
+            let reports = self.group.all_gather_bytes(&bytes);
+            let (view, lock) = (&self.view, &self.lock);
+            let step = on_root(self.group, || {
+                let mut touched = Vec::new();
+                let mut suspects = Vec::new();
+                let mut failure = None;
+                for r in &reports {
+                    let r: RoundReport = postcard::from_bytes(r)
+                        .map_err(|e| Error::Protocol(format!("a release report: {e}")))?;
+                    suspects.extend(r.suspects);
+                    match r.published {
+                        Ok(t) => touched.extend(t),
+                        Err((code, msg)) => {
+                            failure.get_or_insert(Error::from_wire(code, msg));
+                        }
+                    }
+                }
+                let outcome = match failure {
+                    None => lock
+                        .as_ref()
+                        .ok_or_else(|| Error::NotAcquired("no write epoch on the root".into()))?
+                        .commit(version, touched),
+                    Some(e) => Err(e),
                 };
-                self.view
-                    .send_write(t.peer as u32, epoch, base, &sel, &spans, v)?;
+                match outcome {
+                    Ok(()) => Ok(Step::Done),
+                    Err(e) if retryable(&e) && Instant::now() < deadline => {
+                        tracing::info!("release of {}: {e}; retrying", view.name());
+                        let blocks =
+                            fetch_placement(&view.fed, &view.meta.manager, view.meta.id, suspects)?;
+                        if blocks == view.meta.blocks {
+                            std::thread::sleep(pause);
+                            pause = (pause * 2).min(Duration::from_millis(500));
+                        }
+                        Ok(Step::Retry(blocks))
+                    }
+                    Err(e) if retryable(&e) => Err(Error::Timeout {
+                        what: format!("release of {}: last error: {e}", view.name()),
+                        seconds: view.fed.timeout().as_secs_f64(),
+                    }),
+                    Err(e) => Err(e),
+                }
+            })?;
+            match step {
+                Step::Done => return Ok(()),
+                Step::Retry(blocks) => {
+                    self.view.meta.blocks = blocks;
+                    round += 1;
+                }
             }
         }
-        agree(self.group, Ok(()))?;
-        let nblocks = self.view.meta.blocks.len() as u64;
-        let mut b = self.view.rank;
-        while b < nblocks {
-            self.view.publish_block(b as u32, epoch, version, floor)?;
-            b += self.group.size() as u64;
+    }
+
+    /// Sends this rank's part to the homes of the blocks it covers, unless it is its own block
+    /// homed here (then the working copy is the block). On a retry, the puts go again too.
+    fn send_pieces(&mut self, epoch: u64, version: u64, again: bool) -> Result<()> {
+        if again {
+            let puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
+            for p in puts.iter() {
+                self.view
+                    .put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+            }
+        }
+        if self.owns_block() {
+            return Ok(());
+        }
+        let (id, rank) = (self.view.meta.id, self.view.rank);
+        // Where this rank's part is now: its own copy, or the working copy of a block this
+        // process was home of until a failover, or what it already published of it.
+        let published;
+        let working;
+        let src: &[T] = match &self.local {
+            Local::Owned(v) => v,
+            Local::Working(w) => {
+                working = w.lock().unwrap_or_else(|e| e.into_inner());
+                working.data.typed::<T>()
+            }
+            Local::Empty | Local::Snapshot(_) => {
+                published = self.view.fed.inner.store.snapshot(
+                    id,
+                    rank as u32,
+                    Stamp { version, epoch },
+                )?;
+                published.typed::<T>()
+            }
+        };
+        let plan = Plan::cached(&self.layout, &self.view.meta.spec.layout)?;
+        let sel = Selection::Piece {
+            target: self.layout.clone(),
+            q: rank,
+        };
+        for t in plan.destinations(rank)? {
+            let spans: Vec<Span> = plan.spans(rank, t.peer)?;
+            self.view
+                .send_write(t.peer as u32, epoch, &sel, &spans, src)?;
         }
         Ok(())
     }
 
+    /// Publishes this rank's share of the blocks (block `b` by rank `b mod size`).
+    fn publish_share(&mut self, epoch: u64, version: u64, floor: u64) -> Result<Vec<Touched>> {
+        if self.owns_block() && matches!(self.local, Local::Working(_)) {
+            // The store's working copy becomes the snapshot without a copy.
+            self.local = Local::Empty;
+        }
+        let nblocks = self.view.meta.blocks.len() as u64;
+        let mut touched = Vec::new();
+        let mut b = self.view.rank;
+        while b < nblocks {
+            touched.extend(self.view.publish_block(b as u32, epoch, version, floor)?);
+            b += self.group.size() as u64;
+        }
+        Ok(touched)
+    }
+
     fn abort_write(&mut self) {
-        if let Some(l) = self.lease.take() {
+        if let Some(l) = self.lock.take() {
             l.abort();
         }
         self.access = Access::None;
@@ -276,9 +437,13 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     pub fn acquire_read_timeout(&mut self, req: VersionReq, timeout: Duration) -> Result<u64> {
         self.check_idle("acquire_read")?;
         let fed = self.view.fed.clone();
-        let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
+        let (id, manager, reader) = (
+            self.view.meta.id,
+            self.view.meta.manager.clone(),
+            self.reader,
+        );
         let (version, pin, blocks) = on_root(self.group, || {
-            wait_version(&fed, &manager, id, req, timeout)
+            wait_version(&fed, &manager, id, req, timeout, reader)
         })?;
         self.view.meta.blocks = blocks;
         self.access = Access::Read { version, pin };
@@ -292,22 +457,19 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
 
     fn load_for_read(&mut self, version: u64) -> Result<()> {
         let (id, rank) = (self.view.meta.id, self.view.rank);
-        let me = &self.view.fed.inner.node.name;
-        let held_here = self.layout == self.view.meta.spec.layout
-            && self.view.meta.blocks[rank as usize]
-                .copies()
-                .any(|n| &n.name == me);
-        if held_here {
-            self.local = Local::Snapshot(self.view.fed.inner.store.snapshot(
-                id,
-                rank as u32,
-                version,
-            )?);
-            return Ok(());
+        let me = &self.view.fed.inner.node;
+        if self.layout == self.view.meta.spec.layout {
+            let p = &self.view.meta.blocks[rank as usize];
+            let held_here = p.copies().any(|n| n.same(me));
+            let stamp = stamp_at(&p.stamps, version);
+            if let (true, Some(stamp)) = (held_here, stamp) {
+                if let Ok(s) = self.view.fed.inner.store.snapshot(id, rank as u32, stamp) {
+                    self.local = Local::Snapshot(s);
+                    return Ok(());
+                }
+            }
         }
-        let mut v = self.reusable_local()?;
-        self.view
-            .fetch_pieces(&self.layout, version, None, &mut v)?;
+        let v = self.fetch_local(version)?;
         self.local = Local::Owned(v);
         Ok(())
     }
@@ -430,9 +592,9 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// [`SharedArray::get`] into a buffer with leading dimensions `ld` (one per dimension but
     /// the last: the buffer's extent along dimensions 1..n), as Global Arrays' `NGA_Get`.
     pub fn get_ld(&self, lo: &[u64], hi: &[u64], buf: &mut [T], ld: Option<&[u64]>) -> Result<()> {
-        let (version, epoch) = match self.access {
+        let (version, working) = match self.access {
             Access::Read { version, .. } => (version, None),
-            Access::Write { epoch, base, .. } => (base, Some((epoch, base))),
+            Access::Write { epoch, base, .. } => (base, Some(epoch)),
             Access::None => {
                 return Err(Error::NotAcquired(format!(
                     "get on {} needs an acquire",
@@ -440,7 +602,15 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                 )))
             }
         };
-        self.view.get_region(version, epoch, lo, hi, buf, ld)
+        let puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
+        retry_shared(&self.view, self.deadline(), "get", |v, moved| {
+            if let (true, Some(epoch)) = (moved, working) {
+                for p in puts.iter() {
+                    v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+                }
+            }
+            v.get_region(version, working, lo, hi, buf, ld)
+        })
     }
 
     /// Writes `buf` (row-major over the region) into the global region `[lo, hi)`, under a
@@ -451,15 +621,28 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
 
     /// [`SharedArray::put`] from a buffer with leading dimensions `ld`.
     pub fn put_ld(&self, lo: &[u64], hi: &[u64], buf: &[T], ld: Option<&[u64]>) -> Result<()> {
-        let Access::Write { epoch, base, .. } = self.access else {
+        let Access::Write { epoch, .. } = self.access else {
             return Err(Error::NotAcquired(format!(
                 "put on {} needs acquire()",
                 self.name()
             )));
         };
-        self.view
-            .put_region(epoch, base, lo, hi, buf, ld)
-            .map(|_| ())
+        let mut puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
+        retry_shared(&self.view, self.deadline(), "put", |v, moved| {
+            if moved {
+                for p in puts.iter() {
+                    v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+                }
+            }
+            v.put_region(epoch, lo, hi, buf, ld)
+        })?;
+        puts.push(Put {
+            lo: lo.to_vec(),
+            hi: hi.to_vec(),
+            buf: buf.to_vec(),
+            ld: ld.map(<[u64]>::to_vec),
+        });
+        Ok(())
     }
 
     /// Takes the array's write lock for this process alone, to read-modify-write the region
@@ -471,15 +654,13 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         timeout: Duration,
     ) -> Result<RegionLock<T>> {
         region::check_region(&self.view.meta.spec.layout, lo, hi)?;
-        let (lease, (epoch, base, floor, blocks)) = take_write_lock(
+        let granted = take_write_lock(
             &self.view.fed,
             &self.view.meta.manager,
             self.view.meta.id,
             timeout,
         )?;
-        let mut view = self.view.clone();
-        view.meta.blocks = blocks;
-        Ok(RegionLock::new(view, lease, epoch, base, floor, lo, hi))
+        Ok(RegionLock::new(self.view.clone(), granted, lo, hi))
     }
 
     /// Waits for a version and holds it for this process alone, to read the region
@@ -499,6 +680,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             self.view.meta.id,
             req,
             timeout,
+            self.reader,
         )?;
         let mut view = self.view.clone();
         view.meta.blocks = blocks;
@@ -511,17 +693,31 @@ impl<T: Element, G: Group + ?Sized> Drop for SharedArray<'_, T, G> {
         if matches!(self.access, Access::Write { .. }) {
             self.abort_write();
         }
+        if let Some(reader) = self.reader.take() {
+            let req = Request::RemoveReader {
+                array: self.view.meta.id,
+                reader,
+            };
+            let _ = self
+                .view
+                .fed
+                .inner
+                .pool
+                .call(&self.view.meta.manager.addr, &req);
+        }
     }
 }
 
-/// Waits at the array's manager for a version, pinned.
+/// Waits at the array's manager for a version, pinned (under this process's lease there).
 pub(crate) fn wait_version(
     fed: &Federation,
     manager: &NodeInfo,
     id: ArrayId,
     req: VersionReq,
     timeout: Duration,
+    reader: Option<u64>,
 ) -> Result<(u64, Option<u64>, Vec<BlockPlacement>)> {
+    fed.ensure_lease(manager)?;
     let r = fed.inner.pool.call_waiting(
         &manager.addr,
         &Request::WaitVersion {
@@ -529,6 +725,7 @@ pub(crate) fn wait_version(
             req,
             timeout_ms: timeout.as_millis() as u64,
             pin: true,
+            reader,
         },
         timeout,
     )?;
@@ -539,5 +736,18 @@ pub(crate) fn wait_version(
             blocks,
         } => Ok((version, pin, blocks)),
         other => Err(unexpected("WaitVersion", &other)),
+    }
+}
+
+/// Registers a reader of `id` at its manager (under this process's lease there).
+pub(crate) fn add_reader(fed: &Federation, manager: &NodeInfo, id: ArrayId) -> Result<u64> {
+    fed.ensure_lease(manager)?;
+    match fed
+        .inner
+        .pool
+        .call(&manager.addr, &Request::AddReader { array: id })?
+    {
+        Response::Reader(r) => Ok(r),
+        other => Err(unexpected("AddReader", &other)),
     }
 }

@@ -2,17 +2,25 @@
 //! the per-process region locks: where each block's copies are, reading pieces and regions
 //! from the nearest copy in parallel, writing into homes' working copies, publishing.
 //!
+//! Copies that cannot be reached are remembered as suspects; [`View::refresh`] reports them to
+//! the array's manager (which probes them and fails over at once if they are dead) and takes
+//! the new placement, and [`retry`] runs an operation against fresh placements until it
+//! succeeds, fails for good, or its deadline passes. That is how clients ride over failovers.
+//!
 //! [`SharedArray`]: super::SharedArray
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::layout::Layout;
 use crate::plan::stream::{copy_to_ptr, pack_to, span_elements, unpack_from_ptr};
 use crate::plan::{region, row_major_strides, Plan, Span};
 use crate::service::protocol::*;
 use crate::transport::tcp::io_error;
 
-use super::{unexpected, Federation};
+use super::{fetch_placement, unexpected, Federation};
 
 /// A destination buffer shared by the threads filling disjoint parts of it.
 #[derive(Clone, Copy)]
@@ -30,13 +38,93 @@ unsafe impl<T: Send> Sync for SharedDst<T> {}
 /// (block, selection, spans from the block to the destination buffer)
 pub(crate) type Work = Vec<(u64, Selection, Vec<Span>)>;
 
-/// One process's view of an array: its entry (with the placement it last heard of) and its
-/// rank (which spreads reads over copies).
+/// One process's view of an array: its entry (with the placement it last heard of), its rank
+/// (which spreads reads over copies), and the copies it found unreachable since its last
+/// refresh.
 #[derive(Clone)]
 pub(crate) struct View {
     pub(crate) fed: Federation,
     pub(crate) meta: ArrayMeta,
     pub(crate) rank: u64,
+    pub(crate) suspects: Arc<Mutex<Vec<NodeInfo>>>,
+}
+
+/// Whether a fresh placement may make a failed operation succeed: the copy it talked to died,
+/// was paused, was replaced (fenced), or does not hold what the old placement said.
+pub(crate) fn retryable(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::Network
+            | ErrorCode::Timeout
+            | ErrorCode::Refused
+            | ErrorCode::NotFound
+            | ErrorCode::Fenced
+            | ErrorCode::Stale
+    )
+}
+
+/// Runs `attempt` until it succeeds, fails with an error a new placement cannot fix, or
+/// `deadline` passes; between attempts the view is refreshed (with growing pauses while the
+/// manager has not changed the placement yet: failure detection takes up to the failure
+/// timeout for a paused process).
+pub(crate) fn retry<R>(
+    view: &mut View,
+    deadline: Instant,
+    what: &str,
+    mut attempt: impl FnMut(&View) -> Result<R>,
+) -> Result<R> {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match attempt(view) {
+            Ok(r) => return Ok(r),
+            Err(e) if retryable(&e) && Instant::now() < deadline => {
+                tracing::info!(
+                    "{what} of {}: {e}; retrying on a fresh placement",
+                    view.name()
+                );
+                let before = view.meta.blocks.clone();
+                view.refresh()?;
+                if view.meta.blocks == before {
+                    std::thread::sleep(
+                        pause.min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+            }
+            Err(e) if retryable(&e) => {
+                return Err(Error::Timeout {
+                    what: format!("{what} of {}: last error: {e}", view.name()),
+                    seconds: 0.0,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`retry`] for callers holding the view shared: the first attempt runs on `view` itself,
+/// later ones on a refreshed copy. `attempt` is told whether the placement changed since the
+/// first attempt (so that it can write again what the old homes had).
+pub(crate) fn retry_shared<R>(
+    view: &View,
+    deadline: Instant,
+    what: &str,
+    mut attempt: impl FnMut(&View, bool) -> Result<R>,
+) -> Result<R> {
+    match attempt(view, false) {
+        Err(e) if retryable(&e) => {
+            let mut v = view.clone();
+            retry(&mut v, deadline, what, |v| attempt(v, true))
+        }
+        other => other,
+    }
+}
+
+/// The stamps to keep at a block after publishing on top of `stamps` with `floor`: the newest
+/// not newer than the floor, and every newer one (the new stamp is kept by the publish).
+pub(crate) fn keep_after(stamps: &[Stamp], floor: u64) -> Vec<Stamp> {
+    let from = stamps.iter().rposition(|s| s.version <= floor).unwrap_or(0);
+    stamps[from..].to_vec()
 }
 
 /// Buffer strides of a region: the given leading dimensions, or compact row-major.
@@ -83,55 +171,115 @@ fn region_buffer_len(lo: &[u64], hi: &[u64], strides: &[u64]) -> u64 {
 }
 
 impl View {
+    pub(crate) fn new(fed: Federation, meta: ArrayMeta, rank: u64) -> View {
+        View {
+            fed,
+            meta,
+            rank,
+            suspects: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.meta.spec.name
     }
 
-    pub(crate) fn home_of(&self, block: u32) -> Result<NodeInfo> {
+    fn placement(&self, block: u32) -> Result<&BlockPlacement> {
         self.meta
             .blocks
             .get(block as usize)
-            .and_then(|p| p.home.clone())
-            .ok_or_else(|| {
-                Error::Lost(format!("block {block} of {} has no home left", self.name()))
-            })
+            .ok_or_else(|| Error::Protocol(format!("{} has no block {block}", self.name())))
+    }
+
+    pub(crate) fn home_of(&self, block: u32) -> Result<NodeInfo> {
+        self.placement(block)?.home.clone().ok_or_else(|| {
+            Error::Lost(format!(
+                "block {block} of {} has no copy left: every provider holding it is gone",
+                self.name()
+            ))
+        })
     }
 
     fn is_me(&self, node: &NodeInfo) -> bool {
-        node.name == self.fed.inner.node.name
+        node.same(&self.fed.inner.node)
     }
 
-    /// Makes the working copy of `epoch` version `version` at block `block`'s home (which
-    /// replicates it before answering).
+    /// Remembers `node` as unreachable if `e` says so.
+    fn suspect(&self, node: &NodeInfo, e: &Error) {
+        if matches!(
+            e.code(),
+            ErrorCode::Network | ErrorCode::Timeout | ErrorCode::Refused
+        ) {
+            let mut s = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+            if !s.iter().any(|n| n.same(node)) {
+                s.push(node.clone());
+            }
+        }
+    }
+
+    /// Asks the array's manager for the current placement, reporting the suspects.
+    pub(crate) fn refresh(&mut self) -> Result<()> {
+        let suspects =
+            std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|e| e.into_inner()));
+        self.meta.blocks = fetch_placement(&self.fed, &self.meta.manager, self.meta.id, suspects)?;
+        Ok(())
+    }
+
+    /// Makes the working copy of `epoch` version `version` at block `block`'s home, which
+    /// pushes it to the block's other copies; returns what the commit must report (`None`:
+    /// the epoch wrote nothing there).
     pub(crate) fn publish_block(
         &self,
         block: u32,
         epoch: u64,
         version: u64,
         floor: u64,
-    ) -> Result<()> {
+    ) -> Result<Option<Touched>> {
+        let p = self.placement(block)?;
         let home = self.home_of(block)?;
+        let keep = keep_after(&p.stamps, floor);
+        let replicas = p.push_targets();
         let id = self.meta.id;
-        if self.is_me(&home) {
+        let published = if self.is_me(&home) {
             let inner = &self.fed.inner;
-            return crate::service::provider::publish(
+            crate::service::provider::publish(
                 &inner.store,
                 &inner.pool,
+                &inner.node.name,
                 id,
                 block,
+                p.term,
                 epoch,
                 version,
-                floor,
-            );
-        }
-        let req = Request::Publish {
-            array: id,
-            block,
-            epoch,
-            version,
-            floor,
+                &keep,
+                &replicas,
+            )
+            .map(|p| (p.stamp, p.holders))
+        } else {
+            let req = Request::Publish {
+                array: id,
+                block,
+                term: p.term,
+                epoch,
+                version,
+                keep,
+                replicas,
+            };
+            match self.fed.inner.pool.call(&home.addr, &req) {
+                Ok(Response::Published { stamp, holders }) => Ok((stamp, holders)),
+                Ok(other) => Err(unexpected("Publish", &other)),
+                Err(e) => {
+                    self.suspect(&home, &e);
+                    Err(e)
+                }
+            }
         };
-        self.fed.inner.pool.call(&home.addr, &req).map(|_| ())
+        let (stamp, holders) = published?;
+        Ok(stamp.map(|_| Touched {
+            block,
+            term: p.term,
+            holders,
+        }))
     }
 
     /// Sends the elements `spans` select from `src` (src side) into block `block`'s working
@@ -140,15 +288,15 @@ impl View {
         &self,
         block: u32,
         epoch: u64,
-        base: u64,
         sel: &Selection,
         spans: &[Span],
         src: &[T],
     ) -> Result<()> {
+        let p = self.placement(block)?;
         let home = self.home_of(block)?;
-        let id = self.meta.id;
+        let (id, term, base) = (self.meta.id, p.term, p.latest());
         if self.is_me(&home) {
-            let w = self.fed.inner.store.working(id, block, epoch, base)?;
+            let w = self.fed.inner.store.working(id, block, term, epoch, base)?;
             let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
             let dst = w.data.typed_mut::<T>();
             // SAFETY: `dst` is exclusively borrowed through the lock guard.
@@ -157,10 +305,11 @@ impl View {
             });
         }
         let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
-        self.fed.inner.pool.with(&home.addr, |c| {
+        let r = self.fed.inner.pool.with(&home.addr, |c| {
             c.send(&Request::Write {
                 array: id,
                 block,
+                term,
                 epoch,
                 base,
                 selection: sel.clone(),
@@ -168,15 +317,20 @@ impl View {
             })?;
             pack_to(spans, src, c.stream()).map_err(|e| io_error("sending written data", e))?;
             c.recv::<Response>()?.into_result().map(|_| ())
-        })
+        });
+        if let Err(e) = &r {
+            self.suspect(&home, e);
+        }
+        r
     }
 
     /// Reads the region `[lo, hi)` into `buf` (laid out with leading dimensions `ld`, compact
-    /// row-major if `None`) at `version`, or from a write epoch's working copies.
+    /// row-major if `None`) at `version`, or from write epoch `working`'s working copies where
+    /// it wrote (then `version` is the epoch's base).
     pub(crate) fn get_region<T: Element>(
         &self,
         version: u64,
-        epoch: Option<(u64, u64)>,
+        working: Option<u64>,
         lo: &[u64],
         hi: &[u64],
         buf: &mut [T],
@@ -191,7 +345,7 @@ impl View {
                 work.push((b, sel.clone(), spans));
             }
         }
-        self.fetch_parallel(version, epoch, work, buf)
+        self.fetch_parallel(version, working, work, buf)
     }
 
     /// Writes `buf` (leading dimensions `ld`) into the region `[lo, hi)` of the working copies
@@ -199,7 +353,6 @@ impl View {
     pub(crate) fn put_region<T: Element>(
         &self,
         epoch: u64,
-        base: u64,
         lo: &[u64],
         hi: &[u64],
         buf: &[T],
@@ -218,7 +371,7 @@ impl View {
             if spans.is_empty() {
                 continue;
             }
-            self.send_write(b as u32, epoch, base, &sel, &spans, buf)?;
+            self.send_write(b as u32, epoch, &sel, &spans, buf)?;
             touched.push(b as u32);
         }
         Ok(touched)
@@ -265,13 +418,12 @@ impl View {
         Ok(())
     }
 
-    /// Fills `dst` (rank `self.rank`'s part of `layout`) with `version` (or a write epoch's
-    /// state), pulling each source block's piece from its nearest copy, in parallel.
+    /// Fills `dst` (rank `self.rank`'s part of `layout`) with `version`, pulling each source
+    /// block's piece from its nearest copy, in parallel.
     pub(crate) fn fetch_pieces<T: Element>(
         &self,
         layout: &Layout,
         version: u64,
-        epoch: Option<(u64, u64)>,
         dst: &mut [T],
     ) -> Result<()> {
         let plan = Plan::cached(&self.meta.spec.layout, layout)?;
@@ -287,7 +439,7 @@ impl View {
                 spans,
             ));
         }
-        self.fetch_parallel(version, epoch, work, dst)
+        self.fetch_parallel(version, None, work, dst)
     }
 
     /// Fetches every (block, selection, spans) into `dst`, from the nearest copies, in
@@ -295,7 +447,7 @@ impl View {
     fn fetch_parallel<T: Element>(
         &self,
         version: u64,
-        epoch: Option<(u64, u64)>,
+        working: Option<u64>,
         work: Work,
         dst: &mut [T],
     ) -> Result<()> {
@@ -305,7 +457,7 @@ impl View {
         };
         if work.len() <= 1 {
             return work.iter().try_for_each(|(b, sel, spans)| {
-                self.fetch_one(*b, version, epoch, sel, spans, shared)
+                self.fetch_one(*b, version, working, sel, spans, shared)
             });
         }
         let threads = work.len().min(8);
@@ -315,7 +467,7 @@ impl View {
                     let work = &work;
                     s.spawn(move || -> Result<()> {
                         for (b, sel, spans) in work.iter().skip(t).step_by(threads) {
-                            self.fetch_one(*b, version, epoch, sel, spans, shared)?;
+                            self.fetch_one(*b, version, working, sel, spans, shared)?;
                         }
                         Ok(())
                     })
@@ -336,18 +488,20 @@ impl View {
         &self,
         block: u64,
         version: u64,
-        epoch: Option<(u64, u64)>,
+        working: Option<u64>,
         sel: &Selection,
         spans: &[Span],
         out: SharedDst<T>,
     ) -> Result<()> {
-        let placement = self
-            .meta
-            .blocks
-            .get(block as usize)
-            .ok_or_else(|| Error::Protocol(format!("no block {block}")))?;
-        // A write epoch's state lives at the home only; a version at every copy.
-        let copies = if epoch.is_some() {
+        let placement = self.placement(block as u32)?;
+        let stamp = stamp_at(&placement.stamps, version).ok_or_else(|| {
+            Error::VersionGone(format!(
+                "block {block} of {} no longer holds version {version}",
+                self.name()
+            ))
+        })?;
+        // A write epoch's state lives at the home only; a committed stamp at every copy.
+        let copies = if working.is_some() {
             placement.home.iter().cloned().collect()
         } else {
             self.fed.copies_by_distance(placement, self.rank)
@@ -362,15 +516,15 @@ impl View {
         let mut last = None;
         for node in copies {
             let r = if self.is_me(&node) {
-                self.copy_from_local(block as u32, version, epoch, spans, out)
+                self.copy_from_local(block as u32, stamp, working, spans, out)
             } else {
                 let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
                 self.fed.inner.pool.with(&node.addr, |c| {
                     c.send(&Request::Read {
                         array: id,
                         block: block as u32,
-                        version,
-                        epoch,
+                        stamp,
+                        working,
                         selection: sel.clone(),
                     })?;
                     match c.recv::<Response>()?.into_result()? {
@@ -388,13 +542,9 @@ impl View {
             };
             match r {
                 Ok(()) => return Ok(()),
-                Err(
-                    e @ (Error::Network(_)
-                    | Error::Timeout { .. }
-                    | Error::Refused(_)
-                    | Error::NotFound(_)),
-                ) => {
-                    tracing::warn!(
+                Err(e) if retryable(&e) => {
+                    self.suspect(&node, &e);
+                    tracing::info!(
                         "reading block {block} of {} from {node}: {e}; trying the next copy",
                         self.name()
                     );
@@ -410,25 +560,24 @@ impl View {
     fn copy_from_local<T: Element>(
         &self,
         block: u32,
-        version: u64,
-        epoch: Option<(u64, u64)>,
+        stamp: Stamp,
+        working: Option<u64>,
         spans: &[Span],
         out: SharedDst<T>,
     ) -> Result<()> {
         let store = &self.fed.inner.store;
-        let working = match epoch {
-            Some((e, _)) => store.working_if_any(self.meta.id, block, e)?,
+        let work = match working {
+            Some(e) => store.working_if_any(self.meta.id, block, e)?,
             None => None,
         };
-        let copied = match working {
+        let copied = match work {
             Some(w) => {
                 let w = w.lock().unwrap_or_else(|e| e.into_inner());
                 // SAFETY: see `SharedDst`.
                 unsafe { copy_to_ptr(spans, w.data.typed::<T>(), out.ptr, out.len) }
             }
             None => {
-                let v = epoch.map_or(version, |(_, base)| base);
-                let d = store.snapshot(self.meta.id, block, v)?;
+                let d = store.snapshot(self.meta.id, block, stamp)?;
                 // SAFETY: see `SharedDst`.
                 unsafe { copy_to_ptr(spans, d.typed::<T>(), out.ptr, out.len) }
             }

@@ -8,10 +8,13 @@
 //!   released version (they read a committed version, never the epoch in progress).
 //! - Retention: at most `max_versions` committed versions are kept. A writer is granted only if
 //!   publishing `b + 1` leaves the bound intact after dropping the oldest versions that may be
-//!   dropped: not pinned by a reader, and read at least once (`FullPolicy::Block`) or not
-//!   (`FullPolicy::DropOldest`, counted in `dropped_unread`). The new floor is decided at
-//!   grant: versions below it are gone for readers from then on, and providers prune them when
-//!   the epoch publishes.
+//!   dropped: not pinned by a reader, and (`FullPolicy::Block`) read or passed by every reader
+//!   registered for the array, or (`FullPolicy::DropOldest`) regardless, counted in
+//!   `dropped_unread` when nobody read them. A writer never waits on versions no reader asked
+//!   for: with no registered reader nothing blocks it, unless the creator declared readers to
+//!   wait for (`Retention::readers`), which count as registered readers that read nothing until
+//!   that many have registered. The new floor is decided at grant: versions below it are gone
+//!   for readers from then on, and providers prune them when the epoch publishes.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -22,7 +25,7 @@ use crate::service::protocol::{FullPolicy, Retention, VersionReq};
 pub type Ticket = u64;
 
 /// A granted write epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Grant {
     /// Epoch id, carried by every write of the epoch.
     pub epoch: u64,
@@ -30,6 +33,34 @@ pub struct Grant {
     pub base: u64,
     /// Versions below this are dropped.
     pub floor: u64,
+}
+
+/// Why a writer waits for retention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Blocker {
+    /// A reader pins `version`.
+    Pin {
+        /// The version held.
+        version: u64,
+        /// The pin.
+        pin: u64,
+    },
+    /// A registered reader has not read `version` (nor a later one) yet.
+    Reader {
+        /// The version unread.
+        version: u64,
+        /// The reader.
+        reader: u64,
+        /// The oldest version it has not read.
+        next: u64,
+    },
+    /// Declared readers have not registered yet.
+    Expected {
+        /// The version unread.
+        version: u64,
+        /// Readers still expected.
+        missing: u32,
+    },
 }
 
 /// Outcome of a request that may have to wait.
@@ -42,7 +73,7 @@ pub enum Poll<T> {
 }
 
 /// The versions and write lock of one array.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Versions {
     retention: Retention,
     committed: u64,
@@ -51,6 +82,11 @@ pub struct Versions {
     read: BTreeSet<u64>,
     pins: BTreeMap<u64, u64>, // pin id -> version
     next_pin: u64,
+    /// Registered readers: id -> the oldest version it has not read (nor passed).
+    readers: BTreeMap<u64, u64>,
+    next_reader: u64,
+    /// Readers ever registered (declared readers are waited for until this many came).
+    registered: u32,
     writer: Option<Grant>,
     queue: VecDeque<Ticket>,
     next_ticket: Ticket,
@@ -75,6 +111,9 @@ impl Versions {
             read: BTreeSet::from([0]),
             pins: BTreeMap::new(),
             next_pin: 1,
+            readers: BTreeMap::new(),
+            next_reader: 1,
+            registered: 0,
             writer: None,
             queue: VecDeque::new(),
             next_ticket: 1,
@@ -108,6 +147,77 @@ impl Versions {
         self.dropped_unread
     }
 
+    /// The retention settings.
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// Registers a reader: until it reads them (or later ones), retained versions are kept for
+    /// it under `FullPolicy::Block`.
+    pub fn add_reader(&mut self) -> u64 {
+        let id = self.next_reader;
+        self.next_reader += 1;
+        self.registered = self.registered.saturating_add(1);
+        self.readers.insert(id, self.floor.max(1));
+        id
+    }
+
+    /// A registered reader has seen `version` (it read it, or wrote on top of it).
+    pub fn passed(&mut self, reader: u64, version: u64) {
+        if let Some(next) = self.readers.get_mut(&reader) {
+            *next = (*next).max(version + 1);
+        }
+    }
+
+    /// Unregisters a reader.
+    pub fn remove_reader(&mut self, reader: u64) {
+        self.readers.remove(&reader);
+    }
+
+    /// Registered readers: (id, oldest version not read).
+    pub fn readers(&self) -> Vec<(u64, u64)> {
+        self.readers.iter().map(|(&r, &n)| (r, n)).collect()
+    }
+
+    /// The pins: (pin, version).
+    pub fn pins(&self) -> Vec<(u64, u64)> {
+        self.pins.iter().map(|(&p, &v)| (p, v)).collect()
+    }
+
+    /// Why `version` may not be dropped now (`None`: it may).
+    fn keeps(&self, version: u64) -> Option<Blocker> {
+        if let Some((&pin, _)) = self.pins.iter().find(|(_, &v)| v == version) {
+            return Some(Blocker::Pin { version, pin });
+        }
+        // Version 0 is the initial zeros: nobody waits for it.
+        if self.retention.on_full == FullPolicy::DropOldest || version == 0 {
+            return None;
+        }
+        let missing = self.retention.readers.saturating_sub(self.registered);
+        if missing > 0 {
+            return Some(Blocker::Expected { version, missing });
+        }
+        self.readers
+            .iter()
+            .find(|(_, &next)| next <= version)
+            .map(|(&reader, &next)| Blocker::Reader {
+                version,
+                reader,
+                next,
+            })
+    }
+
+    /// Why the next writer would wait for retention now (`None`: it would not).
+    pub fn blocker(&self) -> Option<Blocker> {
+        (self.floor..self.needed_floor()).find_map(|v| self.keeps(v))
+    }
+
+    /// The floor publishing `committed + 1` needs: retained = [floor, committed + 1] must hold
+    /// at most `max_versions` versions.
+    fn needed_floor(&self) -> u64 {
+        (self.committed + 2).saturating_sub(u64::from(self.retention.max_versions))
+    }
+
     /// Joins the writers' queue.
     pub fn enqueue_writer(&mut self) -> Ticket {
         let t = self.next_ticket;
@@ -127,22 +237,13 @@ impl Versions {
         if self.writer.is_some() || self.queue.front() != Some(&ticket) {
             return Poll::Pending;
         }
-        let next = self.committed + 1;
-        let max = u64::from(self.retention.max_versions);
-        // After publishing `next`, retained = [floor, next]; need next - floor + 1 <= max.
-        let needed_floor = (next + 1).saturating_sub(max);
-        let mut floor = self.floor;
-        let mut dropped_unread = 0;
-        while floor < needed_floor {
-            let pinned = self.pins.values().any(|&v| v == floor);
-            let read = self.read.contains(&floor);
-            let may_drop = !pinned && (read || self.retention.on_full == FullPolicy::DropOldest);
-            if !may_drop {
-                return Poll::Pending;
-            }
-            dropped_unread += u64::from(!read);
-            floor += 1;
+        if self.blocker().is_some() {
+            return Poll::Pending;
         }
+        let floor = self.needed_floor().max(self.floor);
+        let dropped_unread = (self.floor..floor)
+            .filter(|v| !self.read.contains(v))
+            .count() as u64;
         self.queue.pop_front();
         self.floor = floor;
         self.dropped_unread += dropped_unread;
@@ -188,8 +289,14 @@ impl Versions {
         }
     }
 
-    /// The version a reader asking `req` gets now, pinned if `pin`.
-    pub fn try_read(&mut self, req: VersionReq, pin: bool) -> Result<Poll<(u64, Option<u64>)>> {
+    /// The version a reader asking `req` gets now, pinned if `pin`; a registered `reader`
+    /// has then read it (and passed every older version).
+    pub fn try_read(
+        &mut self,
+        req: VersionReq,
+        pin: bool,
+        reader: Option<u64>,
+    ) -> Result<Poll<(u64, Option<u64>)>> {
         let version = match req {
             VersionReq::Latest => self.committed,
             VersionReq::AtLeast(k) if self.committed >= k => self.committed,
@@ -203,6 +310,9 @@ impl Versions {
             VersionReq::Exactly(k) if k <= self.committed => k,
             VersionReq::Exactly(_) => return Ok(Poll::Pending),
         };
+        if let Some(r) = reader {
+            self.passed(r, version);
+        }
         let pin_id = if pin {
             let id = self.next_pin;
             self.next_pin += 1;
@@ -237,6 +347,7 @@ mod tests {
         Versions::new(Retention {
             max_versions: max,
             on_full,
+            readers: 0,
         })
         .unwrap()
     }
@@ -284,50 +395,101 @@ mod tests {
         };
         // During the epoch the latest is still 0; version 1 is not visible.
         assert_eq!(
-            v.try_read(VersionReq::Latest, false).unwrap(),
+            v.try_read(VersionReq::Latest, false, None).unwrap(),
             Poll::Ready((0, None))
         );
         assert_eq!(
-            v.try_read(VersionReq::AtLeast(1), false).unwrap(),
+            v.try_read(VersionReq::AtLeast(1), false, None).unwrap(),
             Poll::Pending
         );
         assert_eq!(
-            v.try_read(VersionReq::Exactly(1), false).unwrap(),
+            v.try_read(VersionReq::Exactly(1), false, None).unwrap(),
             Poll::Pending
         );
         v.commit(g.epoch, 1).unwrap();
         assert_eq!(
-            v.try_read(VersionReq::Exactly(1), false).unwrap(),
+            v.try_read(VersionReq::Exactly(1), false, None).unwrap(),
             Poll::Ready((1, None))
         );
     }
 
     #[test]
-    fn block_policy_waits_for_unread_versions() {
+    fn block_policy_waits_for_registered_readers_only() {
         let mut v = versions(2, FullPolicy::Block);
+        let r = v.add_reader();
         write(&mut v); // 1 (unread); retained {0, 1}
         let t = v.enqueue_writer();
-        // Publishing 2 would need to drop 0: read (initial), fine.
+        // Publishing 2 drops 0, which the reader registered past (it never wanted it).
         let Poll::Ready(g) = v.try_grant(t) else {
             panic!()
         };
         assert_eq!(g.floor, 1);
         v.commit(g.epoch, 2).unwrap();
-        // Publishing 3 needs to drop 1, which nobody read.
+        // Publishing 3 needs to drop 1, which the reader has not read.
         let t = v.enqueue_writer();
         assert_eq!(v.try_grant(t), Poll::Pending);
-        let Poll::Ready((1, Some(pin))) = v.try_read(VersionReq::Exactly(1), true).unwrap() else {
+        assert_eq!(
+            v.blocker(),
+            Some(Blocker::Reader {
+                version: 1,
+                reader: r,
+                next: 1
+            })
+        );
+        let Poll::Ready((1, Some(pin))) =
+            v.try_read(VersionReq::Exactly(1), true, Some(r)).unwrap()
+        else {
             panic!()
         };
         assert_eq!(v.try_grant(t), Poll::Pending, "pinned: still being read");
+        assert!(matches!(v.blocker(), Some(Blocker::Pin { version: 1, .. })));
         v.unpin(pin).unwrap();
         let Poll::Ready(g) = v.try_grant(t) else {
             panic!()
         };
         assert_eq!(g.floor, 2);
-        let e = v.try_read(VersionReq::Exactly(1), false).unwrap_err();
+        let e = v.try_read(VersionReq::Exactly(1), false, None).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::VersionGone);
         assert_eq!(v.dropped_unread(), 0);
+    }
+
+    #[test]
+    fn a_lone_writer_never_waits() {
+        let mut v = Versions::new(Retention::default()).unwrap();
+        for _ in 0..100 {
+            write(&mut v);
+        }
+        assert_eq!(v.committed(), 100);
+        assert_eq!(v.floor(), 97);
+    }
+
+    #[test]
+    fn declared_readers_are_waited_for_until_they_register() {
+        let mut v = Versions::new(Retention {
+            max_versions: 2,
+            on_full: FullPolicy::Block,
+            readers: 1,
+        })
+        .unwrap();
+        write(&mut v);
+        write(&mut v); // drops 0 (the initial zeros count as read)
+        let t = v.enqueue_writer();
+        assert_eq!(v.try_grant(t), Poll::Pending);
+        assert_eq!(
+            v.blocker(),
+            Some(Blocker::Expected {
+                version: 1,
+                missing: 1
+            })
+        );
+        let r = v.add_reader();
+        assert_eq!(
+            v.try_grant(t),
+            Poll::Pending,
+            "registered, nothing read yet"
+        );
+        v.try_read(VersionReq::Latest, false, Some(r)).unwrap();
+        assert!(matches!(v.try_grant(t), Poll::Ready(_)), "read 2, passed 1");
     }
 
     #[test]
@@ -345,7 +507,8 @@ mod tests {
     fn pinned_versions_are_never_dropped() {
         let mut v = versions(2, FullPolicy::DropOldest);
         write(&mut v);
-        let Poll::Ready((1, Some(pin))) = v.try_read(VersionReq::Latest, true).unwrap() else {
+        let Poll::Ready((1, Some(pin))) = v.try_read(VersionReq::Latest, true, None).unwrap()
+        else {
             panic!()
         };
         write(&mut v); // 2: drops 0
@@ -375,6 +538,7 @@ mod tests {
         let e = Versions::new(Retention {
             max_versions: 1,
             on_full: FullPolicy::Block,
+            readers: 0,
         })
         .unwrap_err();
         assert!(e.to_string().contains("at least 2"), "{e}");

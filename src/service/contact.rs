@@ -1,12 +1,14 @@
 //! Rendezvous through a federation directory: each manager writes a contact file
-//! `<dir>/<cluster>.manager` with its address, epoch and pid. A file whose address answers with
-//! another epoch, or does not answer, is stale (left by a crashed run) and is reported as such,
-//! never trusted.
+//! `<dir>/<cluster>.manager` with its address, incarnation and pid. A file whose address
+//! answers with another incarnation, or does not answer, is stale (left by a crashed run) and
+//! is reported as such, never trusted.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, Rendezvous};
 use crate::error::{Error, Result};
+use crate::service::protocol::NodeInfo;
+use crate::transport::tcp::{self, Hello};
 
 /// A manager's contact file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +18,7 @@ pub struct Contact {
     /// `host:port` of the manager.
     pub addr: String,
     /// The manager's incarnation; `None` for address lists (nothing to compare).
-    pub epoch: Option<u64>,
+    pub incarnation: Option<u64>,
     /// Process id, for operators.
     pub pid: Option<u32>,
 }
@@ -28,10 +30,10 @@ fn path(dir: &Path, cluster: &str) -> PathBuf {
 /// Writes a contact file atomically (write, then rename).
 pub fn write(dir: &Path, c: &Contact) -> Result<()> {
     let text = format!(
-        "cluster={}\naddr={}\nepoch={}\npid={}\n",
+        "cluster={}\naddr={}\nincarnation={}\npid={}\n",
         c.cluster,
         c.addr,
-        c.epoch.unwrap_or(0),
+        c.incarnation.unwrap_or(0),
         c.pid.unwrap_or(0)
     );
     let tmp = dir.join(format!(".{}.manager.{}", c.cluster, std::process::id()));
@@ -46,10 +48,10 @@ pub fn write(dir: &Path, c: &Contact) -> Result<()> {
     std::fs::rename(&tmp, path(dir, &c.cluster)).map_err(io)
 }
 
-/// Removes a contact file if it is still ours (same epoch).
-pub fn remove(dir: &Path, cluster: &str, epoch: u64) {
+/// Removes a contact file if it is still ours (same incarnation).
+pub fn remove(dir: &Path, cluster: &str, incarnation: u64) {
     if let Ok(c) = read_file(&path(dir, cluster)) {
-        if c.epoch == Some(epoch) {
+        if c.incarnation == Some(incarnation) {
             let _ = std::fs::remove_file(path(dir, cluster));
         }
     }
@@ -67,7 +69,11 @@ fn read_file(p: &Path) -> Result<Contact> {
     Ok(Contact {
         cluster: get("cluster").ok_or_else(bad)?.to_string(),
         addr: get("addr").ok_or_else(bad)?.to_string(),
-        epoch: Some(get("epoch").and_then(|v| v.parse().ok()).ok_or_else(bad)?),
+        incarnation: Some(
+            get("incarnation")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(bad)?,
+        ),
         pid: get("pid").and_then(|v| v.parse().ok()),
     })
 }
@@ -85,7 +91,7 @@ pub fn managers(cfg: &Config) -> Result<Vec<Contact>> {
             .map(|(cluster, addr)| Contact {
                 cluster: cluster.clone(),
                 addr: addr.clone(),
-                epoch: None,
+                incarnation: None,
                 pid: None,
             })
             .collect()),
@@ -122,11 +128,58 @@ pub fn manager_of(cfg: &Config, cluster: &str) -> Result<Contact> {
 /// The error for a contact that does not answer as it should.
 pub fn stale(c: &Contact, why: &str) -> Error {
     Error::Stale(format!(
-        "contact for cluster {} names {} (epoch {}, pid {}) but {why}: a manager from a crashed \
-         run? Start the cluster's manager again (it replaces the file)",
+        "contact for cluster {} names {} (incarnation {}, pid {}) but {why}: a manager from a \
+         crashed run? Start the cluster's manager again (it replaces the file)",
         c.cluster,
         c.addr,
-        c.epoch.map_or("-".into(), |e| e.to_string()),
+        c.incarnation.map_or("-".into(), |e| e.to_string()),
         c.pid.map_or("-".into(), |p| p.to_string()),
     ))
+}
+
+/// Publishes `me` as the manager of its cluster in the federation directory (if the rendezvous
+/// is one): refuses if a live manager already answers for the cluster, replaces a stale
+/// contact file. Returns the directory to clean up at exit.
+pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<PathBuf>> {
+    let Some(Rendezvous::Dir(dir)) = &cfg.rendezvous else {
+        return Ok(None);
+    };
+    if let Ok(old) = manager_of(cfg, &cfg.cluster) {
+        match tcp::connect(&old.addr, hello, &cfg.net) {
+            Ok(c) if Some(c.peer().incarnation) == old.incarnation => {
+                return Err(Error::AlreadyExists(format!(
+                    "a manager for cluster {} already runs at {} (incarnation {}, pid {})",
+                    cfg.cluster,
+                    old.addr,
+                    c.peer().incarnation,
+                    old.pid.unwrap_or(0)
+                )))
+            }
+            _ => tracing::warn!(
+                "replacing stale contact file for cluster {} ({})",
+                cfg.cluster,
+                old.addr
+            ),
+        }
+    }
+    write(
+        dir,
+        &Contact {
+            cluster: cfg.cluster.clone(),
+            addr: me.addr.clone(),
+            incarnation: Some(me.incarnation),
+            pid: Some(std::process::id()),
+        },
+    )?;
+    Ok(Some(dir.clone()))
+}
+
+/// The contact of the manager `node`.
+pub fn of_node(node: &NodeInfo) -> Contact {
+    Contact {
+        cluster: node.cluster.clone(),
+        addr: node.addr.clone(),
+        incarnation: Some(node.incarnation),
+        pid: None,
+    }
 }

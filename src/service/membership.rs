@@ -1,8 +1,13 @@
-//! The members of one cluster (provider daemons and job ranks) and the memory they offer.
-//! Pure bookkeeping: the manager drives it.
+//! The members of one cluster (provider daemons and job ranks), the memory they offer, and the
+//! leases that keep them (and any process holding locks or pins at this manager) alive. Pure
+//! bookkeeping with time passed in: the manager drives it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::service::protocol::{MemberStatus, NodeInfo, NodeKind};
+use crate::service::directory::Owner;
+use crate::service::protocol::{DeadMember, MemberStatus, NodeInfo, NodeKind};
 
 /// One registered provider.
 #[derive(Clone, Debug)]
@@ -16,22 +21,63 @@ struct Member {
 #[derive(Clone, Debug, Default)]
 pub struct Membership {
     members: Vec<Member>,
+    dead: VecDeque<(NodeInfo, String, Instant)>,
 }
 
+/// How many dead members the status report remembers.
+const DEAD_SHOWN: usize = 32;
+
 impl Membership {
-    /// Adds (or re-adds, after a restart) a provider.
-    pub fn register(&mut self, node: NodeInfo, capacity: u64) {
-        self.members.retain(|m| m.node.name != node.name);
+    /// Adds a provider; returns the previous incarnation of the same name, if one was still
+    /// registered (it is gone: a process restarted under that name).
+    pub fn register(&mut self, node: NodeInfo, capacity: u64) -> Option<NodeInfo> {
+        let old = self
+            .members
+            .iter()
+            .position(|m| m.node.name == node.name)
+            .map(|i| self.members.remove(i).node)
+            .filter(|o| o.incarnation != node.incarnation);
         self.members.push(Member {
             node,
             capacity,
             reserved: 0,
         });
+        old
     }
 
-    /// Removes a provider.
-    pub fn leave(&mut self, name: &str) {
-        self.members.retain(|m| m.node.name != name);
+    /// Removes a provider (dead or left) if `owner` is its current incarnation; returns it.
+    pub fn remove(&mut self, owner: &Owner, reason: &str, now: Instant) -> Option<NodeInfo> {
+        let i = self
+            .members
+            .iter()
+            .position(|m| m.node.name == owner.0 && m.node.incarnation == owner.1)?;
+        let node = self.members.remove(i).node;
+        self.dead
+            .push_front((node.clone(), reason.to_string(), now));
+        self.dead.truncate(DEAD_SHOWN);
+        Some(node)
+    }
+
+    /// Whether `node` (this incarnation) is a live member.
+    pub fn is_member(&self, node: &NodeInfo) -> bool {
+        self.members.iter().any(|m| m.node.same(node))
+    }
+
+    /// The live members.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.members.iter().map(|m| m.node.clone()).collect()
+    }
+
+    /// Members declared dead lately, newest first.
+    pub fn dead(&self, now: Instant) -> Vec<DeadMember> {
+        self.dead
+            .iter()
+            .map(|(node, reason, at)| DeadMember {
+                node: node.clone(),
+                reason: reason.clone(),
+                ago_s: now.saturating_duration_since(*at).as_secs_f64(),
+            })
+            .collect()
     }
 
     /// Picks `count` distinct provider daemons with room for `bytes` each (most free memory
@@ -96,6 +142,79 @@ impl Membership {
     }
 }
 
+/// Leases of the processes this manager deals with (members, lock holders, readers): each
+/// renews its lease by heartbeats; one not renewed for `timeout` is declared dead, and a dead
+/// incarnation stays dead (a paused process that wakes up must register again, empty).
+#[derive(Clone, Debug)]
+pub struct Leases {
+    timeout: Duration,
+    renewed: BTreeMap<Owner, Instant>,
+    dead: BTreeSet<Owner>,
+}
+
+impl Leases {
+    /// Leases that run out after `timeout` without renewal.
+    pub fn new(timeout: Duration) -> Leases {
+        Leases {
+            timeout,
+            renewed: BTreeMap::new(),
+            dead: BTreeSet::new(),
+        }
+    }
+
+    /// The lease duration.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Renews `owner`'s lease (`Fenced` if it was declared dead).
+    pub fn renew(&mut self, owner: &Owner, now: Instant) -> Result<()> {
+        if self.dead.contains(owner) {
+            return Err(Error::Fenced(format!(
+                "{} (incarnation {}) was declared dead: its locks and pins were released and its                  copies handed over; register again to rejoin",
+                owner.0, owner.1
+            )));
+        }
+        self.renewed.insert(owner.clone(), now);
+        Ok(())
+    }
+
+    /// Starts a lease for `owner` if it has none (so that what it takes expires even if it
+    /// never renews).
+    pub fn touch(&mut self, owner: &Owner, now: Instant) -> Result<()> {
+        if self.renewed.contains_key(owner) {
+            return Ok(());
+        }
+        self.renew(owner, now)
+    }
+
+    /// A fresh registration: `owner` is alive again (with nothing held).
+    pub fn revive(&mut self, owner: &Owner, now: Instant) {
+        self.dead.remove(owner);
+        self.renewed.insert(owner.clone(), now);
+    }
+
+    /// Whether `owner` was declared dead.
+    pub fn is_dead(&self, owner: &Owner) -> bool {
+        self.dead.contains(owner)
+    }
+
+    /// Leases run out at `now`.
+    pub fn expired(&self, now: Instant) -> Vec<Owner> {
+        self.renewed
+            .iter()
+            .filter(|(_, &t)| now.saturating_duration_since(t) > self.timeout)
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
+
+    /// Declares `owner` dead; false if it already was.
+    pub fn declare_dead(&mut self, owner: &Owner) -> bool {
+        self.renewed.remove(owner);
+        self.dead.insert(owner.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,8 +225,25 @@ mod tests {
             cluster: "A".into(),
             addr: "127.0.0.1:1".into(),
             kind,
-            epoch: 1,
+            incarnation: 1,
         }
+    }
+
+    #[test]
+    fn leases_run_out_and_the_dead_stay_dead() {
+        let t0 = Instant::now();
+        let mut l = Leases::new(Duration::from_secs(3));
+        let a: Owner = ("A/p0".into(), 1);
+        l.renew(&a, t0).unwrap();
+        assert!(l.expired(t0 + Duration::from_secs(2)).is_empty());
+        l.renew(&a, t0 + Duration::from_secs(2)).unwrap();
+        assert!(l.expired(t0 + Duration::from_secs(4)).is_empty());
+        assert_eq!(l.expired(t0 + Duration::from_secs(6)), vec![a.clone()]);
+        assert!(l.declare_dead(&a));
+        let e = l.renew(&a, t0 + Duration::from_secs(7)).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Fenced);
+        l.revive(&a, t0 + Duration::from_secs(8));
+        assert!(!l.is_dead(&a));
     }
 
     #[test]

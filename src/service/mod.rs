@@ -2,14 +2,22 @@
 //! directory, version ordering) and providers (the memory holding data blocks).
 //!
 //! - [`protocol`]: the messages.
-//! - [`coherence`]: versions and the write lock of an array (pure state machine).
-//! - [`membership`]: a cluster's providers and their memory (pure).
-//! - [`store`]: a provider's blocks, snapshots and working copies (pure data management).
-//! - [`manager`], [`provider`], [`server`], [`node`]: the services over TCP.
+//! - The protocol's logic, as deterministic state machines with no I/O (tested directly and
+//!   model-checked): [`coherence`] (versions, write lock, retention of an array), [`groups`]
+//!   (data groups: placement, terms, failover, restores), [`directory`] (a manager's arrays and
+//!   who holds what), [`membership`] (a cluster's providers, their memory, leases), [`copy`]
+//!   (one provider's copy of a block: the data plane's fencing rules).
+//! - [`store`]: a provider's blocks and memory budget (over [`copy`]).
+//! - [`manager`], [`provider`], [`server`], [`node`], [`keeper`]: the services over TCP and
+//!   the heartbeats that keep leases.
 //! - [`pool`], [`contact`], [`selection`]: connections, rendezvous, what a transfer selects.
 
 pub mod coherence;
 pub mod contact;
+pub mod copy;
+pub mod directory;
+pub mod groups;
+pub mod keeper;
 pub mod manager;
 pub mod membership;
 pub mod node;

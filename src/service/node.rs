@@ -1,19 +1,38 @@
 //! Starting a provider: a standalone daemon, or the provider a rank embeds for the blocks it
-//! owns. Both serve a [`Store`] and register with their cluster's manager.
+//! owns. Both serve a [`Store`], register with their cluster's manager and keep their lease
+//! there ([`Keeper`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::service::contact::{self, Contact};
-use crate::service::manager::{hello_of, new_epoch};
+use crate::service::keeper::{Keeper, Registration};
 use crate::service::pool::Pool;
 use crate::service::protocol::{NodeInfo, NodeKind, Request};
 use crate::service::provider::Provider;
 use crate::service::server::Server;
 use crate::service::store::Store;
-use crate::transport::tcp;
+use crate::transport::tcp::{self, Hello};
+
+/// A fresh incarnation number (differs at every start).
+pub fn new_incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40) ^ 0x4a55_584d_454d // "JUXMEM"
+}
+
+/// The hello a node of the federation sends.
+pub fn hello_of(node: &NodeInfo, cfg: &Config) -> Hello {
+    Hello {
+        name: node.name.clone(),
+        cluster: node.cluster.clone(),
+        federation: cfg.federation.clone(),
+        incarnation: node.incarnation,
+        software: format!("juxmem {}", env!("CARGO_PKG_VERSION")),
+    }
+}
 
 /// A running provider.
 pub struct RunningProvider {
@@ -25,14 +44,16 @@ pub struct RunningProvider {
     pub pool: Arc<Pool>,
     /// Its cluster's manager.
     pub manager: Contact,
+    /// Its leases (at its manager, and wherever it takes locks or pins).
+    pub keeper: Keeper,
     cfg: Config,
     server: Option<Server>,
     left: bool,
 }
 
 impl RunningProvider {
-    /// Starts a provider named `<cluster>/<label>` offering `capacity` bytes, and registers it
-    /// with the manager of its cluster.
+    /// Starts a provider named `<cluster>/<label>` offering `capacity` bytes, registers it
+    /// with the manager of its cluster and starts keeping its lease.
     pub fn start(
         cfg: &Config,
         kind: NodeKind,
@@ -50,29 +71,34 @@ impl RunningProvider {
             cluster: cfg.cluster.clone(),
             addr,
             kind,
-            epoch: new_epoch(),
+            incarnation: new_incarnation(),
         };
         let hello = hello_of(&node, cfg);
         let pool = Arc::new(Pool::new(hello.clone(), cfg.net.clone()));
         let store = Arc::new(Store::new(node.name.clone(), capacity));
         let server = Server::start(
             listener,
-            hello,
+            hello.clone(),
             cfg.net.clone(),
             Arc::new(Provider::new(store.clone(), pool.clone())),
         )?;
-        pool.call_manager(
-            &manager,
-            &Request::Register {
+        let keeper = Keeper::start(
+            hello,
+            cfg.net.clone(),
+            cfg.heartbeat(),
+            Some(Registration {
+                manager: manager.clone(),
                 node: node.clone(),
                 capacity,
-            },
+                store: store.clone(),
+            }),
         )?;
         Ok(RunningProvider {
             node,
             store,
             pool,
             manager,
+            keeper,
             cfg: cfg.clone(),
             server: Some(server),
             left: false,
@@ -84,57 +110,34 @@ impl RunningProvider {
         &self.cfg
     }
 
-    /// Leaves gracefully: every block this provider is home of moves to a replica (the managers
-    /// of the arrays decide), then the cluster's manager forgets it.
+    /// Leaves gracefully: its cluster's manager hands every copy it holds over (as after a
+    /// failure, but at once) and tells the other clusters' managers; then it stops serving.
     pub fn leave(&mut self) -> Result<()> {
         if self.left {
             return Ok(());
         }
         self.left = true;
-        let mut by_manager: HashMap<String, (Contact, Vec<(u64, u32)>)> = HashMap::new();
-        for (array, block) in self.store.blocks() {
-            let Ok(meta) = self.store.meta(array) else {
-                continue;
-            };
-            let is_home = meta
-                .blocks
-                .get(block as usize)
-                .and_then(|p| p.home.as_ref())
-                .is_some_and(|h| h.name == self.node.name);
-            if is_home {
-                let c = Contact {
-                    cluster: meta.manager.cluster.clone(),
-                    addr: meta.manager.addr.clone(),
-                    epoch: Some(meta.manager.epoch),
-                    pid: None,
-                };
-                by_manager
-                    .entry(c.addr.clone())
-                    .or_insert((c, vec![]))
-                    .1
-                    .push((array, block));
-            }
-        }
-        by_manager
-            .entry(self.manager.addr.clone())
-            .or_insert((self.manager.clone(), vec![]));
-        let mut first_err = None;
-        for (_, (c, homes)) in by_manager {
-            if let Err(e) = self.pool.call_manager(
-                &c,
+        let r = self
+            .pool
+            .call_manager(
+                &self.manager,
                 &Request::Leave {
                     node: self.node.clone(),
-                    homes,
                 },
-            ) {
-                tracing::warn!("{} leaving: manager of {}: {e}", self.node.name, c.cluster);
-                first_err.get_or_insert(e);
-            }
+            )
+            .map(|_| ());
+        if let Err(e) = &r {
+            tracing::warn!(
+                "{} leaving: manager of {}: {e}",
+                self.node.name,
+                self.node.cluster
+            );
         }
+        self.keeper.stop();
         if let Some(mut s) = self.server.take() {
             s.stop();
         }
-        first_err.map_or(Ok(()), Err)
+        r
     }
 }
 

@@ -100,21 +100,21 @@ impl Pool {
     }
 
     /// Calls a manager known from a contact, checking that it is the incarnation the contact
-    /// names (a different epoch or no answer means the contact is stale).
+    /// names (another incarnation or no answer means the contact is stale).
     pub fn call_manager(&self, contact: &Contact, req: &Request) -> Result<Response> {
-        let epoch = self
-            .with(&contact.addr, |c| Ok(c.peer().epoch))
+        let incarnation = self
+            .with(&contact.addr, |c| Ok(c.peer().incarnation))
             .map_err(|e| match e {
                 Error::Network(m) => {
                     contact::stale(contact, &format!("nothing answers there ({m})"))
                 }
                 other => other,
             })?;
-        if let Some(want) = contact.epoch {
-            if want != epoch {
+        if let Some(want) = contact.incarnation {
+            if want != incarnation {
                 return Err(contact::stale(
                     contact,
-                    &format!("the manager answering there has epoch {epoch}"),
+                    &format!("the manager answering there has incarnation {incarnation}"),
                 ));
             }
         }

@@ -35,8 +35,15 @@ pub struct NodeInfo {
     pub addr: String,
     /// Role.
     pub kind: NodeKind,
-    /// Incarnation (differs at every start).
-    pub epoch: u64,
+    /// Incarnation: differs at every start, so a restarted process is a new member.
+    pub incarnation: u64,
+}
+
+impl NodeInfo {
+    /// Whether `other` is this very process (same name and incarnation).
+    pub fn same(&self, other: &NodeInfo) -> bool {
+        self.name == other.name && self.incarnation == other.incarnation
+    }
 }
 
 impl std::fmt::Display for NodeInfo {
@@ -46,7 +53,7 @@ impl std::fmt::Display for NodeInfo {
 }
 
 /// How many copies of each data block to keep.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Redundancy {
     /// Clusters holding copies (the home's cluster counts as one).
     pub clusters: u32,
@@ -68,7 +75,7 @@ impl Redundancy {
 }
 
 /// What a writer does when the retained versions are at the bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FullPolicy {
     /// Wait until the oldest retained version has been read (a pipeline loses no step).
     Block,
@@ -77,13 +84,16 @@ pub enum FullPolicy {
 }
 
 /// How many released versions an array keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Retention {
     /// Committed versions retained (at least 2: the latest stays readable while the next is
     /// written).
     pub max_versions: u32,
     /// Policy at the bound.
     pub on_full: FullPolicy,
+    /// Readers to wait for under `Block` before any of them registered (a pipeline whose
+    /// consumer may start after its producer); 0: wait only for registered readers.
+    pub readers: u32,
 }
 
 impl Default for Retention {
@@ -91,12 +101,13 @@ impl Default for Retention {
         Retention {
             max_versions: 4,
             on_full: FullPolicy::Block,
+            readers: 0,
         }
     }
 }
 
 /// Where the homes of an array's blocks are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HomePlacement {
     /// Owner computes: grid rank `i` of the creating group is the home of block `i`.
     Creator,
@@ -105,7 +116,7 @@ pub enum HomePlacement {
 }
 
 /// Everything needed to create an array.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ArraySpec {
     /// Namespace path, e.g. `forecast/day1/t2m`.
     pub name: String,
@@ -123,20 +134,93 @@ pub struct ArraySpec {
     pub replicate_to: Vec<String>,
 }
 
-/// Where one block's copies are.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Identifies one committed state of a block: the version it represents from on and the write
+/// epoch that wrote it (epochs are never reused, so an aborted epoch's leftovers, even at the
+/// same version number, are never mistaken for committed data). Version 0 / epoch 0 is the
+/// initial zeros.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Stamp {
+    /// The array version that first had this content.
+    pub version: u64,
+    /// The write epoch that wrote it.
+    pub epoch: u64,
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "v{}/e{}", self.version, self.epoch)
+    }
+}
+
+/// The committed state of a block that represents array version `version`: the newest stamp
+/// not newer than it (a block untouched by an epoch keeps representing later versions).
+pub fn stamp_at(stamps: &[Stamp], version: u64) -> Option<Stamp> {
+    stamps.iter().rev().find(|s| s.version <= version).copied()
+}
+
+/// Where one block's copies are, as of its term.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlockPlacement {
+    /// Placement term: bumped at every change of home. Providers refuse writes, publishes and
+    /// installs of an older term, so a block never has two homes.
+    pub term: u64,
     /// The home: orders writes, publishes versions, keeps replicas current. `None` once every
     /// copy is gone.
     pub home: Option<NodeInfo>,
-    /// Other copies, current at every committed version.
+    /// Replicas holding every committed stamp in `stamps`.
     pub replicas: Vec<NodeInfo>,
+    /// Copies being restored: they receive new versions but are neither read nor promoted
+    /// until they hold every committed stamp.
+    pub restoring: Vec<NodeInfo>,
+    /// Committed stamps retained (ascending): the newest not newer than the array's floor, and
+    /// every newer one.
+    pub stamps: Vec<Stamp>,
 }
 
 impl BlockPlacement {
-    /// Every live copy, home first.
+    /// Every copy that holds the committed data, home first.
     pub fn copies(&self) -> impl Iterator<Item = &NodeInfo> {
         self.home.iter().chain(self.replicas.iter())
+    }
+
+    /// Copies a release must reach: current replicas and those being restored.
+    pub fn push_targets(&self) -> Vec<NodeInfo> {
+        self.replicas
+            .iter()
+            .chain(self.restoring.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// The newest committed stamp.
+    pub fn latest(&self) -> Stamp {
+        self.stamps.last().copied().unwrap_or_default()
+    }
+}
+
+/// Health of a block's data group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Health {
+    /// As many current copies as the creator asked for.
+    Healthy,
+    /// Copies are being restored.
+    Restoring,
+    /// Fewer copies than asked for, and no provider can take another one now.
+    Degraded,
+    /// Every copy is gone.
+    Lost,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Healthy => "healthy",
+            Health::Restoring => "restoring",
+            Health::Degraded => "degraded",
+            Health::Lost => "LOST",
+        })
     }
 }
 
@@ -223,15 +307,28 @@ pub struct MemberStatus {
     pub reserved: u64,
 }
 
+/// A member declared dead (lease expired or connection lost), as the status report shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadMember {
+    /// The node.
+    pub node: NodeInfo,
+    /// Why it was declared dead.
+    pub reason: String,
+    /// Seconds ago.
+    pub ago_s: f64,
+}
+
 /// An array as the status report shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArrayStatus {
     /// Directory entry (placement, versions).
     pub meta: ArrayMeta,
+    /// Health of each block's data group.
+    pub health: Vec<Health>,
     /// Readers holding a version.
     pub pins: Vec<u64>,
-    /// Whether a writer holds the array.
-    pub writer: bool,
+    /// The process holding the write lock, if any.
+    pub writer: Option<String>,
     /// Versions dropped unread (DropOldest policy).
     pub dropped_unread: u64,
 }
@@ -245,29 +342,55 @@ pub struct ClusterStatus {
     pub manager: NodeInfo,
     /// Registered providers (daemons and ranks).
     pub members: Vec<MemberStatus>,
+    /// Members declared dead recently (newest first).
+    pub dead: Vec<DeadMember>,
     /// Arrays whose entry this manager holds.
     pub arrays: Vec<ArrayStatus>,
+}
+
+/// What a release did to one block, reported at commit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Touched {
+    /// The block.
+    pub block: u32,
+    /// The placement term its home published under.
+    pub term: u64,
+    /// Copies holding the new stamp (the home and every replica that acknowledged it).
+    pub holders: Vec<String>,
 }
 
 /// Requests. Managers answer the membership, directory and coherence ones; providers the data
 /// ones.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Request {
-    // ---- membership (manager)
-    /// A provider (daemon or rank) joins its cluster.
+    // ---- membership and leases (manager)
+    /// A provider (daemon or rank) joins its cluster. Sent on the provider's control
+    /// connection, which then carries its heartbeats.
     Register {
         /// The provider.
         node: NodeInfo,
         /// Memory offered (bytes).
         capacity: u64,
     },
-    /// A provider leaves gracefully: the homes it holds move to replicas.
+    /// Heartbeat: renews the sender's lease (its membership, and the write locks and read pins
+    /// it holds at this manager), on its control connection.
+    Renew {
+        /// A fresh control connection of a process that may have been declared dead: it
+        /// rejoins, holding nothing.
+        rejoin: bool,
+    },
+    /// A provider leaves gracefully: its copies are handed over as after a failure.
     Leave {
         /// The provider.
         node: NodeInfo,
-        /// Blocks it is home of: (array, block).
-        homes: Vec<(ArrayId, u32)>,
     },
+    /// Manager to manager: a member of the sender's cluster is gone (dead or left).
+    Gone {
+        /// The member.
+        node: NodeInfo,
+    },
+    /// The live members of this manager's cluster.
+    Members,
     /// Manager to manager: pick `count` providers with room for `bytes`, avoiding `exclude`.
     Reserve {
         /// Bytes per copy.
@@ -305,16 +428,26 @@ pub enum Request {
         /// See `Lookup`.
         forwarded: bool,
     },
+    /// The current placement of an array's blocks, after checking `suspects` (copies a client
+    /// could not reach): a suspect that does not answer is declared dead at once.
+    Placement {
+        /// The array.
+        array: ArrayId,
+        /// Copies the client could not reach.
+        suspects: Vec<NodeInfo>,
+    },
     // ---- coherence (the array's manager)
-    /// Take the array's write lock (waits up to `timeout_ms`). Held until `Commit` or `Abort`
-    /// on the same connection, or until the connection closes (then aborted).
+    /// Take the array's write lock (waits up to `timeout_ms`). Held until `Commit` or `Abort`,
+    /// or until the holder's lease runs out (then aborted).
     AcquireWrite {
         /// The array.
         array: ArrayId,
         /// Longest wait.
         timeout_ms: u64,
     },
-    /// Publish `version` (= base + 1) as the latest; releases the write lock.
+    /// Publish `version` (= base + 1) as the latest; releases the write lock. Refused if a
+    /// touched block changed term since its home published (the release is then retried
+    /// against the new placement).
     Commit {
         /// The array.
         array: ArrayId,
@@ -322,6 +455,8 @@ pub enum Request {
         epoch: u64,
         /// The new version.
         version: u64,
+        /// The blocks the epoch published.
+        touched: Vec<Touched>,
     },
     /// Give up the write lock without publishing.
     Abort {
@@ -331,7 +466,7 @@ pub enum Request {
         epoch: u64,
     },
     /// Wait for a version (up to `timeout_ms`); with `pin`, it stays retained until `Unpin`
-    /// (or the connection closes).
+    /// (or the reader's lease runs out).
     WaitVersion {
         /// The array.
         array: ArrayId,
@@ -341,6 +476,21 @@ pub enum Request {
         timeout_ms: u64,
         /// Keep it retained while reading.
         pin: bool,
+        /// The registered reader reading it (it has then passed every older version).
+        reader: Option<u64>,
+    },
+    /// Registers a reader of the array: under `FullPolicy::Block`, writers keep the versions it
+    /// has not read yet.
+    AddReader {
+        /// The array.
+        array: ArrayId,
+    },
+    /// Unregisters a reader.
+    RemoveReader {
+        /// The array.
+        array: ArrayId,
+        /// The reader.
+        reader: u64,
     },
     /// Release a pin.
     Unpin {
@@ -350,23 +500,66 @@ pub enum Request {
         pin: u64,
     },
     // ---- data (providers)
-    /// Host a block (as home or replica). Sent by managers.
+    /// Liveness probe.
+    Ping,
+    /// Host a block (as home or replica) at `term`, starting from the initial zeros. Sent by
+    /// managers.
     Host {
         /// The array's entry.
         meta: ArrayMeta,
         /// The block.
         block: u32,
     },
-    /// Store a published version of a block (replication from its home). + bulk.
+    /// Become the home of a block at `term` (its previous home is gone). Sent by managers.
+    Promote {
+        /// The array.
+        array: ArrayId,
+        /// The block.
+        block: u32,
+        /// The new term.
+        term: u64,
+    },
+    /// A block's placement moved to `term`: refuse anything older (a home of an older term
+    /// steps down). Sent by managers.
+    Fence {
+        /// The array.
+        array: ArrayId,
+        /// The block.
+        block: u32,
+        /// The new term.
+        term: u64,
+    },
+    /// Drop a copy that is no longer part of the block's data group. Sent by managers.
+    Forget {
+        /// The array.
+        array: ArrayId,
+        /// The block.
+        block: u32,
+    },
+    /// Become a current copy: fetch every stamp in `stamps` not held yet from `sources` (in
+    /// order), then answer [`Response::Restored`]. Sent by managers.
+    Restore {
+        /// The array's entry (hosted first if unknown here).
+        meta: ArrayMeta,
+        /// The block.
+        block: u32,
+        /// Committed stamps to hold.
+        stamps: Vec<Stamp>,
+        /// Copies to fetch from, nearest first.
+        sources: Vec<NodeInfo>,
+    },
+    /// Store a published stamp of a block (replication from its home). + bulk.
     Install {
         /// The array.
         array: ArrayId,
         /// The block.
         block: u32,
-        /// Its version.
-        version: u64,
-        /// Versions below this are no longer retained.
-        floor: u64,
+        /// The home's term.
+        term: u64,
+        /// What is installed.
+        stamp: Stamp,
+        /// Stamps to retain besides it (everything else is dropped).
+        keep: Vec<Stamp>,
         /// Bytes that follow.
         bytes: u64,
     },
@@ -376,48 +569,48 @@ pub enum Request {
         array: ArrayId,
         /// The block.
         block: u32,
+        /// The placement term the writer knows.
+        term: u64,
         /// The write epoch.
         epoch: u64,
-        /// The version the epoch started from.
-        base: u64,
+        /// The committed stamp the epoch starts from.
+        base: Stamp,
         /// Where the bytes go.
         selection: Selection,
         /// Bytes that follow.
         bytes: u64,
     },
-    /// Make the working copy of `epoch` version `version`, replicate it, then answer.
+    /// Make the working copy of `epoch` version `version`, push it to `replicas`, then answer
+    /// [`Response::Published`].
     Publish {
         /// The array.
         array: ArrayId,
         /// The block.
         block: u32,
+        /// The placement term the writer knows.
+        term: u64,
         /// The write epoch.
         epoch: u64,
         /// The new version.
         version: u64,
-        /// Versions below this are no longer retained.
-        floor: u64,
+        /// Stamps to retain besides the new one.
+        keep: Vec<Stamp>,
+        /// Copies to push the new stamp to.
+        replicas: Vec<NodeInfo>,
     },
-    /// Read part of a block at a version (the latest snapshot not newer than it); with
-    /// `epoch`, read the working copy of that write epoch instead.
+    /// Read part of a block: the committed state `stamp`, or with `working`, the working copy
+    /// of that write epoch if one exists (else `stamp`).
     Read {
         /// The array.
         array: ArrayId,
         /// The block.
         block: u32,
-        /// The version.
-        version: u64,
+        /// The committed state.
+        stamp: Stamp,
         /// A write epoch whose working copy to read, if any.
-        epoch: Option<(u64, u64)>,
+        working: Option<u64>,
         /// Which part.
         selection: Selection,
-    },
-    /// Become the home of a block (its previous home left).
-    Promote {
-        /// The array's entry with the new placement.
-        meta: ArrayMeta,
-        /// The block.
-        block: u32,
     },
 }
 
@@ -457,8 +650,26 @@ pub enum Response {
         /// Current placement.
         blocks: Vec<BlockPlacement>,
     },
+    /// The current placement.
+    Placement(Vec<BlockPlacement>),
+    /// A reader registered.
+    Reader(u64),
     /// Providers reserved.
     Reserved(Vec<NodeInfo>),
+    /// Live members.
+    Members(Vec<NodeInfo>),
+    /// A block published.
+    Published {
+        /// The new stamp (`None`: the epoch wrote nothing in this block).
+        stamp: Option<Stamp>,
+        /// Copies holding it (the home and the replicas that acknowledged it).
+        holders: Vec<String>,
+    },
+    /// A copy restored.
+    Restored {
+        /// The committed stamps it now holds.
+        held: Vec<Stamp>,
+    },
     /// Raw bytes follow.
     Data {
         /// Bytes that follow.

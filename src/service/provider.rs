@@ -2,8 +2,10 @@
 //! job runs one embedded for the blocks it owns.
 //!
 //! Reads pack the selected part of a snapshot straight onto the socket; writes unpack from the
-//! socket straight into the working copy; publishing replicates the new snapshot to every
-//! replica (in parallel) before answering, so an acknowledged release has every copy current.
+//! socket straight into the working copy; publishing pushes the new snapshot to every replica
+//! (in parallel) before answering with the copies that hold it, so an acknowledged release
+//! has every current copy up to date. The fencing rules (terms, epochs) are
+//! [`BlockCopy`](crate::service::copy::BlockCopy)'s.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::plan::stream::{pack_to, span_elements, unpack_from};
 use crate::service::pool::Pool;
-use crate::service::protocol::{ArrayId, Request, Response};
+use crate::service::protocol::{ArrayId, ArrayMeta, NodeInfo, Request, Response, Selection, Stamp};
 use crate::service::selection::{read_spans, write_spans};
 use crate::service::server::Handler;
 use crate::service::store::{Data, Store};
@@ -31,28 +33,40 @@ impl Provider {
     }
 }
 
-/// Publishes a block's working copy and replicates it (used by the service and by a rank's
-/// embedded provider directly).
+/// A block published by its home: the new stamp and the copies holding it.
+pub struct Published {
+    /// The new stamp (`None`: the epoch wrote nothing in this block).
+    pub stamp: Option<Stamp>,
+    /// The home and every replica that acknowledged the stamp.
+    pub holders: Vec<String>,
+}
+
+/// Publishes a block's working copy and pushes it to `replicas` in parallel (used by the
+/// service and by a rank's embedded provider directly). A replica that cannot be reached is
+/// left out of the holders (the manager then restores it, or it is gone); a replica that
+/// refuses the push as coming from an older term means this home was replaced: the publish
+/// fails with `Fenced`.
+#[allow(clippy::too_many_arguments)]
 pub fn publish(
     store: &Store,
     pool: &Pool,
+    me: &str,
     array: ArrayId,
     block: u32,
+    term: u64,
     epoch: u64,
     version: u64,
-    floor: u64,
-) -> Result<()> {
-    let Some(snap) = store.publish(array, block, epoch, version, floor)? else {
-        return Ok(());
+    keep: &[Stamp],
+    replicas: &[NodeInfo],
+) -> Result<Published> {
+    let Some((stamp, snap)) = store.publish(array, block, term, epoch, version, keep)? else {
+        return Ok(Published {
+            stamp: None,
+            holders: vec![me.to_string()],
+        });
     };
-    let meta = store.meta(array)?;
-    let name: &str = &meta.spec.name;
-    let replicas = meta
-        .blocks
-        .get(block as usize)
-        .map(|b| b.replicas.clone())
-        .unwrap_or_default();
-    let results: Vec<Result<()>> = std::thread::scope(|s| {
+    let name = store.meta(array).map(|m| m.spec.name).unwrap_or_default();
+    let results: Vec<Result<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = replicas
             .iter()
             .map(|r| {
@@ -62,8 +76,9 @@ pub fn publish(
                         c.send(&Request::Install {
                             array,
                             block,
-                            version,
-                            floor,
+                            term,
+                            stamp,
+                            keep: keep.to_vec(),
                             bytes: snap.len() as u64,
                         })?;
                         c.stream()
@@ -71,9 +86,7 @@ pub fn publish(
                             .map_err(|e| io_error("sending a replica", e))?;
                         c.recv::<Response>()?.into_result().map(|_| ())
                     })
-                    .map_err(|e| {
-                        Error::Network(format!("replicating block {block} of {name} to {r}: {e}"))
-                    })
+                    .map(|_| r.name.clone())
                 })
             })
             .collect();
@@ -85,7 +98,25 @@ pub fn publish(
             })
             .collect()
     });
-    results.into_iter().collect()
+    let mut holders = vec![me.to_string()];
+    for (r, result) in replicas.iter().zip(results) {
+        match result {
+            Ok(n) => holders.push(n),
+            Err(e @ Error::Fenced(_)) => {
+                return Err(Error::Fenced(format!(
+                    "block {block} of {name}: {r} refused {stamp} ({e}): this home was replaced"
+                )))
+            }
+            Err(e) => tracing::warn!(
+                "block {block} of {name}: replica {r} did not take {stamp}: {e}; it will be \
+                 restored or replaced"
+            ),
+        }
+    }
+    Ok(Published {
+        stamp: Some(stamp),
+        holders,
+    })
 }
 
 fn reply(conn: &mut Conn, r: Result<Response>) -> Result<()> {
@@ -103,25 +134,105 @@ fn read_bulk(conn: &mut Conn, bytes: u64) -> Result<Data> {
     Ok(d)
 }
 
+/// Answers `e` and reports the connection unusable: announced bulk bytes that were not read
+/// cannot be skipped safely.
+fn refuse_bulk(conn: &mut Conn, e: Error) -> Result<()> {
+    let _ = reply(conn, Err(e.clone()));
+    Err(e)
+}
+
+impl Provider {
+    /// Brings a copy up to date: hosts the block if new here, then fetches every stamp in
+    /// `stamps` it lacks from the first source that has it.
+    fn restore(
+        &self,
+        meta: &ArrayMeta,
+        block: u32,
+        stamps: &[Stamp],
+        sources: &[NodeInfo],
+    ) -> Result<Vec<Stamp>> {
+        self.store.host(meta, block)?;
+        let term = meta.blocks.get(block as usize).map_or(1, |p| p.term);
+        let bytes = meta.block_bytes(u64::from(block))?;
+        let held = self.store.stamps(meta.id, block)?;
+        for &stamp in stamps.iter().filter(|s| !held.contains(s)) {
+            let mut last = None;
+            for src in sources {
+                let fetched = self.pool.with(&src.addr, |c| {
+                    c.send(&Request::Read {
+                        array: meta.id,
+                        block,
+                        stamp,
+                        working: None,
+                        selection: Selection::Whole,
+                    })?;
+                    match c.recv::<Response>()?.into_result()? {
+                        Response::Data { bytes: got } if got == bytes => read_bulk(c, bytes),
+                        other => Err(Error::Protocol(format!(
+                            "{src} answered {other:?} to a read of {stamp}"
+                        ))),
+                    }
+                });
+                match fetched {
+                    Ok(data) => {
+                        self.store
+                            .install(meta.id, block, term, stamp, stamps, data)?;
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            if let Some(e) = last {
+                return Err(e);
+            }
+        }
+        self.store.stamps(meta.id, block)
+    }
+}
+
 impl Handler for Provider {
     type Session = ();
 
     fn handle(&self, _: &mut (), conn: &mut Conn, req: Request) -> Result<()> {
         match req {
+            Request::Ping => reply(conn, Ok(Response::Ok)),
             Request::Host { meta, block } => {
                 let r = self.store.host(&meta, block).map(|_| Response::Ok);
                 reply(conn, r)
             }
-            Request::Promote { meta, block } => {
-                self.store.update_meta(&meta);
-                tracing::info!("now home of block {block} of {}", meta.spec.name);
+            Request::Promote { array, block, term } => {
+                let r = self.store.promote(array, block, term).map(|_| Response::Ok);
+                if r.is_ok() {
+                    tracing::info!("now home of block {block} of array {array} (term {term})");
+                }
+                reply(conn, r)
+            }
+            Request::Fence { array, block, term } => {
+                let r = self.store.fence(array, block, term).map(|_| Response::Ok);
+                reply(conn, r)
+            }
+            Request::Forget { array, block } => {
+                self.store.forget(array, block);
                 reply(conn, Ok(Response::Ok))
+            }
+            Request::Restore {
+                meta,
+                block,
+                stamps,
+                sources,
+            } => {
+                let r = self
+                    .restore(&meta, block, &stamps, &sources)
+                    .map(|held| Response::Restored { held });
+                reply(conn, r)
             }
             Request::Install {
                 array,
                 block,
-                version,
-                floor,
+                term,
+                stamp,
+                keep,
                 bytes,
             } => {
                 let expected = self
@@ -133,27 +244,23 @@ impl Handler for Provider {
                         let data = read_bulk(conn, bytes)?;
                         let r = self
                             .store
-                            .install(array, block, version, floor, data)
+                            .install(array, block, term, stamp, &keep, data)
                             .map(|_| Response::Ok);
                         reply(conn, r)
                     }
-                    Ok(n) => {
-                        let e = Error::Protocol(format!(
+                    Ok(n) => refuse_bulk(
+                        conn,
+                        Error::Protocol(format!(
                             "install of block {block} announces {bytes} bytes; the block has {n}"
-                        ));
-                        let _ = reply(conn, Err(e.clone()));
-                        Err(e)
-                    }
-                    // Unknown array: the bulk bytes cannot be skipped safely, so refuse and close.
-                    Err(e) => {
-                        let _ = reply(conn, Err(e.clone()));
-                        Err(e)
-                    }
+                        )),
+                    ),
+                    Err(e) => refuse_bulk(conn, e),
                 }
             }
             Request::Write {
                 array,
                 block,
+                term,
                 epoch,
                 base,
                 selection,
@@ -161,10 +268,7 @@ impl Handler for Provider {
             } => {
                 let meta = match self.store.meta(array) {
                     Ok(m) => m,
-                    Err(e) => {
-                        let _ = reply(conn, Err(e.clone()));
-                        return Err(e);
-                    }
+                    Err(e) => return refuse_bulk(conn, e),
                 };
                 let size = meta.spec.elem.size();
                 let checked = write_spans(&meta.spec.layout, u64::from(block), &selection).and_then(|spans| {
@@ -178,20 +282,13 @@ impl Handler for Provider {
                         )))
                     }
                 });
-                // On error the announced bytes cannot be trusted: answer, then close.
                 let spans = match checked {
                     Ok(s) => s,
-                    Err(e) => {
-                        let _ = reply(conn, Err(e.clone()));
-                        return Err(e);
-                    }
+                    Err(e) => return refuse_bulk(conn, e),
                 };
-                let working = match self.store.working(array, block, epoch, base) {
+                let working = match self.store.working(array, block, term, epoch, base) {
                     Ok(w) => w,
-                    Err(e) => {
-                        let _ = reply(conn, Err(e.clone()));
-                        return Err(e);
-                    }
+                    Err(e) => return refuse_bulk(conn, e),
                 };
                 let mut w = working.lock().unwrap_or_else(|e| e.into_inner());
                 let stream = conn.stream();
@@ -203,32 +300,47 @@ impl Handler for Provider {
             Request::Publish {
                 array,
                 block,
+                term,
                 epoch,
                 version,
-                floor,
+                keep,
+                replicas,
             } => {
-                let r = publish(&self.store, &self.pool, array, block, epoch, version, floor)
-                    .map(|_| Response::Ok);
+                let r = publish(
+                    &self.store,
+                    &self.pool,
+                    &self.pool.hello().name,
+                    array,
+                    block,
+                    term,
+                    epoch,
+                    version,
+                    &keep,
+                    &replicas,
+                )
+                .map(|p| Response::Published {
+                    stamp: p.stamp,
+                    holders: p.holders,
+                });
                 reply(conn, r)
             }
             Request::Read {
                 array,
                 block,
-                version,
-                epoch,
+                stamp,
+                working,
                 selection,
             } => {
                 let prepared = (|| {
                     let meta = self.store.meta(array)?;
                     let spans = read_spans(&meta.spec.layout, u64::from(block), &selection)?;
-                    let working = match epoch {
-                        Some((e, _)) => self.store.working_if_any(array, block, e)?,
+                    let working = match working {
+                        Some(e) => self.store.working_if_any(array, block, e)?,
                         None => None,
                     };
-                    let snap = match (&working, epoch) {
-                        (Some(_), _) => None,
-                        (None, Some((_, base))) => Some(self.store.snapshot(array, block, base)?),
-                        (None, None) => Some(self.store.snapshot(array, block, version)?),
+                    let snap = match &working {
+                        Some(_) => None,
+                        None => Some(self.store.snapshot(array, block, stamp)?),
                     };
                     Ok::<_, Error>((meta.spec.elem.size(), spans, working, snap))
                 })();
@@ -266,22 +378,32 @@ impl Handler for Provider {
 pub fn request_name(r: &Request) -> &'static str {
     match r {
         Request::Register { .. } => "Register",
+        Request::Renew { .. } => "Renew",
         Request::Leave { .. } => "Leave",
+        Request::Gone { .. } => "Gone",
+        Request::Members => "Members",
         Request::Reserve { .. } => "Reserve",
         Request::Create { .. } => "Create",
         Request::Lookup { .. } => "Lookup",
         Request::List { .. } => "List",
         Request::Status { .. } => "Status",
+        Request::Placement { .. } => "Placement",
         Request::AcquireWrite { .. } => "AcquireWrite",
         Request::Commit { .. } => "Commit",
         Request::Abort { .. } => "Abort",
         Request::WaitVersion { .. } => "WaitVersion",
+        Request::AddReader { .. } => "AddReader",
+        Request::RemoveReader { .. } => "RemoveReader",
         Request::Unpin { .. } => "Unpin",
+        Request::Ping => "Ping",
         Request::Host { .. } => "Host",
+        Request::Promote { .. } => "Promote",
+        Request::Fence { .. } => "Fence",
+        Request::Forget { .. } => "Forget",
+        Request::Restore { .. } => "Restore",
         Request::Install { .. } => "Install",
         Request::Write { .. } => "Write",
         Request::Publish { .. } => "Publish",
         Request::Read { .. } => "Read",
-        Request::Promote { .. } => "Promote",
     }
 }

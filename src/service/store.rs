@@ -1,15 +1,16 @@
-//! A provider's memory: the data blocks it holds, as immutable version snapshots plus at most
-//! one working copy per block (the write epoch in progress, copy-on-write from the latest
-//! snapshot). Pure data management, no I/O; the provider service and the embedded provider of
-//! a rank both use it. Memory is a budget: every snapshot and working copy counts against the
-//! provider's capacity, and what does not fit fails with the sizes named.
+//! A provider's memory: the data blocks it holds, each a [`BlockCopy`] (immutable snapshots
+//! addressed by stamp, at most one working copy, the fencing rules), plus the memory budget.
+//! No I/O; the provider service and the embedded provider of a rank both use it. Every
+//! snapshot and working copy counts against the provider's capacity, and what does not fit
+//! fails with the sizes named.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::service::protocol::{ArrayId, ArrayMeta};
+use crate::service::copy::{BlockCopy, Payload, Role};
+use crate::service::protocol::{ArrayId, ArrayMeta, Stamp};
 
 /// Block bytes, 8-byte aligned so any element type can view them.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,20 +72,49 @@ impl Data {
 /// The working copy of a block during a write epoch.
 #[derive(Debug)]
 pub struct Working {
-    /// The write epoch.
-    pub epoch: u64,
     /// The data being written.
     pub data: Data,
 }
 
-struct Block {
-    snapshots: BTreeMap<u64, Arc<Data>>,
-    working: Option<Arc<Mutex<Working>>>,
+impl Payload for Arc<Data> {
+    type Work = Arc<Mutex<Working>>;
+
+    fn thaw(&self) -> Self::Work {
+        Arc::new(Mutex::new(Working {
+            data: (**self).clone(),
+        }))
+    }
+
+    fn freeze(work: Self::Work) -> Self {
+        match Arc::try_unwrap(work) {
+            Ok(m) => Arc::new(m.into_inner().unwrap_or_else(|e| e.into_inner()).data),
+            // Someone still holds the working copy (a write in flight): copy it.
+            Err(shared) => Arc::new(
+                shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .data
+                    .clone(),
+            ),
+        }
+    }
+}
+
+struct Held {
+    copy: BlockCopy<Arc<Data>>,
+    /// Bytes of the block (every snapshot and the working copy have this size).
+    bytes: u64,
+}
+
+impl Held {
+    fn used(&self) -> u64 {
+        self.copy.copies_held() * self.bytes
+    }
 }
 
 struct Inner {
     metas: HashMap<ArrayId, ArrayMeta>,
-    blocks: HashMap<(ArrayId, u32), Block>,
+    blocks: HashMap<(ArrayId, u32), Held>,
     used: u64,
 }
 
@@ -123,8 +153,8 @@ impl Store {
         self.capacity
     }
 
-    fn charge(&self, inner: &mut Inner, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
-        if inner.used + bytes > self.capacity {
+    fn check_room(&self, inner: &Inner, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
+        if inner.used.saturating_add(bytes) > self.capacity {
             return Err(Error::Capacity(format!(
                 "provider {} offers {} bytes and holds {}; {} needs {bytes} more",
                 self.name,
@@ -133,29 +163,60 @@ impl Store {
                 what()
             )));
         }
-        inner.used += bytes;
         Ok(())
     }
 
-    /// Starts holding block `block` of `meta` (as home or replica) with version 0 (zeros), or
-    /// updates the entry if already held.
+    /// Runs `f` on a held block, keeping the memory accounting right whatever `f` changes.
+    fn with_block<R>(
+        &self,
+        array: ArrayId,
+        block: u32,
+        room_for: u64,
+        f: impl FnOnce(&mut BlockCopy<Arc<Data>>) -> Result<R>,
+    ) -> Result<R> {
+        let mut inner = self.lock();
+        let name = &self.name;
+        if room_for > 0 {
+            self.check_room(&inner, room_for, || {
+                format!("block {block} of array {array}")
+            })?;
+        }
+        let held = inner.blocks.get_mut(&(array, block)).ok_or_else(|| {
+            Error::NotFound(format!(
+                "provider {name} does not hold block {block} of array {array}"
+            ))
+        })?;
+        let before = held.used();
+        let r = f(&mut held.copy);
+        let after = held.used();
+        inner.used = inner.used - before + after;
+        r
+    }
+
+    /// Starts holding block `block` of `meta` with the initial zeros, as home if the entry
+    /// names this provider its home (at the entry's term); only updates the entry if held.
     pub fn host(&self, meta: &ArrayMeta, block: u32) -> Result<()> {
         let bytes = meta.block_bytes(u64::from(block))?;
+        let placement = meta.blocks.get(block as usize);
+        let term = placement.map_or(1, |p| p.term);
+        let role = match placement.and_then(|p| p.home.as_ref()) {
+            Some(h) if h.name == self.name => Role::Home,
+            _ => Role::Replica,
+        };
         let mut inner = self.lock();
         inner.metas.insert(meta.id, meta.clone());
         if inner.blocks.contains_key(&(meta.id, block)) {
             return Ok(());
         }
-        self.charge(&mut inner, bytes, || {
+        self.check_room(&inner, bytes, || {
             format!("block {block} of {} (version 0)", meta.spec.name)
         })?;
-        inner.blocks.insert(
-            (meta.id, block),
-            Block {
-                snapshots: BTreeMap::from([(0, Arc::new(Data::zeroed(bytes as usize)))]),
-                working: None,
-            },
-        );
+        let held = Held {
+            copy: BlockCopy::new(term, role, Arc::new(Data::zeroed(bytes as usize))),
+            bytes,
+        };
+        inner.used += held.used();
+        inner.blocks.insert((meta.id, block), held);
         Ok(())
     }
 
@@ -169,80 +230,66 @@ impl Store {
         })
     }
 
-    /// Replaces the entry of an array (after placement changes).
-    pub fn update_meta(&self, meta: &ArrayMeta) {
-        self.lock().metas.insert(meta.id, meta.clone());
-    }
-
     /// Blocks held, as (array, block).
     pub fn blocks(&self) -> Vec<(ArrayId, u32)> {
         self.lock().blocks.keys().copied().collect()
     }
 
-    fn block<'a>(&self, inner: &'a mut Inner, array: ArrayId, block: u32) -> Result<&'a mut Block> {
-        inner.blocks.get_mut(&(array, block)).ok_or_else(|| {
-            Error::NotFound(format!(
-                "provider {} does not hold block {block} of array {array}",
-                self.name
-            ))
+    /// Whether this provider holds the block as its home.
+    pub fn is_home(&self, array: ArrayId, block: u32) -> bool {
+        self.lock()
+            .blocks
+            .get(&(array, block))
+            .is_some_and(|h| h.copy.role() == Role::Home)
+    }
+
+    /// Committed or published stamps held for a block.
+    pub fn stamps(&self, array: ArrayId, block: u32) -> Result<Vec<Stamp>> {
+        self.with_block(array, block, 0, |c| Ok(c.stamps()))
+    }
+
+    /// The snapshot of exactly `stamp`.
+    pub fn snapshot(&self, array: ArrayId, block: u32, stamp: Stamp) -> Result<Arc<Data>> {
+        let name = self.name.clone();
+        self.with_block(array, block, 0, |c| {
+            c.snapshot(stamp).cloned().ok_or_else(|| {
+                Error::NotFound(format!(
+                    "provider {name} does not hold {stamp} of block {block} of array {array}"
+                ))
+            })
         })
     }
 
-    /// The snapshot that represents `version`: the newest one not newer than it.
-    pub fn snapshot(&self, array: ArrayId, block: u32, version: u64) -> Result<Arc<Data>> {
-        let mut inner = self.lock();
-        let name = self.name.clone();
-        let b = self.block(&mut inner, array, block)?;
-        b.snapshots
-            .range(..=version)
-            .next_back()
-            .map(|(_, d)| d.clone())
-            .ok_or_else(|| {
-                Error::VersionGone(format!(
-                    "provider {name} no longer holds version {version} of block {block} of array {array}"
-                ))
-            })
-    }
-
-    /// The working copy of write epoch `epoch` (created from the snapshot of `base` on first
-    /// use).
+    /// The working copy of write epoch `epoch` (created from exactly `base` on first use), if
+    /// this provider is the block's home at `term`.
     pub fn working(
         &self,
         array: ArrayId,
         block: u32,
+        term: u64,
         epoch: u64,
-        base: u64,
+        base: Stamp,
     ) -> Result<Arc<Mutex<Working>>> {
-        let mut inner = self.lock();
-        let name = self.name.clone();
-        let b = self.block(&mut inner, array, block)?;
-        if let Some(w) = &b.working {
-            if w.lock().unwrap_or_else(|e| e.into_inner()).epoch == epoch {
-                return Ok(w.clone());
-            }
-        }
-        let base_data = b
-            .snapshots
-            .range(..=base)
-            .next_back()
-            .map(|(_, d)| d.clone())
+        let fresh = self.working_if_any(array, block, epoch)?.is_none();
+        let room = if fresh {
+            self.block_bytes(array, block)?
+        } else {
+            0
+        };
+        self.with_block(array, block, room, |c| c.working(term, epoch, base))
+    }
+
+    fn block_bytes(&self, array: ArrayId, block: u32) -> Result<u64> {
+        self.lock()
+            .blocks
+            .get(&(array, block))
+            .map(|h| h.bytes)
             .ok_or_else(|| {
-                Error::VersionGone(format!("provider {name}: no snapshot for version {base}"))
-            })?;
-        let stale = b.working.take().map_or(0, |w| {
-            w.lock().unwrap_or_else(|e| e.into_inner()).data.len() as u64
-        });
-        inner.used -= stale;
-        let bytes = base_data.len() as u64;
-        self.charge(&mut inner, bytes, || {
-            format!("the working copy of block {block} of array {array}")
-        })?;
-        let w = Arc::new(Mutex::new(Working {
-            epoch,
-            data: (*base_data).clone(),
-        }));
-        self.block(&mut inner, array, block)?.working = Some(w.clone());
-        Ok(w)
+                Error::NotFound(format!(
+                    "provider {} does not hold block {block} of array {array}",
+                    self.name
+                ))
+            })
     }
 
     /// The working copy of `epoch` if one exists (a block not written in the epoch has none).
@@ -252,89 +299,77 @@ impl Store {
         block: u32,
         epoch: u64,
     ) -> Result<Option<Arc<Mutex<Working>>>> {
-        let mut inner = self.lock();
-        let b = self.block(&mut inner, array, block)?;
-        Ok(b.working
-            .as_ref()
-            .filter(|w| w.lock().unwrap_or_else(|e| e.into_inner()).epoch == epoch)
-            .cloned())
+        self.with_block(array, block, 0, |c| Ok(c.working_of(epoch)))
     }
 
-    /// Turns the working copy of `epoch` into snapshot `version`, drops what `floor` no longer
-    /// needs, and returns the snapshot (to replicate). `None` when the epoch wrote nothing here.
+    /// Turns the working copy of `epoch` into the snapshot of `version` and drops snapshots not
+    /// in `keep`; returns it (to replicate). `None` when the epoch wrote nothing here.
     pub fn publish(
         &self,
         array: ArrayId,
         block: u32,
+        term: u64,
         epoch: u64,
         version: u64,
-        floor: u64,
-    ) -> Result<Option<Arc<Data>>> {
-        let mut inner = self.lock();
-        let b = self.block(&mut inner, array, block)?;
-        let Some(w) = b.working.take() else {
-            return Ok(None);
-        };
-        let held = w.lock().unwrap_or_else(|e| e.into_inner()).epoch;
-        if held != epoch {
-            b.working = Some(w);
-            return Ok(None);
-        }
-        let data = match Arc::try_unwrap(w) {
-            Ok(m) => m.into_inner().unwrap_or_else(|e| e.into_inner()).data,
-            // Someone still holds the working copy (a write in flight): copy it.
-            Err(shared) => shared
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .data
-                .clone(),
-        };
-        let snap = Arc::new(data);
-        // The working copy's bytes now belong to the snapshot: no new charge.
-        let freed = insert_snapshot(b, version, snap.clone(), floor);
-        inner.used -= freed;
-        Ok(Some(snap))
+        keep: &[Stamp],
+    ) -> Result<Option<(Stamp, Arc<Data>)>> {
+        self.with_block(array, block, 0, |c| c.publish(term, epoch, version, keep))
     }
 
-    /// Stores `data` as `version` of a block (replication), dropping what `floor` no longer
-    /// needs.
+    /// Stores `data` as `stamp` of a block (replication, restoring), dropping snapshots not in
+    /// `keep`.
     pub fn install(
         &self,
         array: ArrayId,
         block: u32,
-        version: u64,
-        floor: u64,
+        term: u64,
+        stamp: Stamp,
+        keep: &[Stamp],
         data: Data,
     ) -> Result<()> {
-        let mut inner = self.lock();
         let bytes = data.len() as u64;
-        self.block(&mut inner, array, block)?;
-        self.charge(&mut inner, bytes, || {
-            format!("version {version} of block {block} of array {array}")
-        })?;
-        let b = self.block(&mut inner, array, block)?;
-        let freed = insert_snapshot(b, version, Arc::new(data), floor);
-        inner.used -= freed;
-        Ok(())
+        let want = self.block_bytes(array, block)?;
+        if bytes != want {
+            return Err(Error::Protocol(format!(
+                "install of {stamp} of block {block} brings {bytes} bytes; the block has {want}"
+            )));
+        }
+        self.with_block(array, block, bytes, |c| {
+            c.install(term, stamp, Arc::new(data), keep)
+        })
     }
-}
 
-/// Inserts a snapshot (replacing leftovers of aborted epochs at or above it) and drops
-/// snapshots no longer needed: all but the newest at or below `floor`. Returns bytes freed.
-fn insert_snapshot(b: &mut Block, version: u64, snap: Arc<Data>, floor: u64) -> u64 {
-    let mut freed = 0;
-    for (_, d) in b.snapshots.split_off(&version) {
-        freed += d.len() as u64;
+    /// Becomes the home of a block at `term`.
+    pub fn promote(&self, array: ArrayId, block: u32, term: u64) -> Result<()> {
+        self.with_block(array, block, 0, |c| c.promote(term))
     }
-    b.snapshots.insert(version, snap);
-    let keep_from = b.snapshots.range(..=floor).next_back().map(|(&v, _)| v);
-    if let Some(k) = keep_from {
-        let kept = b.snapshots.split_off(&k);
-        for (_, d) in std::mem::replace(&mut b.snapshots, kept) {
-            freed += d.len() as u64;
+
+    /// The block's placement moved to `term` (an old home steps down).
+    pub fn fence(&self, array: ArrayId, block: u32, term: u64) -> Result<()> {
+        self.with_block(array, block, 0, |c| {
+            c.fence(term);
+            Ok(())
+        })
+    }
+
+    /// Drops a copy.
+    pub fn forget(&self, array: ArrayId, block: u32) {
+        let mut inner = self.lock();
+        if let Some(h) = inner.blocks.remove(&(array, block)) {
+            inner.used -= h.used();
+        }
+        if !inner.blocks.keys().any(|(a, _)| *a == array) {
+            inner.metas.remove(&array);
         }
     }
-    freed
+
+    /// Drops everything (this provider was declared dead: its copies were handed over).
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.blocks.clear();
+        inner.metas.clear();
+        inner.used = 0;
+    }
 }
 
 #[cfg(test)]
@@ -343,13 +378,20 @@ mod tests {
     use crate::layout::{Dist, Layout};
     use crate::service::protocol::*;
 
-    fn meta() -> ArrayMeta {
-        let node = NodeInfo {
-            name: "A/m".into(),
+    fn meta(home: &str) -> ArrayMeta {
+        let node = |name: &str| NodeInfo {
+            name: name.into(),
             cluster: "A".into(),
             addr: "x".into(),
-            kind: NodeKind::Manager,
-            epoch: 1,
+            kind: NodeKind::Daemon,
+            incarnation: 1,
+        };
+        let placement = BlockPlacement {
+            term: 1,
+            home: Some(node(home)),
+            replicas: vec![],
+            restoring: vec![],
+            stamps: vec![Stamp::default()],
         };
         ArrayMeta {
             id: 7,
@@ -362,55 +404,71 @@ mod tests {
                 homes: HomePlacement::Creator,
                 replicate_to: vec![],
             },
-            manager: node,
-            blocks: vec![],
+            manager: node("A/m"),
+            blocks: vec![placement.clone(), placement],
             committed: 0,
             floor: 0,
         }
     }
 
+    fn st(version: u64, epoch: u64) -> Stamp {
+        Stamp { version, epoch }
+    }
+
     #[test]
-    fn versions_are_immutable_snapshots_and_pruned_by_floor() {
+    fn versions_are_immutable_snapshots_and_pruned_by_keep() {
         let s = Store::new("A/p", 1 << 20);
-        let m = meta();
-        s.host(&m, 0).unwrap();
+        s.host(&meta("A/p"), 0).unwrap();
         assert_eq!(s.used(), 32);
+        let mut keep = vec![st(0, 0)];
         for v in 1..=3u64 {
-            let w = s.working(7, 0, v, v - 1).unwrap();
+            let w = s.working(7, 0, 1, v, st(v - 1, v - 1)).unwrap();
             w.lock().unwrap().data.typed_mut::<f64>()[0] = v as f64;
             drop(w);
-            s.publish(7, 0, v, v, 0).unwrap().unwrap();
+            s.publish(7, 0, 1, v, v, &keep).unwrap().unwrap();
+            keep.push(st(v, v));
         }
-        assert_eq!(s.snapshot(7, 0, 2).unwrap().typed::<f64>()[0], 2.0);
-        assert_eq!(s.snapshot(7, 0, 0).unwrap().typed::<f64>()[0], 0.0);
+        assert_eq!(s.snapshot(7, 0, st(2, 2)).unwrap().typed::<f64>()[0], 2.0);
+        assert_eq!(s.snapshot(7, 0, st(0, 0)).unwrap().typed::<f64>()[0], 0.0);
         assert_eq!(s.used(), 4 * 32);
-        // Floor 2: versions 0 and 1 go.
-        let w = s.working(7, 0, 9, 3).unwrap();
-        drop(w);
-        s.publish(7, 0, 9, 4, 2).unwrap().unwrap();
+        // Keep only v2 and v3 besides the new v4.
+        drop(s.working(7, 0, 1, 9, st(3, 3)).unwrap());
+        s.publish(7, 0, 1, 9, 4, &[st(2, 2), st(3, 3)])
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            s.snapshot(7, 0, 1).unwrap_err().code(),
-            crate::ErrorCode::VersionGone
+            s.snapshot(7, 0, st(1, 1)).unwrap_err().code(),
+            crate::ErrorCode::NotFound
         );
         assert_eq!(s.used(), 3 * 32);
     }
 
     #[test]
-    fn a_block_untouched_since_keeps_representing_later_versions() {
+    fn only_the_home_at_the_current_term_takes_writes() {
         let s = Store::new("A/p", 1 << 20);
-        s.host(&meta(), 1).unwrap();
-        // Version 5 published elsewhere: this block still answers with version 0's data,
-        // and pruning at floor 5 keeps it.
-        s.install(7, 1, 6, 5, Data::zeroed(32)).unwrap();
-        assert!(s.snapshot(7, 1, 5).is_ok());
+        s.host(&meta("A/other"), 1).unwrap();
+        let e = s.working(7, 1, 1, 1, st(0, 0)).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Fenced);
+        s.promote(7, 1, 2).unwrap();
+        assert!(s.working(7, 1, 1, 1, st(0, 0)).is_err(), "old term");
+        assert!(s.working(7, 1, 2, 1, st(0, 0)).is_ok());
+        s.fence(7, 1, 3).unwrap();
+        assert!(!s.is_home(7, 1));
+        assert_eq!(
+            s.used(),
+            32,
+            "the stepped-down home's working copy is freed"
+        );
     }
 
     #[test]
     fn capacity_is_a_budget() {
         let s = Store::new("A/p", 40);
-        s.host(&meta(), 0).unwrap();
-        let e = s.working(7, 0, 1, 0).unwrap_err();
+        s.host(&meta("A/p"), 0).unwrap();
+        let e = s.working(7, 0, 1, 1, st(0, 0)).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::Capacity);
         assert!(e.to_string().contains("A/p offers 40 bytes"), "{e}");
+        s.forget(7, 0);
+        assert_eq!(s.used(), 0);
     }
 }

@@ -39,7 +39,7 @@ pub struct Hello {
     /// The federation it belongs to; peers of different federations refuse each other.
     pub federation: String,
     /// The speaker's incarnation (changes at every start; detects stale contact files).
-    pub epoch: u64,
+    pub incarnation: u64,
     /// The juxmem version string, for messages.
     pub software: String,
 }

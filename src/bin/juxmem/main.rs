@@ -1,0 +1,185 @@
+//! The `juxmem` command.
+//!
+//! ```text
+//! juxmem manager  --cluster NAME [--listen ADDR]           run a cluster manager
+//! juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR]
+//!                                                          run a provider daemon
+//! juxmem status                                            clusters, members, arrays, copies
+//! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
+//!                                                          start a local federation and run a pipeline
+//! ```
+//!
+//! The federation is found through `JUXMEM_FEDERATION_DIR` or `JUXMEM_FEDERATION` (see the
+//! README's environment table); `--dir` sets the directory for all commands.
+
+mod launch;
+mod status;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use juxmem::config::{parse_bytes, Config, Rendezvous};
+use juxmem::error::{Error, Result};
+use juxmem::service::manager::Manager;
+use juxmem::service::node::RunningProvider;
+use juxmem::service::protocol::NodeKind;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub(crate) fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGINT,
+            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+fn wait_for_stop() {
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub(crate) struct Args {
+    positional: Vec<String>,
+    options: BTreeMap<String, String>,
+    flags: Vec<String>,
+}
+
+fn parse_args(raw: &[String], with_value: &[&str]) -> Result<Args> {
+    let mut a = Args {
+        positional: vec![],
+        options: BTreeMap::new(),
+        flags: vec![],
+    };
+    let mut i = 0;
+    while i < raw.len() {
+        let s = &raw[i];
+        if let Some(name) = s.strip_prefix("--") {
+            if with_value.contains(&name) {
+                let v = raw
+                    .get(i + 1)
+                    .ok_or_else(|| Error::InvalidArgument(format!("--{name} needs a value")))?;
+                a.options.insert(name.to_string(), v.clone());
+                i += 2;
+                continue;
+            }
+            a.flags.push(name.to_string());
+        } else {
+            a.positional.push(s.clone());
+        }
+        i += 1;
+    }
+    Ok(a)
+}
+
+fn config(args: &Args) -> Result<Config> {
+    let mut cfg = Config::from_env()?;
+    if let Some(c) = args.options.get("cluster") {
+        cfg.cluster = c.clone();
+    }
+    if let Some(d) = args.options.get("dir") {
+        let dir = PathBuf::from(d);
+        if let Ok(id) = std::fs::read_to_string(dir.join("federation")) {
+            cfg.federation = id.trim().to_string();
+        }
+        cfg.rendezvous = Some(Rendezvous::Dir(dir));
+    }
+    if let Some(l) = args.options.get("listen") {
+        cfg.listen = l.clone();
+    }
+    Ok(cfg)
+}
+
+pub(crate) const USAGE: &str = "usage:
+  juxmem manager  --cluster NAME [--listen ADDR] [--dir DIR]
+  juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR] [--dir DIR]
+  juxmem status   [--dir DIR]
+  juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
+The federation is found through JUXMEM_FEDERATION_DIR (or --dir) or JUXMEM_FEDERATION.";
+
+fn main() -> ExitCode {
+    let filter = std::env::var("JUXMEM_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = raw.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &raw[1..];
+    let r = match cmd.as_str() {
+        "manager" => parse_args(rest, &["cluster", "listen", "dir"]).and_then(|a| run_manager(&a)),
+        "provider" => parse_args(rest, &["cluster", "listen", "dir", "name", "capacity"])
+            .and_then(|a| run_provider(&a)),
+        "status" => parse_args(rest, &["dir", "cluster"])
+            .and_then(|a| config(&a))
+            .and_then(|c| status::run_status(&c)),
+        "launch" => parse_args(rest, &["dir", "timeout"]).and_then(|a| launch::run_launch(&a)),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(Error::InvalidArgument(format!(
+            "unknown command {other:?}\n{USAGE}"
+        ))),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("juxmem {cmd}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_manager(args: &Args) -> Result<()> {
+    let cfg = config(args)?;
+    install_signal_handlers();
+    let listen = cfg.listen.clone();
+    let m = Manager::start(cfg.clone(), &listen)?;
+    println!(
+        "manager of cluster {} listening on {}",
+        cfg.cluster,
+        m.addr()
+    );
+    wait_for_stop();
+    Ok(())
+}
+
+fn run_provider(args: &Args) -> Result<()> {
+    let cfg = config(args)?;
+    install_signal_handlers();
+    let capacity = args
+        .options
+        .get("capacity")
+        .map_or(Ok(1 << 30), |c| parse_bytes(c))?;
+    let label = args
+        .options
+        .get("name")
+        .cloned()
+        .unwrap_or_else(|| format!("provider-{}", std::process::id()));
+    let mut p = RunningProvider::start(&cfg, NodeKind::Daemon, &label, capacity)?;
+    println!(
+        "provider {} on {} offering {} bytes",
+        p.node.name, p.node.addr, capacity
+    );
+    wait_for_stop();
+    p.leave()
+}

@@ -1,0 +1,353 @@
+//! One provider's copy of one data block: the data plane's fencing rules as a deterministic
+//! state machine with no I/O, generic over what the data is (the store holds bytes, the model
+//! check a number).
+//!
+//! - Committed states are addressed by [`Stamp`] (version, write epoch), exactly: a leftover of
+//!   an aborted epoch is never read in place of committed data, even at the same version number.
+//! - Terms fence homes: writes and publishes need the copy to be home at the writer's term;
+//!   installs of an older term are refused, and a newer term makes an old home step down. So
+//!   a home that was only paused finds its writes refused once a replica was promoted.
+//! - Epochs fence writers: the newest epoch seen wins; a write, publish or install of an older
+//!   epoch is refused, so a writer whose lease expired cannot overwrite its successor's work.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::service::protocol::Stamp;
+
+/// What a copy holds: an immutable snapshot type, and the working copy a write epoch edits.
+pub trait Payload: Clone {
+    /// The working copy of a write epoch.
+    type Work: Clone;
+    /// A working copy starting from this snapshot (copy on write).
+    fn thaw(&self) -> Self::Work;
+    /// The working copy becomes a snapshot.
+    fn freeze(work: Self::Work) -> Self;
+}
+
+/// Whether this copy is the block's home.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Orders writes and publishes.
+    Home,
+    /// Receives published stamps.
+    Replica,
+}
+
+/// One copy of one block.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BlockCopy<P: Payload> {
+    term: u64,
+    role: Role,
+    newest_epoch: u64,
+    /// version -> (epoch, data)
+    snapshots: BTreeMap<u64, (u64, P)>,
+    working: Option<(u64, P::Work)>,
+}
+
+fn fenced(what: String) -> Error {
+    Error::Fenced(what)
+}
+
+impl<P: Payload> BlockCopy<P> {
+    /// A copy holding the initial state (stamp v0/e0) at `term`.
+    pub fn new(term: u64, role: Role, initial: P) -> Self {
+        BlockCopy {
+            term,
+            role,
+            newest_epoch: 0,
+            snapshots: BTreeMap::from([(0, (0, initial))]),
+            working: None,
+        }
+    }
+
+    /// The placement term this copy knows.
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// Home or replica.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Stamps held, ascending.
+    pub fn stamps(&self) -> Vec<Stamp> {
+        self.snapshots
+            .iter()
+            .map(|(&version, &(epoch, _))| Stamp { version, epoch })
+            .collect()
+    }
+
+    /// Snapshots plus the working copy, if any (each as large as the block), for accounting.
+    pub fn copies_held(&self) -> u64 {
+        self.snapshots.len() as u64 + u64::from(self.working.is_some())
+    }
+
+    /// Replaces the working copy of `epoch` (for payloads that are values, not handles).
+    pub fn set_working(&mut self, epoch: u64, work: P::Work) -> Result<()> {
+        match &mut self.working {
+            Some((e, w)) if *e == epoch => {
+                *w = work;
+                Ok(())
+            }
+            _ => Err(fenced(format!("no working copy of write epoch {epoch}"))),
+        }
+    }
+
+    /// The snapshot of exactly `stamp`.
+    pub fn snapshot(&self, stamp: Stamp) -> Option<&P> {
+        match self.snapshots.get(&stamp.version) {
+            Some((e, p)) if *e == stamp.epoch => Some(p),
+            _ => None,
+        }
+    }
+
+    fn check_home(&self, term: u64, what: &str) -> Result<()> {
+        if self.role != Role::Home || term != self.term {
+            return Err(fenced(format!(
+                "{what} at term {term}, but this copy is {} at term {}",
+                match self.role {
+                    Role::Home => "the home",
+                    Role::Replica => "a replica",
+                },
+                self.term
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_epoch(&self, epoch: u64, what: &str) -> Result<()> {
+        if epoch < self.newest_epoch {
+            return Err(fenced(format!(
+                "{what} of write epoch {epoch}, superseded by epoch {} (its lock was lost)",
+                self.newest_epoch
+            )));
+        }
+        Ok(())
+    }
+
+    /// The working copy of write epoch `epoch`, created from exactly `base` on first use.
+    pub fn working(&mut self, term: u64, epoch: u64, base: Stamp) -> Result<P::Work> {
+        self.check_home(term, "write")?;
+        self.check_epoch(epoch, "write")?;
+        if let Some((e, w)) = &self.working {
+            if *e == epoch {
+                return Ok(w.clone());
+            }
+        }
+        let from = self.snapshot(base).ok_or_else(|| {
+            Error::NotFound(format!(
+                "the home does not hold {base}, the state write epoch {epoch} starts from"
+            ))
+        })?;
+        let w = from.thaw();
+        self.working = Some((epoch, w.clone()));
+        self.newest_epoch = epoch;
+        Ok(w)
+    }
+
+    /// The working copy of `epoch`, if this epoch wrote here.
+    pub fn working_of(&self, epoch: u64) -> Option<P::Work> {
+        match &self.working {
+            Some((e, w)) if *e == epoch => Some(w.clone()),
+            _ => None,
+        }
+    }
+
+    /// Turns the working copy of `epoch` into the snapshot of `version` and drops every
+    /// snapshot not in `keep`. Idempotent: publishing again returns the same snapshot. `None`
+    /// when the epoch wrote nothing here.
+    pub fn publish(
+        &mut self,
+        term: u64,
+        epoch: u64,
+        version: u64,
+        keep: &[Stamp],
+    ) -> Result<Option<(Stamp, P)>> {
+        self.check_home(term, "publish")?;
+        self.check_epoch(epoch, "publish")?;
+        let stamp = Stamp { version, epoch };
+        match self.working.take() {
+            Some((e, w)) if e == epoch => {
+                let snap = P::freeze(w);
+                self.insert(stamp, snap.clone(), keep)?;
+                Ok(Some((stamp, snap)))
+            }
+            other => {
+                self.working = other;
+                Ok(self.snapshot(stamp).cloned().map(|p| (stamp, p)))
+            }
+        }
+    }
+
+    /// Stores a stamp pushed by the home (or fetched while restoring) and drops every snapshot
+    /// not in `keep` (an empty `keep` drops nothing).
+    pub fn install(&mut self, term: u64, stamp: Stamp, data: P, keep: &[Stamp]) -> Result<()> {
+        if term < self.term {
+            return Err(fenced(format!(
+                "install of {stamp} from a home of term {term}; the placement is at term {}",
+                self.term
+            )));
+        }
+        self.fence(term);
+        self.insert(stamp, data, keep)
+    }
+
+    /// The placement moved to `term`: anything older is refused from now on, and a home of an
+    /// older term steps down (its epoch in progress is dropped).
+    pub fn fence(&mut self, term: u64) {
+        if term > self.term {
+            self.term = term;
+            if self.role == Role::Home {
+                self.role = Role::Replica;
+                self.working = None;
+            }
+        }
+    }
+
+    /// Becomes the home at `term`.
+    pub fn promote(&mut self, term: u64) -> Result<()> {
+        if term < self.term {
+            return Err(fenced(format!(
+                "promotion at term {term}; this copy is at term {}",
+                self.term
+            )));
+        }
+        self.term = term;
+        self.role = Role::Home;
+        Ok(())
+    }
+
+    fn insert(&mut self, stamp: Stamp, data: P, keep: &[Stamp]) -> Result<()> {
+        if let Some((e, _)) = self.snapshots.get(&stamp.version) {
+            if *e > stamp.epoch {
+                return Err(fenced(format!(
+                    "{stamp} is superseded by epoch {e} at the same version"
+                )));
+            }
+        }
+        // An older epoch that wrote this version or a later one never committed (a committed
+        // one would have made this epoch start later): its leftovers go.
+        self.snapshots
+            .retain(|&v, (e, _)| v < stamp.version || *e > stamp.epoch);
+        self.snapshots.insert(stamp.version, (stamp.epoch, data));
+        self.newest_epoch = self.newest_epoch.max(stamp.epoch);
+        if matches!(&self.working, Some((e, _)) if *e < stamp.epoch) {
+            self.working = None;
+        }
+        if !keep.is_empty() {
+            self.snapshots.retain(|&version, (epoch, _)| {
+                let s = Stamp {
+                    version,
+                    epoch: *epoch,
+                };
+                s == stamp || keep.contains(&s)
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Payload for u64 {
+        type Work = u64;
+        fn thaw(&self) -> u64 {
+            *self
+        }
+        fn freeze(w: u64) -> u64 {
+            w
+        }
+    }
+
+    fn st(version: u64, epoch: u64) -> Stamp {
+        Stamp { version, epoch }
+    }
+
+    fn home() -> BlockCopy<u64> {
+        BlockCopy::new(1, Role::Home, 0)
+    }
+
+    #[test]
+    fn an_aborted_epochs_leftover_is_never_read_as_committed() {
+        let mut c = home();
+        c.working(1, 1, st(0, 0)).unwrap();
+        c.set_working(1, 11).unwrap();
+        c.publish(1, 1, 1, &[]).unwrap().unwrap(); // epoch 1 published v1 but never committed
+                                                   // Epoch 2 commits v1 elsewhere without touching this block: v1/e2 is not here, and a
+                                                   // reader asking for the committed state (still v0/e0 for this block) gets zeros.
+        assert_eq!(c.snapshot(st(1, 2)), None);
+        assert_eq!(c.snapshot(st(0, 0)), Some(&0));
+        // Epoch 3 writes this block from v0/e0 (the committed state), not from the leftover.
+        assert_eq!(c.working(1, 3, st(0, 0)).unwrap(), 0);
+        c.set_working(3, 33).unwrap();
+        let (s, v) = c.publish(1, 3, 2, &[st(0, 0)]).unwrap().unwrap();
+        assert_eq!((s, v), (st(2, 3), 33));
+        assert_eq!(
+            c.stamps(),
+            vec![st(0, 0), st(2, 3)],
+            "the leftover is dropped"
+        );
+    }
+
+    #[test]
+    fn a_superseded_epoch_cannot_write_or_publish() {
+        let mut c = home();
+        c.working(1, 5, st(0, 0)).unwrap();
+        c.working(1, 6, st(0, 0)).unwrap(); // epoch 5 lost its lock; 6 started
+        let e = c.working(1, 5, st(0, 0)).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Fenced);
+        assert!(c.publish(1, 5, 1, &[]).is_err());
+        let mut r: BlockCopy<u64> = BlockCopy::new(1, Role::Replica, 0);
+        r.install(1, st(1, 6), 66, &[]).unwrap();
+        assert!(r.install(1, st(1, 5), 55, &[]).is_err(), "stale install");
+        assert_eq!(r.snapshot(st(1, 6)), Some(&66));
+    }
+
+    #[test]
+    fn terms_fence_a_paused_old_home() {
+        let mut old = home();
+        let mut replica: BlockCopy<u64> = BlockCopy::new(1, Role::Replica, 0);
+        // The manager promotes the replica at term 2 while the old home is paused.
+        replica.promote(2).unwrap();
+        // The old home comes back and a stale client writes through it: its push is refused.
+        old.working(1, 1, st(0, 0)).unwrap();
+        old.set_working(1, 9).unwrap();
+        let (s, v) = old.publish(1, 1, 1, &[]).unwrap().unwrap();
+        let e = replica.install(1, s, v, &[]).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Fenced);
+        // Once fenced, the old home refuses writes at its old term.
+        old.fence(2);
+        assert_eq!(old.role(), Role::Replica);
+        assert!(old.working(1, 2, st(0, 0)).is_err());
+        assert!(
+            old.working(2, 2, st(0, 0)).is_err(),
+            "a replica is not home"
+        );
+    }
+
+    #[test]
+    fn restores_fill_in_older_stamps_without_dropping_newer_ones() {
+        let mut c: BlockCopy<u64> = BlockCopy::new(3, Role::Replica, 0);
+        c.install(3, st(5, 5), 50, &[]).unwrap(); // pushed by the home while restoring
+        c.install(3, st(3, 3), 30, &[]).unwrap(); // fetched from another copy
+        assert_eq!(c.stamps(), vec![st(0, 0), st(3, 3), st(5, 5)]);
+        c.install(3, st(6, 7), 60, &[st(5, 5)]).unwrap();
+        assert_eq!(c.stamps(), vec![st(5, 5), st(6, 7)]);
+        assert!(c.install(3, st(6, 7), 60, &[]).is_ok(), "idempotent");
+    }
+
+    #[test]
+    fn publishing_twice_is_idempotent() {
+        let mut c = home();
+        c.working(1, 1, st(0, 0)).unwrap();
+        c.set_working(1, 4).unwrap();
+        let a = c.publish(1, 1, 1, &[st(0, 0)]).unwrap();
+        let b = c.publish(1, 1, 1, &[st(0, 0)]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(c.publish(1, 2, 2, &[]).unwrap(), None, "nothing written");
+    }
+}

@@ -1,0 +1,345 @@
+//! A manager's directory: the arrays created in its cluster, each with its versions and write
+//! lock ([`Versions`]), its data groups ([`DataGroups`]) and who holds what (the write epoch,
+//! read pins, reader registrations, each owned by a process whose lease keeps it). A
+//! deterministic state machine with no I/O: the manager service drives it under one lock, and
+//! the model check drives it directly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, Result};
+use crate::service::coherence::{Blocker, Grant, Poll, Ticket, Versions};
+use crate::service::groups::{DataGroups, Effect};
+use crate::service::protocol::{
+    ArrayId, ArrayMeta, ArraySpec, ArrayStatus, NodeInfo, Touched, VersionReq,
+};
+
+/// A process holding something at a manager: its node name and incarnation.
+pub type Owner = (String, u64);
+
+/// The owner key of a node.
+pub fn owner_of(node: &NodeInfo) -> Owner {
+    (node.name.clone(), node.incarnation)
+}
+
+/// One array's entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// Federation-wide id.
+    pub id: ArrayId,
+    /// Creation spec.
+    pub spec: ArraySpec,
+    /// The manager holding the entry.
+    pub manager: NodeInfo,
+    /// Versions and write lock.
+    pub versions: Versions,
+    /// Where every block's copies are.
+    pub groups: DataGroups,
+    writer: Option<(u64, Owner)>,
+    tickets: BTreeMap<Ticket, Owner>,
+    pins: BTreeMap<u64, Owner>,
+    readers: BTreeMap<u64, Owner>,
+    /// No provider could take a missing copy at the last attempt.
+    pub stuck: bool,
+}
+
+impl Entry {
+    /// A new entry.
+    pub fn new(
+        id: ArrayId,
+        spec: ArraySpec,
+        manager: NodeInfo,
+        versions: Versions,
+        groups: DataGroups,
+    ) -> Entry {
+        Entry {
+            id,
+            spec,
+            manager,
+            versions,
+            groups,
+            writer: None,
+            tickets: BTreeMap::new(),
+            pins: BTreeMap::new(),
+            readers: BTreeMap::new(),
+            stuck: false,
+        }
+    }
+
+    /// The entry as clients see it.
+    pub fn meta(&self) -> ArrayMeta {
+        ArrayMeta {
+            id: self.id,
+            spec: self.spec.clone(),
+            manager: self.manager.clone(),
+            blocks: self.groups.placements(),
+            committed: self.versions.committed(),
+            floor: self.versions.floor(),
+        }
+    }
+
+    /// The entry as the status report shows it.
+    pub fn status(&self) -> ArrayStatus {
+        ArrayStatus {
+            meta: self.meta(),
+            health: (0..self.groups.len())
+                .map(|b| self.groups.health(b, self.stuck))
+                .collect(),
+            pins: self.versions.pinned(),
+            writer: self.writer.as_ref().map(|(_, o)| o.0.clone()),
+            dropped_unread: self.versions.dropped_unread(),
+        }
+    }
+
+    /// `owner` joins the writers' queue.
+    pub fn enqueue_writer(&mut self, owner: Owner) -> Ticket {
+        let t = self.versions.enqueue_writer();
+        self.tickets.insert(t, owner);
+        t
+    }
+
+    /// Leaves the writers' queue.
+    pub fn cancel(&mut self, ticket: Ticket) {
+        self.versions.cancel(ticket);
+        self.tickets.remove(&ticket);
+    }
+
+    /// Grants the lock to `ticket` if its turn came.
+    pub fn try_grant(&mut self, ticket: Ticket) -> Poll<Grant> {
+        let g = self.versions.try_grant(ticket);
+        if let Poll::Ready(g) = g {
+            let owner = self.tickets.remove(&ticket).unwrap_or_default();
+            // A reader that writes has seen the version it writes on.
+            for (&r, o) in &self.readers {
+                if *o == owner {
+                    self.versions.passed(r, g.base);
+                }
+            }
+            self.writer = Some((g.epoch, owner));
+        }
+        g
+    }
+
+    fn check_writer(&self, owner: &Owner, epoch: u64) -> Result<()> {
+        match &self.writer {
+            Some((e, o)) if *e == epoch && o == owner => Ok(()),
+            Some((e, o)) if *e == epoch => Err(Error::NotAcquired(format!(
+                "write epoch {epoch} of {} belongs to {}, not {}",
+                self.spec.name, o.0, owner.0
+            ))),
+            _ => Err(Error::NotAcquired(format!(
+                "write epoch {epoch} of {} is not in progress: it was aborted (the holder's \
+                 lease ran out, or it gave up) or already committed",
+                self.spec.name
+            ))),
+        }
+    }
+
+    /// Commits `version` from epoch `epoch` held by `owner`, if every touched block is still at
+    /// the term its home published under (else `Fenced`: the release is retried).
+    pub fn commit(
+        &mut self,
+        owner: &Owner,
+        epoch: u64,
+        version: u64,
+        touched: &[Touched],
+    ) -> Result<()> {
+        self.check_writer(owner, epoch)?;
+        self.groups.check_commit(touched)?;
+        let floor = self.versions.writer().map_or(0, |g| g.floor);
+        self.versions.commit(epoch, version)?;
+        self.groups.commit(version, epoch, floor, touched);
+        self.writer = None;
+        Ok(())
+    }
+
+    /// Aborts epoch `epoch` held by `owner`.
+    pub fn abort(&mut self, owner: &Owner, epoch: u64) -> Result<()> {
+        self.check_writer(owner, epoch)?;
+        self.versions.abort(epoch)?;
+        self.writer = None;
+        Ok(())
+    }
+
+    /// A version for `owner` (see [`Versions::try_read`]).
+    pub fn try_read(
+        &mut self,
+        owner: &Owner,
+        req: VersionReq,
+        pin: bool,
+        reader: Option<u64>,
+    ) -> Result<Poll<(u64, Option<u64>)>> {
+        let r = self.versions.try_read(req, pin, reader)?;
+        if let Poll::Ready((_, Some(p))) = &r {
+            self.pins.insert(*p, owner.clone());
+        }
+        Ok(r)
+    }
+
+    /// Releases a pin.
+    pub fn unpin(&mut self, pin: u64) -> Result<()> {
+        self.pins.remove(&pin);
+        self.versions.unpin(pin)
+    }
+
+    /// Registers a reader for `owner`.
+    pub fn add_reader(&mut self, owner: Owner) -> u64 {
+        let r = self.versions.add_reader();
+        self.readers.insert(r, owner);
+        r
+    }
+
+    /// Unregisters a reader.
+    pub fn remove_reader(&mut self, reader: u64) {
+        self.readers.remove(&reader);
+        self.versions.remove_reader(reader);
+    }
+
+    /// `owner` is gone (lease ran out, or its process died): its write epoch is aborted, its
+    /// pins and reader registrations dropped, its place in the writers' queue given up.
+    /// Returns the aborted epoch, if any.
+    pub fn owner_gone(&mut self, owner: &Owner) -> Option<u64> {
+        let pins: Vec<u64> = self
+            .pins
+            .iter()
+            .filter(|(_, o)| *o == owner)
+            .map(|(&p, _)| p)
+            .collect();
+        for p in pins {
+            let _ = self.unpin(p);
+        }
+        let readers: Vec<u64> = self
+            .readers
+            .iter()
+            .filter(|(_, o)| *o == owner)
+            .map(|(&r, _)| r)
+            .collect();
+        for r in readers {
+            self.remove_reader(r);
+        }
+        let tickets: Vec<Ticket> = self
+            .tickets
+            .iter()
+            .filter(|(_, o)| *o == owner)
+            .map(|(&t, _)| t)
+            .collect();
+        for t in tickets {
+            self.cancel(t);
+        }
+        match &self.writer {
+            Some((e, o)) if o == owner => {
+                let e = *e;
+                let _ = self.versions.abort(e);
+                self.writer = None;
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+
+    /// Why a writer waits for retention, in words naming who holds what.
+    pub fn retention_wait(&self) -> Option<String> {
+        let who = |o: Option<&Owner>| o.map_or("an unknown process".to_string(), |o| o.0.clone());
+        self.versions.blocker().map(|b| match b {
+            Blocker::Pin { version, pin } => format!(
+                "version {version} is being read by {} (read pin {pin})",
+                who(self.pins.get(&pin))
+            ),
+            Blocker::Reader {
+                version,
+                reader,
+                next,
+            } => format!(
+                "version {version} is not read yet by reader {} (which has read up to version \
+                 {}); the policy is Block with {} versions retained",
+                who(self.readers.get(&reader)),
+                next.saturating_sub(1),
+                self.versions.retention().max_versions
+            ),
+            Blocker::Expected { version, missing } => format!(
+                "version {version} waits for {missing} declared reader(s) that have not opened \
+                 the array yet"
+            ),
+        })
+    }
+
+    /// The holder of the write lock.
+    pub fn writer(&self) -> Option<&Owner> {
+        self.writer.as_ref().map(|(_, o)| o)
+    }
+}
+
+/// The arrays whose entries a manager holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directory {
+    arrays: BTreeMap<ArrayId, Entry>,
+    names: BTreeMap<String, ArrayId>,
+    creating: BTreeSet<String>,
+}
+
+impl Directory {
+    /// The entry of `array`.
+    pub fn get(&self, array: ArrayId) -> Result<&Entry> {
+        self.arrays
+            .get(&array)
+            .ok_or_else(|| Error::NotFound(format!("no array with id {array} at this manager")))
+    }
+
+    /// The entry of `array`, to change it.
+    pub fn get_mut(&mut self, array: ArrayId) -> Result<&mut Entry> {
+        self.arrays
+            .get_mut(&array)
+            .ok_or_else(|| Error::NotFound(format!("no array with id {array} at this manager")))
+    }
+
+    /// The entry named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Entry> {
+        self.names.get(name).and_then(|id| self.arrays.get(id))
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.arrays.values()
+    }
+
+    /// Every entry, to change them.
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.arrays.values_mut()
+    }
+
+    /// Reserves `name` while its creation is under way (`AlreadyExists` if taken).
+    pub fn begin_create(&mut self, name: &str, cluster: &str) -> Result<()> {
+        if self.names.contains_key(name) || !self.creating.insert(name.to_string()) {
+            return Err(Error::AlreadyExists(format!(
+                "an array named {name:?} already exists in cluster {cluster}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Ends a creation: adds the entry, or (on `None`) frees the name.
+    pub fn finish_create(&mut self, name: &str, entry: Option<Entry>) {
+        self.creating.remove(name);
+        if let Some(e) = entry {
+            self.names.insert(name.to_string(), e.id);
+            self.arrays.insert(e.id, e);
+        }
+    }
+
+    /// A provider is gone: the effects on every array's data groups.
+    pub fn node_gone(&mut self, node: &NodeInfo) -> Vec<(ArrayId, Effect)> {
+        let mut out = Vec::new();
+        for e in self.arrays.values_mut() {
+            out.extend(e.groups.node_gone(node).into_iter().map(|x| (e.id, x)));
+        }
+        out
+    }
+
+    /// An owner is gone: what it held is released everywhere. Returns the aborted epochs as
+    /// (array name, epoch).
+    pub fn owner_gone(&mut self, owner: &Owner) -> Vec<(String, u64)> {
+        self.arrays
+            .values_mut()
+            .filter_map(|e| e.owner_gone(owner).map(|ep| (e.spec.name.clone(), ep)))
+            .collect()
+    }
+}

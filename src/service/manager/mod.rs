@@ -1,0 +1,790 @@
+//! The cluster manager: membership and leases of its cluster, the directory of the arrays
+//! created here (their versions, write locks and data groups), and the reactions to failures.
+//!
+//! The protocol's decisions live in pure state machines ([`Directory`], which holds each
+//! array's [`Versions`](crate::service::coherence::Versions) and
+//! [`DataGroups`](crate::service::groups::DataGroups); [`Membership`] and [`Leases`]); this
+//! module feeds them requests and time, waits where a request must wait (write locks, version
+//! waits, each with a deadline), and carries out their effects: [`failures`] (declaring
+//! processes dead, failover, probing suspects, learning of other clusters' losses) and
+//! [`restore`] (bringing data groups back to the redundancy asked for).
+
+mod failures;
+mod restore;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::service::coherence::{Poll, Versions};
+use crate::service::contact::{self, Contact};
+use crate::service::directory::{owner_of, Directory, Entry, Owner};
+use crate::service::groups::DataGroups;
+use crate::service::membership::{Leases, Membership};
+use crate::service::node::{hello_of, new_incarnation};
+use crate::service::pool::Pool;
+use crate::service::protocol::*;
+use crate::service::server::{Handler, Server};
+use crate::transport::tcp::{self, Conn};
+
+struct State {
+    membership: Membership,
+    leases: Leases,
+    directory: Directory,
+    /// Each process's current control connection (session id).
+    controls: HashMap<Owner, u64>,
+    serial: u64,
+}
+
+/// What one connection is: a process's control connection (its heartbeats) once it registered
+/// or renewed on it. Its loss declares that process dead at once (a crashed process's sockets
+/// close); a paused or cut-off one is caught by its lease running out.
+pub struct Session {
+    id: u64,
+    control: Option<Owner>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Session {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            control: None,
+        }
+    }
+}
+
+/// A cluster manager.
+pub struct Manager {
+    me: NodeInfo,
+    cfg: Config,
+    pool: Arc<Pool>,
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Restores under way: (array, block, target).
+    restoring: Mutex<HashSet<(ArrayId, u32, String)>>,
+    /// Wakes the maintenance thread early (after a failure or a commit that left a copy
+    /// behind).
+    kick: (Mutex<bool>, Condvar),
+    stop: AtomicBool,
+}
+
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A running manager: its service, its maintenance thread, and its contact file while it runs.
+pub struct RunningManager {
+    /// The manager.
+    pub manager: Arc<Manager>,
+    server: Server,
+    maintenance: Option<JoinHandle<()>>,
+    contact_dir: Option<std::path::PathBuf>,
+}
+
+impl RunningManager {
+    /// Address the manager listens on.
+    pub fn addr(&self) -> &str {
+        self.server.addr()
+    }
+}
+
+impl Drop for RunningManager {
+    fn drop(&mut self) {
+        self.server.stop();
+        self.manager.stop.store(true, Ordering::SeqCst);
+        self.manager.wake();
+        if let Some(t) = self.maintenance.take() {
+            let _ = t.join();
+        }
+        if let Some(dir) = &self.contact_dir {
+            contact::remove(dir, &self.manager.me.cluster, self.manager.me.incarnation);
+        }
+    }
+}
+
+impl Manager {
+    /// Starts the manager of `cfg.cluster`, listening on `listen`, and (with a federation
+    /// directory) writes its contact file. Refuses to start if a live manager already answers
+    /// for the cluster; replaces a stale contact file.
+    pub fn start(cfg: Config, listen: &str) -> Result<RunningManager> {
+        let listener = tcp::bind(listen)?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Network(format!("listener address: {e}")))?
+            .to_string();
+        let me = NodeInfo {
+            name: format!("{}/manager", cfg.cluster),
+            cluster: cfg.cluster.clone(),
+            addr: addr.clone(),
+            kind: NodeKind::Manager,
+            incarnation: new_incarnation(),
+        };
+        let hello = hello_of(&me, &cfg);
+        let pool = Arc::new(Pool::new(hello.clone(), cfg.net.clone()));
+        let contact_dir = contact::claim(&cfg, &me, &hello)?;
+        let manager = Arc::new(Manager {
+            me,
+            cfg: cfg.clone(),
+            pool,
+            state: Mutex::new(State {
+                membership: Membership::default(),
+                leases: Leases::new(cfg.failure_timeout),
+                directory: Directory::default(),
+                controls: HashMap::new(),
+                serial: 0,
+            }),
+            changed: Condvar::new(),
+            restoring: Mutex::new(HashSet::new()),
+            kick: (Mutex::new(false), Condvar::new()),
+            stop: AtomicBool::new(false),
+        });
+        let server = Server::start(listener, hello, cfg.net.clone(), manager.clone())?;
+        let m = manager.clone();
+        let maintenance = std::thread::Builder::new()
+            .name(format!("juxmem-maintain-{}", cfg.cluster))
+            .spawn(move || m.maintain())
+            .map_err(|e| Error::Network(format!("cannot start the maintenance thread: {e}")))?;
+        tracing::info!("manager of cluster {} listening on {addr}", cfg.cluster);
+        Ok(RunningManager {
+            manager,
+            server,
+            maintenance: Some(maintenance),
+            contact_dir,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the maintenance thread.
+    fn wake(&self) {
+        let (flag, cv) = &self.kick;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// Every heartbeat interval (or when woken): declare dead the processes whose lease ran
+    /// out, learn of other clusters' losses, and heal data groups.
+    fn maintain(self: Arc<Self>) {
+        let interval = self.cfg.heartbeat();
+        let mut tick = 0u64;
+        while !self.stop.load(Ordering::SeqCst) {
+            {
+                let (flag, cv) = &self.kick;
+                let mut woken = flag.lock().unwrap_or_else(|e| e.into_inner());
+                if !*woken {
+                    woken = cv
+                        .wait_timeout(woken, interval)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                *woken = false;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let expired = self.lock().leases.expired(Instant::now());
+            for owner in expired {
+                let secs = self.cfg.failure_timeout.as_secs_f64();
+                self.owner_gone(&owner, &format!("no heartbeat for {secs:.1} s"));
+            }
+            tick += 1;
+            if tick % 4 == 0 {
+                self.check_peers();
+            }
+            self.heal();
+        }
+    }
+
+    /// The other clusters' managers (none without a rendezvous).
+    fn peers(&self) -> Vec<Contact> {
+        contact::managers(&self.cfg)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.cluster != self.me.cluster)
+            .collect()
+    }
+
+    fn lookup(&self, name: &str, forwarded: bool) -> Result<ArrayMeta> {
+        if let Some(e) = self.lock().directory.by_name(name) {
+            return Ok(e.meta());
+        }
+        let mut asked = vec![self.me.cluster.clone()];
+        if !forwarded {
+            for peer in self.peers() {
+                asked.push(peer.cluster.clone());
+                match self.pool.call_manager(
+                    &peer,
+                    &Request::Lookup {
+                        name: name.into(),
+                        forwarded: true,
+                    },
+                ) {
+                    Ok(Response::Meta(m)) => return Ok(m),
+                    Ok(_) | Err(Error::NotFound(_)) => {}
+                    Err(e) => tracing::warn!("lookup of {name} at cluster {}: {e}", peer.cluster),
+                }
+            }
+        }
+        Err(Error::NotFound(format!(
+            "no array named {name:?} in the federation (clusters asked: {})",
+            asked.join(", ")
+        )))
+    }
+
+    fn create(&self, spec: ArraySpec, homes: Vec<NodeInfo>) -> Result<ArrayMeta> {
+        check_name(&spec.name)?;
+        let versions = Versions::new(spec.retention)?;
+        let nblocks = spec.layout.nprocs();
+        if spec.redundancy.clusters == 0 || spec.redundancy.providers_per_cluster == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "redundancy {}x{} of {}: both counts must be at least 1",
+                spec.redundancy.clusters, spec.redundancy.providers_per_cluster, spec.name
+            )));
+        }
+        if spec.homes == HomePlacement::Creator && homes.len() as u64 != nblocks {
+            return Err(Error::InvalidArgument(format!(
+                "{} has {nblocks} blocks but {} homes were given",
+                spec.name,
+                homes.len()
+            )));
+        }
+        self.lock()
+            .directory
+            .begin_create(&spec.name, &self.me.cluster)?;
+        let placed = self.place(&spec, homes, versions);
+        let mut st = self.lock();
+        match placed {
+            Ok(entry) => {
+                let meta = entry.meta();
+                st.directory.finish_create(&spec.name, Some(entry));
+                tracing::info!("created {} ({} blocks)", spec.name, meta.blocks.len());
+                Ok(meta)
+            }
+            Err(e) => {
+                st.directory.finish_create(&spec.name, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// Bytes a copy of block `b` may need: every retained version.
+    fn copy_bytes(spec: &ArraySpec, b: u64) -> Result<u64> {
+        let bytes = spec.layout.local_len(b)? * spec.elem.size() as u64;
+        bytes
+            .checked_mul(u64::from(spec.retention.max_versions))
+            .ok_or_else(|| Error::Overflow(format!("the copies of block {b} of {}", spec.name)))
+    }
+
+    /// Places every block's copies over `clusters x providers_per_cluster` and hosts them.
+    fn place(&self, spec: &ArraySpec, homes: Vec<NodeInfo>, versions: Versions) -> Result<Entry> {
+        let peers = self.peers();
+        for peer in &peers {
+            if let Ok(Response::Meta(m)) = self.pool.call_manager(
+                peer,
+                &Request::Lookup {
+                    name: spec.name.clone(),
+                    forwarded: true,
+                },
+            ) {
+                return Err(Error::AlreadyExists(format!(
+                    "an array named {:?} already exists in cluster {}",
+                    spec.name, m.manager.cluster
+                )));
+            }
+        }
+        // Clusters for the copies outside ours: preferred ones first, then the others by name.
+        let mut others: Vec<&Contact> = Vec::new();
+        for want in &spec.replicate_to {
+            if let Some(c) = peers.iter().find(|c| &c.cluster == want) {
+                if !others.iter().any(|o| o.cluster == c.cluster) {
+                    others.push(c);
+                }
+            } else if want != &self.me.cluster {
+                return Err(Error::NotFound(format!(
+                    "{} asks for copies in cluster {want}, which is not in the federation",
+                    spec.name
+                )));
+            }
+        }
+        for c in &peers {
+            if !others.iter().any(|o| o.cluster == c.cluster) {
+                others.push(c);
+            }
+        }
+        let extra_clusters = spec.redundancy.clusters as usize - 1;
+        if others.len() < extra_clusters {
+            let mut known: Vec<String> = peers.iter().map(|c| c.cluster.clone()).collect();
+            known.push(self.me.cluster.clone());
+            known.sort();
+            return Err(Error::Capacity(format!(
+                "redundancy of {} asks for {} clusters; the federation has {} ({})",
+                spec.name,
+                spec.redundancy.clusters,
+                known.len(),
+                known.join(", ")
+            )));
+        }
+        let others = &others[..extra_clusters];
+        let ppc = spec.redundancy.providers_per_cluster;
+        let mut placements = Vec::new();
+        for b in 0..spec.layout.nprocs() {
+            let bytes = Self::copy_bytes(spec, b)?;
+            let home = match spec.homes {
+                HomePlacement::Creator => homes[b as usize].clone(),
+                HomePlacement::Daemons => {
+                    self.lock()
+                        .membership
+                        .reserve(&self.me.cluster, bytes, 1, &[])?[0]
+                        .clone()
+                }
+            };
+            let mut replicas = if ppc > 1 {
+                self.lock().membership.reserve(
+                    &self.me.cluster,
+                    bytes,
+                    ppc - 1,
+                    std::slice::from_ref(&home.name),
+                )?
+            } else {
+                vec![]
+            };
+            for c in others {
+                replicas.extend(self.reserve_at(c, bytes, ppc, vec![])?);
+            }
+            placements.push((home, replicas));
+        }
+        let serial = {
+            let mut st = self.lock();
+            st.serial += 1;
+            st.serial
+        };
+        let id = fnv(&[
+            self.me.cluster.as_bytes(),
+            &self.me.incarnation.to_le_bytes(),
+            &serial.to_le_bytes(),
+        ]);
+        let mut clusters = vec![self.me.cluster.clone()];
+        clusters.extend(others.iter().map(|c| c.cluster.clone()));
+        let groups = DataGroups::new(spec.redundancy, clusters, placements);
+        let entry = Entry::new(id, spec.clone(), self.me.clone(), versions, groups);
+        let meta = entry.meta();
+        // Daemon homes and every replica start holding their block now.
+        for (b, placement) in meta.blocks.iter().enumerate() {
+            for n in placement.copies().filter(|n| n.kind == NodeKind::Daemon) {
+                self.pool
+                    .call(
+                        &n.addr,
+                        &Request::Host {
+                            meta: meta.clone(),
+                            block: b as u32,
+                        },
+                    )
+                    .map_err(|e| {
+                        Error::Network(format!(
+                            "asking {n} to host block {b} of {}: {e}",
+                            spec.name
+                        ))
+                    })?;
+            }
+        }
+        Ok(entry)
+    }
+
+    /// Reserves `count` providers with room for `bytes` in the cluster of `c`.
+    fn reserve_at(
+        &self,
+        c: &Contact,
+        bytes: u64,
+        count: u32,
+        exclude: Vec<String>,
+    ) -> Result<Vec<NodeInfo>> {
+        if c.cluster == self.me.cluster {
+            return self
+                .lock()
+                .membership
+                .reserve(&self.me.cluster, bytes, count, &exclude);
+        }
+        match self.pool.call_manager(
+            c,
+            &Request::Reserve {
+                bytes,
+                count,
+                exclude,
+            },
+        )? {
+            Response::Reserved(nodes) => Ok(nodes),
+            other => Err(Error::Protocol(format!(
+                "unexpected answer to Reserve: {other:?}"
+            ))),
+        }
+    }
+
+    fn wait<T>(
+        &self,
+        timeout: Duration,
+        what: impl FnOnce(&State) -> String,
+        mut poll: impl FnMut(&mut State) -> Result<Poll<T>>,
+        on_timeout: impl FnOnce(&mut State),
+    ) -> Result<T> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if let Poll::Ready(v) = poll(&mut st)? {
+                return Ok(v);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let what = what(&st);
+                on_timeout(&mut st);
+                self.changed.notify_all();
+                return Err(Error::Timeout {
+                    what,
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn status(&self, forwarded: bool) -> Vec<ClusterStatus> {
+        let mut out = vec![{
+            let st = self.lock();
+            let mut arrays: Vec<ArrayStatus> = st.directory.entries().map(Entry::status).collect();
+            arrays.sort_by(|a, b| a.meta.spec.name.cmp(&b.meta.spec.name));
+            ClusterStatus {
+                cluster: self.me.cluster.clone(),
+                manager: self.me.clone(),
+                members: st.membership.status(),
+                dead: st.membership.dead(Instant::now()),
+                arrays,
+            }
+        }];
+        if !forwarded {
+            for peer in self.peers() {
+                match self
+                    .pool
+                    .call_manager(&peer, &Request::Status { forwarded: true })
+                {
+                    Ok(Response::Status(s)) => out.extend(s),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("status of cluster {}: {e}", peer.cluster),
+                }
+            }
+        }
+        out.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+        out
+    }
+
+    fn list(&self, pattern: &str, forwarded: bool) -> Vec<NameEntry> {
+        let mut names: Vec<NameEntry> = self
+            .lock()
+            .directory
+            .entries()
+            .filter(|e| name_matches(pattern, &e.spec.name))
+            .map(|e| NameEntry {
+                name: e.spec.name.clone(),
+                cluster: self.me.cluster.clone(),
+                elem: e.spec.elem,
+                shape: e.spec.layout.shape(),
+                committed: e.versions.committed(),
+            })
+            .collect();
+        if !forwarded {
+            for peer in self.peers() {
+                match self.pool.call_manager(
+                    &peer,
+                    &Request::List {
+                        pattern: pattern.into(),
+                        forwarded: true,
+                    },
+                ) {
+                    Ok(Response::Names(n)) => names.extend(n),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("listing at cluster {}: {e}", peer.cluster),
+                }
+            }
+        }
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        names
+    }
+
+    fn register(&self, session: &mut Session, owner: Owner, node: NodeInfo, capacity: u64) {
+        let previous = {
+            let mut st = self.lock();
+            st.leases.revive(&owner, Instant::now());
+            st.controls.insert(owner.clone(), session.id);
+            st.membership.register(node.clone(), capacity)
+        };
+        session.control = Some(owner);
+        tracing::info!("{} joined ({capacity} bytes)", node.name);
+        if let Some(old) = previous {
+            self.owner_gone(&owner_of(&old), "restarted under the same name");
+        }
+    }
+
+    fn acquire_write(&self, owner: Owner, array: ArrayId, timeout_ms: u64) -> Result<Response> {
+        let ticket = {
+            let mut st = self.lock();
+            st.leases.touch(&owner, Instant::now())?;
+            st.directory.get_mut(array)?.enqueue_writer(owner)
+        };
+        let timeout = Duration::from_millis(timeout_ms);
+        let (grant, blocks) = self.wait(
+            timeout,
+            |st| match st.directory.get(array) {
+                Ok(e) => {
+                    let why = match (e.writer(), e.retention_wait()) {
+                        (Some(w), _) => format!("held by {}", w.0),
+                        (None, Some(r)) => r,
+                        (None, None) => "other writers are queued first".into(),
+                    };
+                    format!("write lock of {}: {why}", e.spec.name)
+                }
+                Err(e) => e.to_string(),
+            },
+            |st| {
+                let e = st.directory.get_mut(array)?;
+                Ok(match e.try_grant(ticket) {
+                    Poll::Ready(g) => Poll::Ready((g, e.groups.placements())),
+                    Poll::Pending => Poll::Pending,
+                })
+            },
+            |st| {
+                if let Ok(e) = st.directory.get_mut(array) {
+                    e.cancel(ticket);
+                }
+            },
+        )?;
+        Ok(Response::WriteGranted {
+            epoch: grant.epoch,
+            base: grant.base,
+            floor: grant.floor,
+            blocks,
+        })
+    }
+
+    fn wait_version(
+        &self,
+        owner: Owner,
+        array: ArrayId,
+        req: VersionReq,
+        timeout_ms: u64,
+        pin: bool,
+        reader: Option<u64>,
+    ) -> Result<Response> {
+        if pin {
+            self.lock().leases.touch(&owner, Instant::now())?;
+        }
+        let timeout = Duration::from_millis(timeout_ms);
+        let ((version, pin), blocks) = self.wait(
+            timeout,
+            |st| match st.directory.get(array) {
+                Ok(e) => format!(
+                    "version {req:?} of {} (latest committed: {})",
+                    e.spec.name,
+                    e.versions.committed()
+                ),
+                Err(e) => e.to_string(),
+            },
+            |st| {
+                let e = st.directory.get_mut(array)?;
+                Ok(match e.try_read(&owner, req, pin, reader)? {
+                    Poll::Ready(v) => Poll::Ready((v, e.groups.placements())),
+                    Poll::Pending => Poll::Pending,
+                })
+            },
+            |_| {},
+        )?;
+        // A reader that passed a version may unblock a writer.
+        self.changed.notify_all();
+        Ok(Response::Version {
+            version,
+            pin,
+            blocks,
+        })
+    }
+
+    fn commit(
+        &self,
+        owner: &Owner,
+        array: ArrayId,
+        epoch: u64,
+        version: u64,
+        touched: &[Touched],
+    ) -> Result<Response> {
+        let behind = {
+            let mut st = self.lock();
+            let e = st.directory.get_mut(array)?;
+            let r = e.commit(owner, epoch, version, touched);
+            if let Err(Error::Fenced(_)) = &r {
+                tracing::info!("commit of {} v{version} refused: {r:?}", e.spec.name);
+            }
+            r?;
+            let behind = e.groups.restore_tasks().len();
+            self.changed.notify_all();
+            behind
+        };
+        if behind > 0 {
+            self.wake();
+        }
+        Ok(Response::Ok)
+    }
+
+    fn respond(&self, session: &mut Session, owner: Owner, req: Request) -> Result<Response> {
+        match req {
+            Request::Register { node, capacity } => {
+                if node.cluster != self.me.cluster {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} belongs to cluster {}, this is the manager of {}",
+                        node.name, node.cluster, self.me.cluster
+                    )));
+                }
+                self.register(session, owner, node, capacity);
+                Ok(Response::Ok)
+            }
+            Request::Renew { rejoin } => {
+                let mut st = self.lock();
+                if rejoin {
+                    st.leases.revive(&owner, Instant::now());
+                } else {
+                    st.leases.renew(&owner, Instant::now())?;
+                }
+                st.controls.insert(owner.clone(), session.id);
+                session.control = Some(owner);
+                Ok(Response::Ok)
+            }
+            Request::Leave { node } => {
+                self.owner_gone(&owner_of(&node), "left");
+                Ok(Response::Ok)
+            }
+            Request::Gone { node } => {
+                self.evict(&node, &format!("gone from cluster {}", node.cluster));
+                Ok(Response::Ok)
+            }
+            Request::Members => Ok(Response::Members(self.lock().membership.nodes())),
+            Request::Reserve {
+                bytes,
+                count,
+                exclude,
+            } => {
+                let nodes =
+                    self.lock()
+                        .membership
+                        .reserve(&self.me.cluster, bytes, count, &exclude)?;
+                Ok(Response::Reserved(nodes))
+            }
+            Request::Create { spec, homes } => Ok(Response::Meta(self.create(spec, homes)?)),
+            Request::Lookup { name, forwarded } => {
+                Ok(Response::Meta(self.lookup(&name, forwarded)?))
+            }
+            Request::List { pattern, forwarded } => {
+                Ok(Response::Names(self.list(&pattern, forwarded)))
+            }
+            Request::Status { forwarded } => Ok(Response::Status(self.status(forwarded))),
+            Request::Placement { array, suspects } => {
+                self.check_suspects(&suspects);
+                Ok(Response::Placement(
+                    self.lock().directory.get(array)?.groups.placements(),
+                ))
+            }
+            Request::AcquireWrite { array, timeout_ms } => {
+                self.acquire_write(owner, array, timeout_ms)
+            }
+            Request::Commit {
+                array,
+                epoch,
+                version,
+                touched,
+            } => self.commit(&owner, array, epoch, version, &touched),
+            Request::Abort { array, epoch } => {
+                self.lock().directory.get_mut(array)?.abort(&owner, epoch)?;
+                self.changed.notify_all();
+                Ok(Response::Ok)
+            }
+            Request::WaitVersion {
+                array,
+                req,
+                timeout_ms,
+                pin,
+                reader,
+            } => self.wait_version(owner, array, req, timeout_ms, pin, reader),
+            Request::Unpin { array, pin } => {
+                self.lock().directory.get_mut(array)?.unpin(pin)?;
+                self.changed.notify_all();
+                Ok(Response::Ok)
+            }
+            Request::AddReader { array } => {
+                let mut st = self.lock();
+                st.leases.touch(&owner, Instant::now())?;
+                Ok(Response::Reader(
+                    st.directory.get_mut(array)?.add_reader(owner),
+                ))
+            }
+            Request::RemoveReader { array, reader } => {
+                self.lock().directory.get_mut(array)?.remove_reader(reader);
+                self.changed.notify_all();
+                Ok(Response::Ok)
+            }
+            other => Err(Error::Protocol(format!(
+                "a manager does not answer {}",
+                crate::service::provider::request_name(&other)
+            ))),
+        }
+    }
+}
+
+impl Handler for Manager {
+    type Session = Session;
+
+    fn handle(&self, session: &mut Session, conn: &mut Conn, req: Request) -> Result<()> {
+        let peer = conn.peer();
+        let owner = (peer.name.clone(), peer.incarnation);
+        let resp = match self.respond(session, owner, req) {
+            Ok(r) => r,
+            Err(e) => Response::error(&e),
+        };
+        conn.send(&resp)
+    }
+
+    fn holds_state(&self, session: &Session) -> bool {
+        session.control.is_some()
+    }
+
+    fn closed(&self, session: Session) {
+        let Some(owner) = session.control else {
+            return;
+        };
+        // Only the owner's current control connection speaks for it.
+        let current = {
+            let mut st = self.lock();
+            let current = st.controls.get(&owner) == Some(&session.id);
+            if current {
+                st.controls.remove(&owner);
+            }
+            current
+        };
+        if current && !self.stop.load(Ordering::SeqCst) {
+            self.owner_gone(&owner, "its control connection closed");
+        }
+    }
+}

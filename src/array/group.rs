@@ -1,6 +1,12 @@
 //! Groups: the processes that call a collective operation together (a stage's MPI ranks, or a
 //! single process). Collective calls go through the group's root and share its answer, so every
 //! member returns the same result, errors included, and nobody hangs when one member fails.
+//!
+//! Nobody hangs when a member is stuck or dead either: the collectives of a communicator wait
+//! at most [`wait_timeout`] (plus what the root may legitimately take, see [`on_root_within`]).
+//! A collective cannot be cancelled in MPI, and its buffers stay MPI's until it completes, so
+//! a member that runs out of time prints which operation it waited in, its rank and how long,
+//! and aborts the job (`MPI_Abort`, exit code 1).
 
 use std::time::Duration;
 
@@ -10,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::transport::mpi::{abort_job, seconds, wait_timeout, Patience};
 
 /// The processes of a collective operation.
 pub trait Group {
@@ -21,6 +28,13 @@ pub trait Group {
     fn barrier(&self);
     /// Replaces `bytes` on every member by the root's.
     fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>);
+    /// [`Group::broadcast_bytes`] where the root may first take up to `root_may_take` (it
+    /// waits for a lock or a version with a caller's timeout): the other members wait that
+    /// much longer than the usual bound before they give up.
+    fn broadcast_bytes_within(&self, root: usize, bytes: &mut Vec<u8>, root_may_take: Duration) {
+        let _ = root_may_take;
+        self.broadcast_bytes(root, bytes)
+    }
     /// Every member's bytes, on every member.
     fn all_gather_bytes(&self, bytes: &[u8]) -> Vec<Vec<u8>>;
     /// Maximum of `x` over the members.
@@ -48,22 +62,44 @@ impl Group for Solo {
     }
 }
 
-/// Completes a non-blocking MPI request by testing it with growing sleeps (up to 1 ms) instead
-/// of spinning: a member waiting for its group (say, for the root's answer from a manager, or
-/// for a slower member's data) leaves the CPU to the threads doing the work. On a node with
-/// fewer cores than processes this is the difference between the service threads running or
-/// starving; the cost is at most a millisecond of latency per collective call.
-fn wait_gently<'a, D: ?Sized, S: mpi::request::Scope<'a>>(
+/// Completes a non-blocking MPI collective by testing it with growing sleeps (up to 1 ms)
+/// instead of spinning: a member waiting for its group (say, for the root's answer from a
+/// manager, or for a slower member's data) leaves the CPU to the threads doing the work. On a
+/// node with fewer cores than processes this is the difference between the service threads
+/// running or starving; the cost is at most a millisecond of latency per collective call.
+///
+/// Bounded by [`wait_timeout`] plus `allowance`: past it, another member is stuck or dead (or
+/// skipped the collective). MPI cannot cancel a collective and the request's buffers are MPI's
+/// until it completes, so returning is impossible and waiting on would hang the job: print
+/// what we waited in and abort the job.
+fn wait_gently<'a, C, D, S>(
+    comm: &C,
+    operation: &str,
+    allowance: Duration,
     mut req: mpi::request::Request<'a, D, S>,
-) {
-    let mut pause = Duration::from_micros(5);
+) where
+    C: Communicator + ?Sized,
+    D: ?Sized,
+    S: mpi::request::Scope<'a>,
+{
+    let limit = wait_timeout().saturating_add(allowance);
+    let mut patience = Patience::new(limit, Duration::ZERO, Duration::from_millis(1));
     loop {
         match req.test() {
             Ok(_) => return,
             Err(r) => req = r,
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(1));
+        if !patience.pause() {
+            abort_job(
+                comm.as_raw(),
+                &format!(
+                    "rank {} waited {} in a juxmem collective ({operation}): another rank of \
+                     the job is stuck or dead; aborting the job",
+                    Communicator::rank(comm),
+                    seconds(patience.waited())
+                ),
+            );
+        }
     }
 }
 
@@ -76,23 +112,51 @@ impl<C: Communicator> Group for C {
         Communicator::size(self) as usize
     }
     fn barrier(&self) {
-        wait_gently(self.immediate_barrier());
+        wait_gently(self, "barrier", Duration::ZERO, self.immediate_barrier());
     }
     fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) {
+        self.broadcast_bytes_within(root, bytes, Duration::ZERO);
+    }
+    fn broadcast_bytes_within(&self, root: usize, bytes: &mut Vec<u8>, root_may_take: Duration) {
         let proc = self.process_at_rank(root as i32);
+        let what = if root == 0 {
+            "broadcast from the root".to_string()
+        } else {
+            format!("broadcast from rank {root}")
+        };
         let mut len = bytes.len() as u64;
-        mpi::request::scope(|scope| wait_gently(proc.immediate_broadcast_into(scope, &mut len)));
+        mpi::request::scope(|scope| {
+            wait_gently(
+                self,
+                &what,
+                root_may_take,
+                proc.immediate_broadcast_into(scope, &mut len),
+            )
+        });
         bytes.resize(len as usize, 0);
         if len > 0 {
             mpi::request::scope(|scope| {
-                wait_gently(proc.immediate_broadcast_into(scope, &mut bytes[..]))
+                wait_gently(
+                    self,
+                    &what,
+                    Duration::ZERO,
+                    proc.immediate_broadcast_into(scope, &mut bytes[..]),
+                )
             });
         }
     }
     fn all_gather_bytes(&self, bytes: &[u8]) -> Vec<Vec<u8>> {
         let n = Communicator::size(self) as usize;
         let mut lens = vec![0i32; n];
-        self.all_gather_into(&(bytes.len() as i32), &mut lens[..]);
+        let mine = bytes.len() as i32;
+        mpi::request::scope(|scope| {
+            wait_gently(
+                self,
+                "all-gather of lengths",
+                Duration::ZERO,
+                self.immediate_all_gather_into(scope, &mine, &mut lens[..]),
+            )
+        });
         let displs: Vec<i32> = lens
             .iter()
             .scan(0, |acc, &l| {
@@ -105,7 +169,14 @@ impl<C: Communicator> Group for C {
         let mut all = vec![0u8; total as usize];
         {
             let mut part = mpi::datatype::PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
-            self.all_gather_varcount_into(bytes, &mut part);
+            mpi::request::scope(|scope| {
+                wait_gently(
+                    self,
+                    "all-gather",
+                    Duration::ZERO,
+                    self.immediate_all_gather_varcount_into(scope, bytes, &mut part),
+                )
+            });
         }
         (0..n)
             .map(|i| all[displs[i] as usize..(displs[i] + lens[i]) as usize].to_vec())
@@ -114,7 +185,12 @@ impl<C: Communicator> Group for C {
     fn max_u32(&self, x: u32) -> u32 {
         let mut m = 0u32;
         mpi::request::scope(|scope| {
-            wait_gently(self.immediate_all_reduce_into(scope, &x, &mut m, SystemOperation::max()))
+            wait_gently(
+                self,
+                "maximum reduction",
+                Duration::ZERO,
+                self.immediate_all_reduce_into(scope, &x, &mut m, SystemOperation::max()),
+            )
         });
         m
     }
@@ -127,8 +203,22 @@ enum Outcome<T> {
 }
 
 /// Runs `f` on the root only and gives its result (value or error) to every member.
+///
+/// The other members wait for the root's answer at most [`wait_timeout`]: when `f` may itself
+/// wait longer (a lock or a version with a caller's timeout), use [`on_root_within`].
 pub fn on_root<G: Group + ?Sized, T: Serialize + DeserializeOwned>(
     g: &G,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    on_root_within(g, Duration::ZERO, f)
+}
+
+/// [`on_root`] for an `f` that may take up to `root_may_take` (say, waiting for a lock or a
+/// version with the caller's timeout): the other members wait that much longer than the usual
+/// bound, so they do not give up (and abort the job) while the root waits legitimately.
+pub fn on_root_within<G: Group + ?Sized, T: Serialize + DeserializeOwned>(
+    g: &G,
+    root_may_take: Duration,
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
     let mut bytes = Vec::new();
@@ -140,7 +230,7 @@ pub fn on_root<G: Group + ?Sized, T: Serialize + DeserializeOwned>(
         bytes = postcard::to_stdvec(&outcome)
             .map_err(|e| Error::Protocol(format!("encoding a collective result: {e}")))?;
     }
-    g.broadcast_bytes(0, &mut bytes);
+    g.broadcast_bytes_within(0, &mut bytes, root_may_take);
     match postcard::from_bytes::<Outcome<T>>(&bytes) {
         Ok(Outcome::Ok(v)) => Ok(v),
         Ok(Outcome::Err(code, msg)) => Err(Error::from_wire(code, msg)),

@@ -84,7 +84,13 @@ impl RankMap {
 ///
 /// Every rank in `ranks.src` passes its source local part as `src`, every rank in `ranks.dst`
 /// its destination local part as `dst` (a rank in both passes both); other ranks pass `None`
-/// or do not call. Blocking: returns when this rank's part is done.
+/// or do not call. Blocking: returns when this rank's part is done, or with
+/// [`Error::Timeout`] (naming the messages and peers still pending) when no message completes
+/// for [`wait_timeout`]: a peer is stuck, dead or did not call. The pending receives are then
+/// cancelled; a send that still does not complete aborts the job, since its buffer cannot be
+/// freed (see [`Exchange`]).
+///
+/// [`wait_timeout`]: crate::transport::mpi::wait_timeout
 pub fn redistribute<T: Element, C: Communicator>(
     comm: &C,
     plan: &Plan,

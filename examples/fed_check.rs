@@ -10,6 +10,13 @@
 //! fed_check snap-write N       (mpirun) publish N versions, every element = the version
 //! fed_check snap-read N        (mpirun, other layout) read latest versions until N, checking
 //!                              each is whole
+//! fed_check create-on-daemons NAME LEN CLUSTERS PPC
+//!                              (mpirun -np B) create a 1-D f64 array of LEN elements in B
+//!                              blocks homed on provider daemons, CLUSTERS x PPC copies
+//! fed_check write-all NAME VALUE
+//!                              lock the whole array, write VALUE everywhere, release
+//! fed_check hold-lock NAME VALUE
+//!                              the same, but hold the lock until a line arrives on stdin
 //! ```
 
 use std::time::Duration;
@@ -286,6 +293,43 @@ fn snap_read(last: u64) {
     }
 }
 
+fn create_on_daemons(name: &str, len: u64, clusters: u32, ppc: u32) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let fed = join(&format!("create{}", world.rank()));
+    let l = Layout::one_d(len, Dist::Block, world.size() as u64).unwrap();
+    let opts = ArrayOptions::new(l)
+        .homes_on_daemons()
+        .redundancy(clusters, ppc)
+        .retention(4, FullPolicy::DropOldest);
+    fed.create::<f64, _>(&world, name, opts).unwrap();
+    if world.rank() == 0 {
+        println!("CREATED {name}");
+    }
+}
+
+/// Locks the whole array, writes `value` everywhere, then (with `hold`) waits for a line on
+/// stdin before releasing.
+fn write_all(name: &str, value: f64, hold: bool) {
+    use std::io::Write;
+    let fed = join("writer");
+    let shape = fed.lookup(name).unwrap().spec.layout.shape();
+    let l = Layout::one_d(shape[0], Dist::Block, 1).unwrap();
+    let a = fed.open::<f64, _>(&Solo, name, l).unwrap();
+    let mut lock = a.acquire_region(&[0], &[shape[0]], WAIT).unwrap();
+    lock.put(&vec![value; shape[0] as usize]).unwrap();
+    if hold {
+        println!("LOCKED");
+        std::io::stdout().flush().unwrap();
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap();
+    }
+    match lock.release() {
+        Ok(v) => println!("RELEASED version={v}"),
+        Err(e) => println!("RELEASE-ERR code={} {e}", e.code().as_u32()),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
@@ -297,6 +341,14 @@ fn main() {
         "counter-read" => counter_read(&arg(2)),
         "snap-write" => snap_write(arg(2).parse().unwrap()),
         "snap-read" => snap_read(arg(2).parse().unwrap()),
+        "create-on-daemons" => create_on_daemons(
+            &arg(2),
+            arg(3).parse().unwrap(),
+            arg(4).parse().unwrap(),
+            arg(5).parse().unwrap(),
+        ),
+        "write-all" => write_all(&arg(2), arg(3).parse().unwrap(), false),
+        "hold-lock" => write_all(&arg(2), arg(3).parse().unwrap(), true),
         other => {
             eprintln!("unknown subcommand {other:?}");
             std::process::exit(2);

@@ -148,7 +148,8 @@ fn main() {
                     ArrayOptions::new(me.clone())
                         .redundancy(2, 1)
                         .replicate_to(["A2"])
-                        .retention(2, FullPolicy::Block),
+                        .retention(2, FullPolicy::Block)
+                        .expect_readers(1),
                 )
                 .unwrap();
             for cycle in 0..cycles {
@@ -180,7 +181,8 @@ fn main() {
                     ArrayOptions::new(me.clone())
                         .redundancy(2, 1)
                         .replicate_to(["A3"])
-                        .retention(2, FullPolicy::Block),
+                        .retention(2, FullPolicy::Block)
+                        .expect_readers(1),
                 )
                 .unwrap();
             for cycle in 0..cycles {
@@ -236,7 +238,9 @@ fn main() {
                 .create::<f64, _>(
                     &world,
                     "forecast/day3/t",
-                    ArrayOptions::new(me.clone()).redundancy(1, 2),
+                    ArrayOptions::new(me.clone())
+                        .redundancy(1, 2)
+                        .expect_readers(1),
                 )
                 .unwrap();
             for cycle in 0..cycles {

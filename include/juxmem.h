@@ -89,6 +89,12 @@ typedef struct juxmem_array_options {
    */
   uint32_t homes_on_daemons;
   /*
+   Readers to wait for under JUXMEM_FULL_BLOCK before any opened the array (a consumer
+   that may start after its producer loses no version). Default 0: writers wait only for
+   readers that opened the array.
+   */
+  uint32_t readers;
+  /*
    Comma-separated clusters preferred for copies outside the home's (e.g. "A2"), or NULL.
    */
   const char *replicate_to;
@@ -258,6 +264,11 @@ typedef uint32_t juxmem_dist;
  The operation needs an acquire (or another kind of acquire).
  */
 #define JUXMEM_E_NOT_ACQUIRED 406
+
+/*
+ Refused after a failover or a lease expiry (an older placement term or a superseded write).
+ */
+#define JUXMEM_E_FENCED 407
 
 /*
  A required pointer argument was NULL.

@@ -475,7 +475,7 @@ fn stale_contact_files_are_recognised_not_trusted() {
         .port();
     std::fs::write(
         fed.dir().join("Z.manager"),
-        format!("cluster=Z\naddr=127.0.0.1:{port}\nepoch=42\npid=999999\n"),
+        format!("cluster=Z\naddr=127.0.0.1:{port}\nincarnation=42\npid=999999\n"),
     )
     .unwrap();
     let e = Federation::join(fed.config("Z")).err().unwrap();
@@ -495,7 +495,7 @@ fn stale_contact_files_are_recognised_not_trusted() {
         .unwrap();
     common::federation::wait_for("the new Z manager", || {
         std::fs::read_to_string(fed.dir().join("Z.manager"))
-            .is_ok_and(|t| !t.contains("epoch=42\n"))
+            .is_ok_and(|t| !t.contains("incarnation=42\n"))
     });
     let z = Federation::join(fed.config("Z"));
     let _ = Command::new("kill")

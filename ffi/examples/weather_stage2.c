@@ -86,6 +86,7 @@ int main(int argc, char **argv) {
   opts.clusters = 2;
   opts.replicate_to = "A3";
   opts.max_versions = 2;
+  opts.readers = 1; /* stage 3 may open it after this stage released a few versions */
   CHECK(juxmem_array_create(ctx, "forecast/day2/t", JUXMEM_TYPE_DOUBLE, rows_layout, &opts, &day2));
 
   uint64_t local_len;

@@ -50,7 +50,7 @@ program weather_stage3
   call juxmem_array_open(ctx, 'forecast/day2/t', JUXMEM_TYPE_DOUBLE, tiles, day2, ierr, timeout=WAIT)
   call check(ierr, "juxmem_array_open(day2)")
   call juxmem_array_create(ctx, 'forecast/day3/t', JUXMEM_TYPE_DOUBLE, tiles, day3, ierr, &
-    providers_per_cluster=2)
+    providers_per_cluster=2, readers=1)
   call check(ierr, "juxmem_array_create(day3)")
 
   do cycle = 0, cycles - 1

@@ -88,6 +88,7 @@ module juxmem
   ! The C options struct (see juxmem_array_options in juxmem.h).
   type, bind(C) :: c_options
     integer(c_int32_t) :: clusters, providers_per_cluster, max_versions, on_full, homes_on_daemons
+    integer(c_int32_t) :: readers
     type(c_ptr) :: replicate_to
   end type
 
@@ -294,16 +295,16 @@ contains
 
   !> Creates array name of element type elem stored in layout (collective). Optional:
   !> redundancy (clusters x providers_per_cluster), replicate_to (comma-separated clusters),
-  !> max_versions, drop_oldest, homes_on_daemons.
+  !> max_versions, drop_oldest, homes_on_daemons, readers (to wait for before they open it).
   subroutine juxmem_array_create(ctx, name, elem, layout, array, ierr, clusters, &
-      providers_per_cluster, replicate_to, max_versions, drop_oldest, homes_on_daemons)
+      providers_per_cluster, replicate_to, max_versions, drop_oldest, homes_on_daemons, readers)
     type(juxmem_context), intent(in) :: ctx
     character(len=*), intent(in) :: name
     integer, intent(in) :: elem
     type(juxmem_layout), intent(in) :: layout
     type(juxmem_array), intent(out) :: array
     integer, intent(out) :: ierr
-    integer, intent(in), optional :: clusters, providers_per_cluster, max_versions
+    integer, intent(in), optional :: clusters, providers_per_cluster, max_versions, readers
     character(len=*), intent(in), optional :: replicate_to
     logical, intent(in), optional :: drop_oldest, homes_on_daemons
     type(c_options) :: opts
@@ -312,6 +313,7 @@ contains
     if (present(clusters)) opts%clusters = int(clusters, c_int32_t)
     if (present(providers_per_cluster)) opts%providers_per_cluster = int(providers_per_cluster, c_int32_t)
     if (present(max_versions)) opts%max_versions = int(max_versions, c_int32_t)
+    if (present(readers)) opts%readers = int(readers, c_int32_t)
     if (present(drop_oldest)) then
       if (drop_oldest) opts%on_full = int(JUXMEM_FULL_DROP_OLDEST, c_int32_t)
     end if

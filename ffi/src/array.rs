@@ -46,6 +46,10 @@ pub struct juxmem_array_options {
     pub on_full: juxmem_full_policy,
     /// Non-zero: home the blocks on provider daemons instead of the creating ranks.
     pub homes_on_daemons: u32,
+    /// Readers to wait for under JUXMEM_FULL_BLOCK before any opened the array (a consumer
+    /// that may start after its producer loses no version). Default 0: writers wait only for
+    /// readers that opened the array.
+    pub readers: u32,
     /// Comma-separated clusters preferred for copies outside the home's (e.g. "A2"), or NULL.
     pub replicate_to: *const c_char,
 }
@@ -70,6 +74,7 @@ fn default_options() -> juxmem_array_options {
         max_versions: 4,
         on_full: JUXMEM_FULL_BLOCK,
         homes_on_daemons: 0,
+        readers: 0,
         replicate_to: std::ptr::null(),
     }
 }
@@ -291,6 +296,7 @@ pub unsafe extern "C" fn juxmem_array_create(
                 let mut opts = ArrayOptions::new(layout)
                     .redundancy(o.clusters, o.providers_per_cluster)
                     .retention(o.max_versions, policy)
+                    .expect_readers(o.readers)
                     .replicate_to(replicate);
                 if o.homes_on_daemons != 0 {
                     opts = opts.homes_on_daemons();

@@ -131,12 +131,15 @@ impl Federation {
 
     /// Joins with `cfg`; the process's provider is named after its pid.
     pub fn join(cfg: Config) -> Result<Federation> {
-        let label = format!("pid{}", std::process::id());
-        Federation::join_as(cfg, &label)
+        Federation::join_as(cfg, "proc")
     }
 
-    /// Joins with `cfg`; the process's provider is named `<cluster>/<label>`.
+    /// Joins with `cfg`; the process's provider is named `<cluster>/<label>-<pid>` (unique
+    /// among live processes, so that jobs reusing labels such as `rank0` do not collide).
     pub fn join_as(cfg: Config, label: &str) -> Result<Federation> {
+        // A member waiting in a collective for another gives up (and aborts the job) only after
+        // any single network wait plus failure detection could have ended.
+        crate::transport::mpi::set_wait_timeout(cfg.net.io_timeout * 3 + cfg.failure_timeout);
         let p = RunningProvider::start(&cfg, NodeKind::Rank, label, cfg.capacity)?;
         Ok(Federation {
             inner: Arc::new(FedInner {
@@ -162,6 +165,12 @@ impl Federation {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.inner.cfg.timeout()
+    }
+
+    /// How long an operation may take riding over a failover: a wait on a silent peer
+    /// (`JUXMEM_TIMEOUT`), failure detection, and the operation again.
+    pub(crate) fn retry_budget(&self) -> Duration {
+        self.inner.cfg.timeout() * 2 + self.inner.cfg.failure_timeout
     }
 
     fn manager_call(&self, req: &Request) -> Result<Response> {
@@ -308,7 +317,7 @@ impl Federation {
     ) -> Result<SharedArray<'g, T, G>> {
         check_name(name)?;
         check_group(&layout, group)?;
-        let meta = on_root(group, || {
+        let meta = group::on_root_within(group, timeout, || {
             let deadline = std::time::Instant::now() + timeout;
             loop {
                 match self.lookup(name) {

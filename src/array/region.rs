@@ -149,7 +149,7 @@ impl<T: Element> RegionLock<T> {
     }
 
     fn deadline(&self) -> Instant {
-        Instant::now() + self.view.fed.timeout()
+        Instant::now() + self.view.fed.retry_budget()
     }
 
     /// Writes every put so far again, to the homes of the current placement (after a
@@ -232,6 +232,7 @@ impl<T: Element> RegionLock<T> {
             for &b in touched {
                 done.extend(v.publish_block(b, epoch, version, floor)?);
             }
+            crate::service::failpoint::hit("release.before_commit");
             lock.commit(version, done)
         });
         match r {
@@ -291,7 +292,7 @@ impl<T: Element> RegionRead<T> {
 
     /// [`RegionRead::get`] into a buffer with leading dimensions `ld`.
     pub fn get_ld(&self, buf: &mut [T], ld: Option<&[u64]>) -> Result<()> {
-        let deadline = Instant::now() + self.view.fed.timeout();
+        let deadline = Instant::now() + self.view.fed.retry_budget();
         retry_shared(&self.view, deadline, "reading a region", |v, _| {
             v.get_region(self.version, None, &self.lo, &self.hi, buf, ld)
         })

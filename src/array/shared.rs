@@ -16,6 +16,7 @@ use crate::plan::{region, Plan, Span};
 use crate::service::protocol::*;
 use crate::service::store::{Data, Working};
 
+use super::group::on_root_within;
 use super::region::{take_write_lock, RegionLock, RegionRead, WriteEpoch};
 use super::view::{retry, retry_shared, retryable, View};
 use super::{agree, fetch_placement, on_root, unexpected, Federation, Group};
@@ -185,7 +186,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     }
 
     fn deadline(&self) -> Instant {
-        Instant::now() + self.view.fed.timeout()
+        Instant::now() + self.view.fed.retry_budget()
     }
 
     /// Takes the array's write lock (collective): the local part then holds the latest version
@@ -200,7 +201,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         let fed = self.view.fed.clone();
         let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
         let mut lock = None;
-        let grant = on_root(self.group, || {
+        let grant = on_root_within(self.group, timeout, || {
             let g = take_write_lock(&fed, &manager, id, timeout)?;
             let out = (g.epoch.epoch, g.base, g.floor, g.blocks);
             lock = Some(g.epoch);
@@ -305,7 +306,8 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                 .map_err(|e| Error::Protocol(format!("encoding a release report: {e}")))?;
             let reports = self.group.all_gather_bytes(&bytes);
             let (view, lock) = (&self.view, &self.lock);
-            let step = on_root(self.group, || {
+            let budget = deadline.saturating_duration_since(Instant::now());
+            let step = on_root_within(self.group, budget, || {
                 let mut touched = Vec::new();
                 let mut suspects = Vec::new();
                 let mut failure = None;
@@ -320,6 +322,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                         }
                     }
                 }
+                crate::service::failpoint::hit("release.before_commit");
                 let outcome = match failure {
                     None => lock
                         .as_ref()
@@ -341,7 +344,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                     }
                     Err(e) if retryable(&e) => Err(Error::Timeout {
                         what: format!("release of {}: last error: {e}", view.name()),
-                        seconds: view.fed.timeout().as_secs_f64(),
+                        seconds: view.fed.retry_budget().as_secs_f64(),
                     }),
                     Err(e) => Err(e),
                 }
@@ -442,7 +445,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             self.view.meta.manager.clone(),
             self.reader,
         );
-        let (version, pin, blocks) = on_root(self.group, || {
+        let (version, pin, blocks) = on_root_within(self.group, timeout, || {
             wait_version(&fed, &manager, id, req, timeout, reader)
         })?;
         self.view.meta.blocks = blocks;

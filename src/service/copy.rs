@@ -117,10 +117,13 @@ impl<P: Payload> BlockCopy<P> {
         Ok(())
     }
 
+    /// A superseded epoch is final (its lock is gone: a new placement cannot help), hence
+    /// `NotAcquired` rather than `Fenced`.
     fn check_epoch(&self, epoch: u64, what: &str) -> Result<()> {
         if epoch < self.newest_epoch {
-            return Err(fenced(format!(
-                "{what} of write epoch {epoch}, superseded by epoch {} (its lock was lost)",
+            return Err(Error::NotAcquired(format!(
+                "{what} of write epoch {epoch}, superseded by epoch {}: its lock was lost (the \
+                 holder's lease ran out)",
                 self.newest_epoch
             )));
         }
@@ -222,8 +225,8 @@ impl<P: Payload> BlockCopy<P> {
     fn insert(&mut self, stamp: Stamp, data: P, keep: &[Stamp]) -> Result<()> {
         if let Some((e, _)) = self.snapshots.get(&stamp.version) {
             if *e > stamp.epoch {
-                return Err(fenced(format!(
-                    "{stamp} is superseded by epoch {e} at the same version"
+                return Err(Error::NotAcquired(format!(
+                    "{stamp} is superseded by epoch {e} at the same version: its lock was lost"
                 )));
             }
         }
@@ -299,7 +302,7 @@ mod tests {
         c.working(1, 5, st(0, 0)).unwrap();
         c.working(1, 6, st(0, 0)).unwrap(); // epoch 5 lost its lock; 6 started
         let e = c.working(1, 5, st(0, 0)).unwrap_err();
-        assert_eq!(e.code(), crate::ErrorCode::Fenced);
+        assert_eq!(e.code(), crate::ErrorCode::NotAcquired);
         assert!(c.publish(1, 5, 1, &[]).is_err());
         let mut r: BlockCopy<u64> = BlockCopy::new(1, Role::Replica, 0);
         r.install(1, st(1, 6), 66, &[]).unwrap();

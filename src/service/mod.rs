@@ -11,11 +11,13 @@
 //! - [`manager`], [`provider`], [`server`], [`node`], [`keeper`]: the services over TCP and
 //!   the heartbeats that keep leases.
 //! - [`pool`], [`contact`], [`selection`]: connections, rendezvous, what a transfer selects.
+//! - [`failpoint`]: fault injection for fault tests (`JUXMEM_FAILPOINTS`).
 
 pub mod coherence;
 pub mod contact;
 pub mod copy;
 pub mod directory;
+pub mod failpoint;
 pub mod groups;
 pub mod keeper;
 pub mod manager;

@@ -52,8 +52,10 @@ pub struct RunningProvider {
 }
 
 impl RunningProvider {
-    /// Starts a provider named `<cluster>/<label>` offering `capacity` bytes, registers it
-    /// with the manager of its cluster and starts keeping its lease.
+    /// Starts a provider named `<cluster>/<label>` (a daemon) or `<cluster>/<label>-<pid>` (a
+    /// rank: job processes reuse labels) offering `capacity` bytes, registers it with the
+    /// manager of its cluster and starts keeping its lease. A daemon registering under the
+    /// name of a registered one replaces it (a restart).
     pub fn start(
         cfg: &Config,
         kind: NodeKind,
@@ -67,7 +69,10 @@ impl RunningProvider {
             .map_err(|e| Error::Network(format!("listener address: {e}")))?
             .to_string();
         let node = NodeInfo {
-            name: format!("{}/{label}", cfg.cluster),
+            name: match kind {
+                NodeKind::Rank => format!("{}/{label}-{}", cfg.cluster, std::process::id()),
+                _ => format!("{}/{label}", cfg.cluster),
+            },
             cluster: cfg.cluster.clone(),
             addr,
             kind,
@@ -143,8 +148,6 @@ impl RunningProvider {
 
 impl Drop for RunningProvider {
     fn drop(&mut self) {
-        if let Err(e) = self.leave() {
-            tracing::warn!("{}: {e}", self.node.name);
-        }
+        let _ = self.leave();
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::plan::stream::{pack_to, span_elements, unpack_from};
+use crate::service::failpoint;
 use crate::service::pool::Pool;
 use crate::service::protocol::{ArrayId, ArrayMeta, NodeInfo, Request, Response, Selection, Stamp};
 use crate::service::selection::{read_spans, write_spans};
@@ -66,6 +67,7 @@ pub fn publish(
         });
     };
     let name = store.meta(array).map(|m| m.spec.name).unwrap_or_default();
+    failpoint::hit("publish.before_push");
     let results: Vec<Result<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = replicas
             .iter()
@@ -98,6 +100,7 @@ pub fn publish(
             })
             .collect()
     });
+    failpoint::hit("publish.after_push");
     let mut holders = vec![me.to_string()];
     for (r, result) in replicas.iter().zip(results) {
         match result {
@@ -107,6 +110,7 @@ pub fn publish(
                     "block {block} of {name}: {r} refused {stamp} ({e}): this home was replaced"
                 )))
             }
+            Err(e @ Error::NotAcquired(_)) => return Err(e),
             Err(e) => tracing::warn!(
                 "block {block} of {name}: replica {r} did not take {stamp}: {e}; it will be \
                  restored or replaced"
@@ -242,6 +246,7 @@ impl Handler for Provider {
                 match expected {
                     Ok(n) if n == bytes => {
                         let data = read_bulk(conn, bytes)?;
+                        failpoint::hit("install.before_store");
                         let r = self
                             .store
                             .install(array, block, term, stamp, &keep, data)
@@ -350,6 +355,7 @@ impl Handler for Provider {
                 };
                 let bytes = span_elements(&spans) * size as u64;
                 conn.send(&Response::Data { bytes })?;
+                failpoint::hit("read.after_header");
                 let stream = conn.stream();
                 let sent = match (&working, &snap) {
                     (Some(w), _) => {

@@ -1,5 +1,9 @@
-//! A local federation for tests: managers and provider daemons as child processes of the
-//! `juxmem` command, on loopback, in a temporary directory; stopped by PID when dropped.
+//! A local federation for tests and benchmarks: managers and provider daemons as child
+//! processes of the `juxmem` command, on loopback, in a temporary directory; each daemon can be
+//! killed, paused and resumed by PID, fresh ones started; everything is stopped by PID when
+//! the federation is dropped.
+
+#![allow(dead_code)] // each test binary uses a part of it
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -7,21 +11,83 @@ use std::time::{Duration, Instant};
 
 use juxmem::config::{Config, Rendezvous};
 
+/// How to start a federation.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `JUXMEM_FAILURE_TIMEOUT` of every process (seconds).
+    pub failure_timeout: f64,
+    /// `JUXMEM_TIMEOUT` of every process (seconds).
+    pub timeout: f64,
+    /// `JUXMEM_FAILPOINTS` of the provider daemons.
+    pub failpoints: Option<String>,
+    /// Capacity of each provider daemon.
+    pub capacity: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            failure_timeout: 3.0,
+            timeout: 30.0,
+            failpoints: None,
+            capacity: "512MiB".into(),
+        }
+    }
+}
+
+/// One daemon.
+pub struct Daemon {
+    /// `<cluster>/<label>`, as the federation names it.
+    pub name: String,
+    /// Its cluster.
+    pub cluster: String,
+    child: Child,
+    log: String,
+}
+
+impl Daemon {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 /// A running local federation.
 pub struct LocalFederation {
     pub dir: PathBuf,
     pub name: String,
-    managers: Vec<Child>,
-    providers: Vec<Child>,
+    pub settings: Settings,
+    managers: Vec<Daemon>,
+    providers: Vec<Daemon>,
 }
 
-fn juxmem_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_juxmem")
+/// The `juxmem` command: Cargo's path in tests, else next to the running example.
+pub fn juxmem_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_juxmem") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("own path");
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/examples/<example>")
+        .join("juxmem")
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: signalling a child process we started, by its pid.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
 }
 
 impl LocalFederation {
     /// Starts one manager and `providers` provider daemons per cluster.
     pub fn start(name: &str, clusters: &[(&str, u32)]) -> LocalFederation {
+        Self::start_with(name, clusters, Settings::default())
+    }
+
+    /// [`LocalFederation::start`] with settings.
+    pub fn start_with(name: &str, clusters: &[(&str, u32)], settings: Settings) -> LocalFederation {
         let dir = std::env::temp_dir().join(format!("juxmem-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -29,64 +95,125 @@ impl LocalFederation {
         let mut fed = LocalFederation {
             dir,
             name: name.to_string(),
+            settings,
             managers: vec![],
             providers: vec![],
         };
         for (cluster, _) in clusters {
-            let child = fed.spawn(
-                &format!("{cluster}-manager"),
+            let d = fed.spawn(
+                &format!("{cluster}/manager"),
                 &["manager", "--cluster", cluster],
                 cluster,
+                false,
             );
-            fed.managers.push(child);
+            fed.managers.push(d);
             let contact = fed.dir.join(format!("{cluster}.manager"));
             wait_for(&format!("manager of {cluster}"), || contact.exists());
         }
         for (cluster, n) in clusters {
             for k in 0..*n {
-                let label = format!("provider-{k}");
-                let child = fed.spawn(
-                    &format!("{cluster}-{label}"),
-                    &[
-                        "provider",
-                        "--cluster",
-                        cluster,
-                        "--name",
-                        &label,
-                        "--capacity",
-                        "512MiB",
-                    ],
-                    cluster,
-                );
-                fed.providers.push(child);
+                fed.spawn_provider(cluster, &format!("provider-{k}"));
             }
         }
         let want: usize = clusters.iter().map(|c| c.1 as usize).sum();
-        let cfg = fed.config(clusters[0].0);
-        wait_for("provider registration", || {
-            let out = Command::new(juxmem_bin())
-                .arg("status")
-                .env("JUXMEM_FEDERATION_DIR", &fed.dir)
-                .env("JUXMEM_CLUSTER", &cfg.cluster)
-                .output();
-            out.map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .matches("(provider daemon)")
-                    .count()
-                    >= want
-            })
-            .unwrap_or(false)
-        });
+        fed.wait_for_providers(want);
         fed
     }
 
-    fn spawn(&self, log: &str, args: &[&str], cluster: &str) -> Child {
-        let out = std::fs::File::create(self.log_path(log)).unwrap();
+    fn spawn(&self, name: &str, args: &[&str], cluster: &str, failpoints: bool) -> Daemon {
+        let log = name.replace('/', "-");
+        let out = std::fs::File::create(self.log_path(&log)).unwrap();
         let mut cmd = Command::new(juxmem_bin());
         cmd.args(args).stdout(Stdio::null()).stderr(out);
         self.env(&mut cmd, cluster);
         cmd.env("JUXMEM_LOG", "info");
-        cmd.spawn().expect("start juxmem")
+        match (&self.settings.failpoints, failpoints) {
+            (Some(f), true) => cmd.env("JUXMEM_FAILPOINTS", f),
+            _ => cmd.env_remove("JUXMEM_FAILPOINTS"),
+        };
+        Daemon {
+            name: name.to_string(),
+            cluster: cluster.to_string(),
+            child: cmd.spawn().expect("start juxmem"),
+            log,
+        }
+    }
+
+    /// Starts a provider daemon `<cluster>/<label>` (registration happens asynchronously).
+    pub fn spawn_provider(&mut self, cluster: &str, label: &str) {
+        let capacity = self.settings.capacity.clone();
+        let d = self.spawn(
+            &format!("{cluster}/{label}"),
+            &[
+                "provider",
+                "--cluster",
+                cluster,
+                "--name",
+                label,
+                "--capacity",
+                &capacity,
+            ],
+            cluster,
+            true,
+        );
+        self.providers.push(d);
+    }
+
+    /// Waits until `n` provider daemons are registered.
+    pub fn wait_for_providers(&self, n: usize) {
+        wait_for("provider registration", || {
+            self.status_text().matches("(provider daemon)").count() >= n
+        });
+    }
+
+    /// `juxmem status`'s output.
+    pub fn status_text(&self) -> String {
+        let cluster = self
+            .managers
+            .first()
+            .map(|m| m.cluster.clone())
+            .unwrap_or_default();
+        let mut cmd = Command::new(juxmem_bin());
+        cmd.arg("status");
+        self.env(&mut cmd, &cluster);
+        cmd.output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn daemon(&self, name: &str) -> &Daemon {
+        self.managers
+            .iter()
+            .chain(&self.providers)
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no daemon {name}"))
+    }
+
+    /// SIGKILLs daemon `name` (`A/provider-0`, `A/manager`) and reaps it.
+    pub fn kill(&mut self, name: &str) {
+        let i = self
+            .providers
+            .iter()
+            .position(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no provider {name}"));
+        let mut d = self.providers.remove(i);
+        signal(d.pid(), libc::SIGKILL);
+        let _ = d.child.wait();
+    }
+
+    /// SIGSTOPs daemon `name`.
+    pub fn pause(&self, name: &str) {
+        signal(self.daemon(name).pid(), libc::SIGSTOP);
+    }
+
+    /// SIGCONTs daemon `name`.
+    pub fn resume(&self, name: &str) {
+        signal(self.daemon(name).pid(), libc::SIGCONT);
+    }
+
+    /// The provider daemons still running.
+    pub fn providers(&self) -> Vec<String> {
+        self.providers.iter().map(|d| d.name.clone()).collect()
     }
 
     /// Path of a daemon's log (`<cluster>-manager`, `<cluster>-provider-<k>`).
@@ -94,15 +221,29 @@ impl LocalFederation {
         self.dir.join(format!("{name}.log"))
     }
 
-    /// A daemon's log so far.
+    /// A daemon's log so far (by daemon name, `A/provider-0`, or log name).
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(&name.replace('/', "-"))).unwrap_or_default()
+    }
+
+    /// The running daemons whose log contains `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        self.providers
+            .iter()
+            .filter(|d| self.log(&d.log).contains(text))
+            .map(|d| d.name.clone())
+            .collect()
     }
 
     /// Sets the variables a client of `cluster` needs.
     pub fn env(&self, cmd: &mut Command, cluster: &str) {
         cmd.env("JUXMEM_FEDERATION_DIR", &self.dir)
             .env("JUXMEM_CLUSTER", cluster)
+            .env(
+                "JUXMEM_FAILURE_TIMEOUT",
+                self.settings.failure_timeout.to_string(),
+            )
+            .env("JUXMEM_TIMEOUT", self.settings.timeout.to_string())
             .env_remove("JUXMEM_FEDERATION")
             .env_remove("JUXMEM_FEDERATION_ID");
     }
@@ -113,7 +254,8 @@ impl LocalFederation {
             .cluster(cluster)
             .rendezvous(Rendezvous::Dir(self.dir.clone()));
         c.federation = self.name.clone();
-        c.net.io_timeout = Duration::from_secs(30);
+        c.net.io_timeout = Duration::from_secs_f64(self.settings.timeout);
+        c.failure_timeout = Duration::from_secs_f64(self.settings.failure_timeout);
         c
     }
 
@@ -123,40 +265,48 @@ impl LocalFederation {
     }
 }
 
-fn stop(children: &mut [Child]) {
-    for c in children.iter() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+fn stop(daemons: &mut [Daemon]) {
+    for d in daemons.iter() {
+        signal(d.pid(), libc::SIGCONT); // a paused daemon must be able to act on SIGTERM
+        signal(d.pid(), libc::SIGTERM);
     }
-    for c in children.iter_mut() {
+    for d in daemons.iter_mut() {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = c.try_wait() {
+            if let Ok(Some(_)) = d.child.try_wait() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = c.kill();
-        let _ = c.wait();
+        let _ = d.child.kill();
+        let _ = d.child.wait();
     }
 }
 
 impl Drop for LocalFederation {
     fn drop(&mut self) {
-        stop(&mut self.providers);
+        // Managers first: the whole federation goes, nothing is to be handed over.
         stop(&mut self.managers);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        stop(&mut self.providers);
+        if std::thread::panicking() {
+            eprintln!("federation logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
-pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+/// Waits up to 30 s for `ready`.
+pub fn wait_for(what: &str, ready: impl FnMut() -> bool) {
+    wait_for_within(what, Duration::from_secs(30), ready);
+}
+
+/// Waits up to `limit` for `ready`; returns how long it took.
+pub fn wait_for_within(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !ready() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
+    start.elapsed()
 }

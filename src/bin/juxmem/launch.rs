@@ -327,11 +327,12 @@ pub fn run_launch(args: &Args) -> Result<()> {
         }
         Ok(ok)
     })();
-    // Providers first (their homes move to replicas), then managers.
     if !daemons.is_empty() {
         println!("launch: stopping the federation (its data lives in memory and ends with it)");
     }
-    for d in daemons.iter_mut().rev() {
+    // Managers first: with the whole federation going, nothing is to be handed over (the
+    // providers' goodbyes then find no manager, which they take quietly).
+    for d in daemons.iter_mut() {
         terminate(d, Duration::from_secs(10));
     }
     if !args.flags.iter().any(|f| f == "keep") {

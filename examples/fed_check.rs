@@ -17,6 +17,9 @@
 //!                              lock the whole array, write VALUE everywhere, release
 //! fed_check hold-lock NAME VALUE
 //!                              the same, but hold the lock until a line arrives on stdin
+//! fed_check collective-write NAME ROUNDS
+//!                              (mpirun) open NAME in a cyclic layout; ROUNDS collective
+//!                              acquire / fill with the round / release; check the last
 //! ```
 
 use std::time::Duration;
@@ -308,6 +311,36 @@ fn create_on_daemons(name: &str, len: u64, clusters: u32, ppc: u32) {
     }
 }
 
+fn collective_write(name: &str, rounds: u64) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let fed = join(&format!("writer{}", world.rank()));
+    let len = fed.lookup(name).unwrap().spec.layout.shape()[0];
+    let l = Layout::one_d(len, Dist::Cyclic, world.size() as u64).unwrap();
+    let mut a = fed.open::<f64, _>(&world, name, l).unwrap();
+    let mut versions = Vec::new();
+    for r in 1..=rounds {
+        a.acquire().unwrap();
+        a.local_mut().unwrap().fill(r as f64);
+        versions.push(a.release().unwrap());
+    }
+    let v = a.acquire_read(VersionReq::Latest).unwrap();
+    let wrong = a
+        .local()
+        .unwrap()
+        .iter()
+        .filter(|&&x| x != rounds as f64)
+        .count();
+    a.release_read().unwrap();
+    println!(
+        "COLLECTIVE rank={} versions={versions:?} latest={v} wrong={wrong}",
+        world.rank()
+    );
+    if wrong != 0 {
+        std::process::exit(1);
+    }
+}
+
 /// Locks the whole array, writes `value` everywhere, then (with `hold`) waits for a line on
 /// stdin before releasing.
 fn write_all(name: &str, value: f64, hold: bool) {
@@ -348,6 +381,7 @@ fn main() {
             arg(5).parse().unwrap(),
         ),
         "write-all" => write_all(&arg(2), arg(3).parse().unwrap(), false),
+        "collective-write" => collective_write(&arg(2), arg(3).parse().unwrap()),
         "hold-lock" => write_all(&arg(2), arg(3).parse().unwrap(), true),
         other => {
             eprintln!("unknown subcommand {other:?}");

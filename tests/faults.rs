@@ -543,3 +543,50 @@ fn a_lone_writer_never_stalls_and_a_late_reader_is_named() {
     a.acquire_timeout(Duration::from_secs(5)).unwrap();
     a.release().unwrap();
 }
+
+#[test]
+fn a_collective_release_rides_over_a_home_failover_on_every_rank() {
+    let arm = std::env::temp_dir().join(format!("juxmem-arm-coll-{}", std::process::id()));
+    let points = format!("publish.after_push=sleep:20000@{}", arm.display());
+    let mut fed =
+        LocalFederation::start_with("collective", &[("A", 5)], settings(10.0, Some(points)));
+    let (name, len) = ("fault/collective", 4096u64);
+    let mut create = Command::new("mpirun");
+    mpi_env(&mut create);
+    fed.env(&mut create, "A");
+    create.args(["-np", "2"]).arg(example("fed_check")).args([
+        "create-on-daemons",
+        name,
+        &len.to_string(),
+        "1",
+        "2",
+    ]);
+    let out = run_with_timeout(create, LIMIT);
+    assert!(
+        out.stdout.contains("CREATED"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    // Two ranks write the array (stored in two blocks) from a cyclic layout, 3 rounds; the
+    // home of one block stops after pushing round 1 and is killed there.
+    std::fs::write(&arm, "").unwrap();
+    let mut job = Command::new("mpirun");
+    mpi_env(&mut job);
+    fed.env(&mut job, "A");
+    job.args(["-np", "2"])
+        .arg(example("fed_check"))
+        .args(["collective-write", name, "3"]);
+    let out = std::thread::scope(|s| {
+        let j = s.spawn(|| run_with_timeout(job, LIMIT));
+        let stopped = wait_failpoint(&fed, "publish.after_push");
+        fed.kill(&stopped);
+        j.join().unwrap()
+    });
+    assert!(out.success, "{}\n{}", out.stdout, out.stderr);
+    for rank in 0..2 {
+        let want = format!("COLLECTIVE rank={rank} versions=[1, 2, 3] latest=3 wrong=0");
+        assert!(out.stdout.contains(&want), "{want} in:\n{}", out.stdout);
+    }
+    let _ = std::fs::remove_file(&arm);
+}

@@ -177,13 +177,15 @@ fn every_copy_holds(fed: &LocalFederation, client: &Federation, name: &str, b: u
     }
 }
 
-fn wait_healthy(fed: &LocalFederation, name: &str) -> Duration {
+/// Waits until every block of `name` is healthy (the creator's redundancy holds again).
+fn wait_healthy(client: &Federation, name: &str) -> Duration {
     wait_for_within(&format!("{name} healthy"), Duration::from_secs(30), || {
-        let s = fed.status_text();
-        s.contains(&format!("array {name} "))
-            && !s.contains("degraded")
-            && !s.contains("restoring")
-            && s.contains("block 0: healthy")
+        client.status().is_ok_and(|s| {
+            s.iter()
+                .flat_map(|c| &c.arrays)
+                .filter(|a| a.meta.spec.name == name)
+                .all(|a| a.health.iter().all(|h| *h == Health::Healthy))
+        })
     })
 }
 
@@ -232,7 +234,7 @@ fn home_killed_after_the_data_arrived_before_the_acknowledgement() {
     assert_ne!(p.home.as_ref().unwrap().name, home.name);
     assert!(p.term >= 2, "{p:?}");
     assert_eq!(read_latest(&a, len, &rec), (2, 2));
-    let took = wait_healthy(&fed, name);
+    let took = wait_healthy(&client, name);
     eprintln!("degree restored {:.2} s later", took.as_secs_f64());
     every_copy_holds(&fed, &client, name, 0, 2.0);
     assert!(fed.status_text().contains(&format!("dead   {}", home.name)));
@@ -263,7 +265,7 @@ fn home_killed_while_pushing_to_replicas() {
     });
     assert_eq!(ok.unwrap(), 2);
     assert_eq!(read_latest(&a, len, &rec), (2, 2));
-    wait_healthy(&fed, name);
+    wait_healthy(&client, name);
     every_copy_holds(&fed, &client, name, 0, 2.0);
     // The held-back push comes from a deposed home: a copy refuses it (older term) instead
     // of letting it replace anything.
@@ -287,7 +289,7 @@ fn a_dead_replica_does_not_stop_releases_and_the_degree_comes_back() {
         2,
         "the next release succeeds"
     );
-    let took = wait_healthy(&fed, name);
+    let took = wait_healthy(&client, name);
     eprintln!(
         "degree restored {:.2} s after the release",
         took.as_secs_f64()
@@ -589,4 +591,31 @@ fn a_collective_release_rides_over_a_home_failover_on_every_rank() {
         assert!(out.stdout.contains(&want), "{want} in:\n{}", out.stdout);
     }
     let _ = std::fs::remove_file(&arm);
+}
+
+#[test]
+fn a_copy_no_provider_can_take_is_reported_degraded_then_restored() {
+    let mut fed = LocalFederation::start_with("degraded", &[("A", 2)], settings(10.0, None));
+    let client = Federation::join(fed.config("A")).unwrap();
+    let (name, len) = ("fault/degraded", 1024);
+    let a = one_block(&client, name, len, 2);
+    let rec = Recorder::new();
+    write_value(&a, len, 1, &rec).unwrap();
+    let replica = placement(&client, name, 0).replicas[0].name.clone();
+    fed.kill(&replica);
+    assert_eq!(write_value(&a, len, 2, &rec).unwrap(), 2);
+    // No other provider: degraded, and said so, not silently.
+    wait_for("the block reported degraded", || {
+        client.status().is_ok_and(|s| {
+            s.iter()
+                .flat_map(|c| &c.arrays)
+                .any(|a| a.health == vec![Health::Degraded])
+        })
+    });
+    assert!(fed.status_text().contains("block 0: degraded"));
+    assert!(fed.log("A/manager").contains("fault/degraded is degraded"));
+    fed.spawn_provider("A", "fresh");
+    wait_healthy(&client, name);
+    every_copy_holds(&fed, &client, name, 0, 2.0);
+    check_history(&rec, &a, len);
 }

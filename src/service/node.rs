@@ -131,12 +131,17 @@ impl RunningProvider {
                 },
             )
             .map(|_| ());
-        if let Err(e) = &r {
-            tracing::warn!(
+        match &r {
+            // The manager is gone (say, the whole federation is stopping): nothing to hand over.
+            Err(e @ (Error::Stale(_) | Error::Network(_))) => {
+                tracing::info!("{} leaving: {e}", self.node.name)
+            }
+            Err(e) => tracing::warn!(
                 "{} leaving: manager of {}: {e}",
                 self.node.name,
                 self.node.cluster
-            );
+            ),
+            Ok(()) => {}
         }
         self.keeper.stop();
         if let Some(mut s) = self.server.take() {

@@ -181,5 +181,9 @@ fn run_provider(args: &Args) -> Result<()> {
         p.node.name, p.node.addr, capacity
     );
     wait_for_stop();
-    p.leave()
+    match p.leave() {
+        // Its manager is gone too (the whole federation is stopping): nothing to hand over.
+        Err(Error::Stale(_) | Error::Network(_)) => Ok(()),
+        other => other,
+    }
 }

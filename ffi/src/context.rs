@@ -87,10 +87,7 @@ unsafe fn init(comm: MPI_Comm, out: *mut *mut juxmem_context) -> juxmem_status {
     let comm = Box::new(SimpleCommunicator::from_raw(dup));
     let rank = Group::rank(comm.as_ref());
     let cfg = tri!(Config::from_env());
-    let fed = tri!(Federation::join_as(
-        cfg,
-        &format!("rank{rank}-pid{}", std::process::id())
-    ));
+    let fed = tri!(Federation::join_as(cfg, &format!("rank{rank}")));
     let ctx = Box::new(juxmem_context {
         session: Rc::new(RefCell::new(Some(Session {
             arrays: Vec::new(),

@@ -529,13 +529,6 @@ pub enum Request {
         /// The new term.
         term: u64,
     },
-    /// Drop a copy that is no longer part of the block's data group. Sent by managers.
-    Forget {
-        /// The array.
-        array: ArrayId,
-        /// The block.
-        block: u32,
-    },
     /// Become a current copy: fetch every stamp in `stamps` not held yet from `sources` (in
     /// order), then answer [`Response::Restored`]. Sent by managers.
     Restore {

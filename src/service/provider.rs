@@ -216,10 +216,6 @@ impl Handler for Provider {
                 let r = self.store.fence(array, block, term).map(|_| Response::Ok);
                 reply(conn, r)
             }
-            Request::Forget { array, block } => {
-                self.store.forget(array, block);
-                reply(conn, Ok(Response::Ok))
-            }
             Request::Restore {
                 meta,
                 block,
@@ -405,7 +401,6 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Host { .. } => "Host",
         Request::Promote { .. } => "Promote",
         Request::Fence { .. } => "Fence",
-        Request::Forget { .. } => "Forget",
         Request::Restore { .. } => "Restore",
         Request::Install { .. } => "Install",
         Request::Write { .. } => "Write",

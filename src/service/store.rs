@@ -352,17 +352,6 @@ impl Store {
         })
     }
 
-    /// Drops a copy.
-    pub fn forget(&self, array: ArrayId, block: u32) {
-        let mut inner = self.lock();
-        if let Some(h) = inner.blocks.remove(&(array, block)) {
-            inner.used -= h.used();
-        }
-        if !inner.blocks.keys().any(|(a, _)| *a == array) {
-            inner.metas.remove(&array);
-        }
-    }
-
     /// Drops everything (this provider was declared dead: its copies were handed over).
     pub fn clear(&self) {
         let mut inner = self.lock();
@@ -468,7 +457,7 @@ mod tests {
         let e = s.working(7, 0, 1, 1, st(0, 0)).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::Capacity);
         assert!(e.to_string().contains("A/p offers 40 bytes"), "{e}");
-        s.forget(7, 0);
+        s.clear();
         assert_eq!(s.used(), 0);
     }
 }

@@ -93,8 +93,8 @@ impl Manager {
         }
     }
 
-    /// Tells providers about new homes and terms. A new home that cannot be told is itself
-    /// unreachable: the next copy takes over.
+    /// Tells providers about new homes and terms. A new home that cannot be told is probed and
+    /// told once more; one that still cannot be told is unreachable: the next copy takes over.
     pub(super) fn apply(&self, effects: Vec<(ArrayId, Effect)>) {
         for (array, effect) in effects {
             match effect {
@@ -135,7 +135,8 @@ impl Manager {
         }
     }
 
-    /// Whether `node` answers a ping within the failure timeout.
+    /// Whether `node` answers a ping within the failure timeout (a failed request alone says
+    /// little: the peer may have closed one connection for a reason of its own).
     fn probe(&self, node: &NodeInfo) -> bool {
         let net = NetConfig {
             io_timeout: self.cfg.failure_timeout.min(self.cfg.net.io_timeout),

@@ -155,7 +155,8 @@ impl Manager {
             }
             Ok(other) => tracing::warn!("restoring block {block} of {name}: answer {other:?}"),
             Err(e @ (Error::Network(_) | Error::Timeout { .. } | Error::Refused(_))) => {
-                self.unreachable(&target, &format!("restoring a copy on it failed: {e}"));
+                tracing::warn!("restoring block {block} of {name} on {}: {e}", target.name);
+                self.check_suspects(std::slice::from_ref(&target));
             }
             Err(e) => {
                 tracing::warn!("restoring block {block} of {name} on {}: {e}", target.name)

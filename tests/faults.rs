@@ -469,7 +469,18 @@ fn a_failed_releases_data_is_never_visible() {
         out.stdout,
         out.stderr
     );
+    // The history sees the array as one register whose value encodes both blocks
+    // (1000 x block 0 + block 1): data of an aborted release would show as a value no
+    // acknowledged write produced.
+    let rec = Recorder::new();
+    let encode = |b0: f64, b1: f64| (b0 as u64) * 1000 + b1 as u64;
     // A writer writes 1.0 everywhere, publishes both blocks, and dies before committing.
+    let killed = rec.begin(
+        "killed-writer",
+        Op::Write {
+            value: encode(1.0, 1.0),
+        },
+    );
     let mut writer = Command::new(example("fed_check"));
     fed.env(&mut writer, "A");
     writer
@@ -481,25 +492,61 @@ fn a_failed_releases_data_is_never_visible() {
         "{}",
         out.stdout
     );
+    rec.finish(killed, Outcome::Unknown).unwrap();
     // Another writes 2.0 into block 0 only: it commits version 1.
     let client = Federation::join(fed.config("A")).unwrap();
     let a = client
         .open::<f64, _>(&SOLO, name, Layout::one_d(len, Dist::Block, 1).unwrap())
         .unwrap();
+    let w = rec.begin(
+        "test",
+        Op::Write {
+            value: encode(2.0, 0.0),
+        },
+    );
     let mut lock = a.acquire_region(&[0], &[len / 2], LOCK_WAIT).unwrap();
     lock.put(&vec![2.0; (len / 2) as usize]).unwrap();
     assert_eq!(lock.release().unwrap(), 1);
-    let r = a
-        .acquire_region_read(&[0], &[len], VersionReq::Exactly(1), LOCK_WAIT)
+    rec.finish(
+        w,
+        Outcome::Ok {
+            version: 1,
+            value: encode(2.0, 0.0),
+        },
+    )
+    .unwrap();
+    let r = rec.begin("test", Op::Read);
+    let g = a
+        .acquire_region_read(&[0], &[len], VersionReq::Latest, LOCK_WAIT)
         .unwrap();
     let mut buf = vec![-1.0; len as usize];
-    r.get(&mut buf).unwrap();
-    assert!(buf[..(len / 2) as usize].iter().all(|&x| x == 2.0));
-    assert!(
-        buf[(len / 2) as usize..].iter().all(|&x| x == 0.0),
+    g.get(&mut buf).unwrap();
+    let (b0, b1) = buf.split_at((len / 2) as usize);
+    assert!(b0.iter().all(|&x| x == b0[0]) && b1.iter().all(|&x| x == b1[0]));
+    let read = encode(b0[0], b1[0]);
+    rec.finish(
+        r,
+        Outcome::Ok {
+            version: g.version(),
+            value: read,
+        },
+    )
+    .unwrap();
+    assert_eq!(g.version(), 1);
+    assert_eq!(
+        (b0[0], b1[0]),
+        (2.0, 0.0),
         "block 1 shows data of the release that never committed"
     );
-    drop(r);
+    drop(g);
+    let report = history::check(
+        &rec.records(),
+        Some(&FinalState {
+            latest: 1,
+            versions: vec![(1, read)],
+        }),
+    );
+    assert!(report.is_ok(), "history check failed:\n{report}");
     // No copy serves the aborted data as block 1's committed state either.
     every_copy_holds(&fed, &client, name, 1, 0.0);
 }

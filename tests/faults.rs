@@ -348,9 +348,17 @@ fn a_paused_old_home_finds_its_writes_refused() {
     assert_ne!(new.home.as_ref().unwrap().name, old_home.name);
     assert!(new.term > old.term);
     fed.resume(&old_home.name);
-    // It wakes up, finds itself declared dead, drops what it held and registers again.
+    // It wakes up, finds itself declared dead, and starts again as a new member, empty.
     wait_for("the old home to rejoin empty", || {
-        fed.log(&old_home.name).contains("registering again, empty")
+        fed.log(&old_home.name)
+            .contains("starting again as a new member, empty")
+    });
+    wait_for("the new incarnation to register", || {
+        client.status().is_ok_and(|s| {
+            s[0].members
+                .iter()
+                .any(|m| m.node.name == old_home.name && m.node.incarnation != old_home.incarnation)
+        })
     });
     let pool = raw_pool(&fed);
     let meta = client.lookup(name).unwrap();

@@ -245,7 +245,7 @@ impl View {
             crate::service::provider::publish(
                 &inner.store,
                 &inner.pool,
-                &inner.node.name,
+                inner.node.id(),
                 id,
                 block,
                 p.term,

@@ -184,8 +184,10 @@ impl<P: Payload> BlockCopy<P> {
         }
     }
 
-    /// Stores a stamp pushed by the home (or fetched while restoring) and drops every snapshot
-    /// not in `keep` (an empty `keep` drops nothing).
+    /// Stores a stamp pushed by the home and drops every snapshot not in `keep` (an empty
+    /// `keep` drops nothing). A push of an older term (a deposed home) or of an epoch older
+    /// than one already seen here (a writer whose lock was lost: a late or duplicated push)
+    /// is refused: it could otherwise prune committed stamps in favour of aborted data.
     pub fn install(&mut self, term: u64, stamp: Stamp, data: P, keep: &[Stamp]) -> Result<()> {
         if term < self.term {
             return Err(fenced(format!(
@@ -193,8 +195,16 @@ impl<P: Payload> BlockCopy<P> {
                 self.term
             )));
         }
+        self.check_epoch(stamp.epoch, "install")?;
         self.fence(term);
         self.insert(stamp, data, keep)
+    }
+
+    /// Stores a committed stamp fetched from another copy while restoring. Older stamps are
+    /// welcome here (a restore fills in what retained versions need) and nothing is pruned
+    /// (newer stamps pushed meanwhile stay).
+    pub fn restore(&mut self, stamp: Stamp, data: P) -> Result<()> {
+        self.insert(stamp, data, &[])
     }
 
     /// The placement moved to `term`: anything older is refused from now on, and a home of an
@@ -335,12 +345,26 @@ mod tests {
     #[test]
     fn restores_fill_in_older_stamps_without_dropping_newer_ones() {
         let mut c: BlockCopy<u64> = BlockCopy::new(3, Role::Replica, 0);
-        c.install(3, st(5, 5), 50, &[]).unwrap(); // pushed by the home while restoring
-        c.install(3, st(3, 3), 30, &[]).unwrap(); // fetched from another copy
+        c.install(3, st(5, 5), 50, &[st(0, 0)]).unwrap(); // pushed by the home while restoring
+        c.restore(st(3, 3), 30).unwrap(); // fetched from another copy
         assert_eq!(c.stamps(), vec![st(0, 0), st(3, 3), st(5, 5)]);
         c.install(3, st(6, 7), 60, &[st(5, 5)]).unwrap();
         assert_eq!(c.stamps(), vec![st(5, 5), st(6, 7)]);
         assert!(c.install(3, st(6, 7), 60, &[]).is_ok(), "idempotent");
+    }
+
+    #[test]
+    fn a_late_push_of_a_lost_epoch_is_refused_even_after_pruning() {
+        // The model check's counterexample: epoch 1's push to this replica is slow; epoch 1
+        // loses its lock; epochs 3 and 4 commit v1.. and prune; epoch 1's push arrives.
+        let mut r: BlockCopy<u64> = BlockCopy::new(1, Role::Replica, 0);
+        r.install(1, st(1, 2), 12, &[st(0, 0)]).unwrap();
+        r.install(1, st(2, 3), 23, &[st(1, 2)]).unwrap();
+        r.install(1, st(3, 4), 34, &[st(2, 3)]).unwrap();
+        assert_eq!(r.stamps(), vec![st(2, 3), st(3, 4)]);
+        let e = r.install(1, st(1, 1), 11, &[st(0, 0)]).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::NotAcquired);
+        assert_eq!(r.stamps(), vec![st(2, 3), st(3, 4)], "nothing pruned");
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //!   copies; a copy becomes current only once it holds every committed stamp.
 
 use crate::error::{Error, Result};
-use crate::service::protocol::{BlockPlacement, Health, NodeInfo, Redundancy, Stamp, Touched};
+use crate::service::protocol::{
+    BlockPlacement, Health, NodeId, NodeInfo, Redundancy, Stamp, Touched,
+};
 
 /// A replica in a data group.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -178,7 +180,7 @@ impl DataGroups {
                 )));
             }
             match &g.home {
-                Some(h) if t.holders.contains(&h.name) => {}
+                Some(h) if t.holders.iter().any(|id| h.is(id)) => {}
                 Some(h) => {
                     return Err(Error::Fenced(format!(
                         "block {}: its home {} does not hold the release",
@@ -198,8 +200,9 @@ impl DataGroups {
             let g = &mut self.groups[t.block as usize];
             g.stamps.push(Stamp { version, epoch });
             for r in &mut g.replicas {
-                // A replica that missed the release must catch up before it counts again.
-                r.current &= t.holders.contains(&r.node.name);
+                // A replica that missed the release (or is another incarnation than the one
+                // that acknowledged it) must catch up before it counts again.
+                r.current &= t.holders.iter().any(|id| r.node.is(id));
             }
         }
         self.prune(floor);
@@ -351,10 +354,11 @@ impl DataGroups {
 
     /// A restore of `target` finished holding `held`: it becomes current if it holds every
     /// committed stamp (a release may have committed meanwhile: then another round is needed).
-    pub fn restored(&mut self, b: u32, target: &str, held: &[Stamp]) -> bool {
+    /// Only that incarnation: a late answer about an earlier membership changes nothing.
+    pub fn restored(&mut self, b: u32, target: &NodeId, held: &[Stamp]) -> bool {
         let g = &mut self.groups[b as usize];
         let complete = g.stamps.iter().all(|s| held.contains(s));
-        match g.replicas.iter_mut().find(|r| r.node.name == target) {
+        match g.replicas.iter_mut().find(|r| r.node.is(target)) {
             Some(r) if complete => {
                 r.current = true;
                 true
@@ -397,7 +401,13 @@ mod tests {
         vec![Touched {
             block: 0,
             term,
-            holders: holders.iter().map(|s| s.to_string()).collect(),
+            holders: holders
+                .iter()
+                .map(|s| NodeId {
+                    name: s.to_string(),
+                    incarnation: 1,
+                })
+                .collect(),
         }]
     }
 
@@ -451,9 +461,15 @@ mod tests {
         // A release commits v1 while b2 is fetching v0 (and b2 did not get the push).
         let t = touched(1, &["a0", "a1", "b0"]);
         g.commit(1, 1, 0, &t);
-        assert!(!g.restored(0, "b2", &[Stamp::default()]));
+        let b2 = node("b2", "B").id();
+        assert!(!g.restored(0, &b2, &[Stamp::default()]));
         let all = g.placement(0).stamps;
-        assert!(g.restored(0, "b2", &all));
+        let older = NodeId {
+            incarnation: 0,
+            ..b2.clone()
+        };
+        assert!(!g.restored(0, &older, &all), "another incarnation's answer");
+        assert!(g.restored(0, &b2, &all));
         assert_eq!(g.health(0, false), Health::Healthy);
         assert!(g.missing().is_empty());
     }

@@ -5,10 +5,13 @@
 //!
 //! At its own cluster's manager, the control connection also carries the provider's
 //! registration. If that manager declared this process dead (it was paused or cut off for
-//! longer than the failure timeout), its copies were handed over to others: the store is
-//! cleared and the provider registers again, empty. At other managers, a process declared
-//! dead rejoins with nothing held (its locks were aborted and its pins dropped, which its
-//! later calls find out with typed errors).
+//! longer than the failure timeout), its copies were handed over to others. A job process
+//! (whose own blocks are never given back to it) then clears its store and registers again,
+//! empty; a provider daemon is reported evicted, and starts again as a new member (a new
+//! incarnation), so that nothing said about its former self (acknowledgements, restore
+//! answers) can be taken for the new one. At other managers, a process declared dead rejoins
+//! with nothing held (its locks were aborted and its pins dropped, which its later calls find
+//! out with typed errors).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,8 +33,11 @@ pub struct Registration {
     pub node: NodeInfo,
     /// Memory offered.
     pub capacity: u64,
-    /// Its memory (cleared if the manager declared it dead).
+    /// Its memory (cleared if the manager declared it dead and it rejoins).
     pub store: Arc<Store>,
+    /// Declared dead: rejoin under the same identity, empty (job processes), or only report
+    /// it (`Keeper::evicted`: daemons start again as a new member).
+    pub rejoin: bool,
 }
 
 struct Inner {
@@ -43,6 +49,7 @@ struct Inner {
     conns: Mutex<BTreeMap<String, Option<Conn>>>,
     stop: AtomicBool,
     evictions: AtomicU64,
+    evicted: AtomicBool,
 }
 
 /// A running lease keeper.
@@ -96,7 +103,11 @@ impl Inner {
     /// connection is never opened twice to the same manager).
     fn renew_all(&self) {
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let evicted = self.evicted.load(Ordering::SeqCst);
         for (addr, slot) in conns.iter_mut() {
+            if evicted && self.is_home(addr) {
+                continue; // the process starts again as a new member
+            }
             let renewed = match slot.as_mut() {
                 Some(c) => self.call(c, &Request::Renew { rejoin: false }).map(|_| ()),
                 None => Err(Error::Network("no control connection".into())),
@@ -107,7 +118,7 @@ impl Inner {
             if matches!(e, Error::Fenced(_)) {
                 self.evictions.fetch_add(1, Ordering::SeqCst);
                 match &self.registration {
-                    Some(r) if self.is_home(addr) => {
+                    Some(r) if self.is_home(addr) && r.rejoin => {
                         tracing::warn!(
                             "{}: declared dead by the manager of {} ({e}); its copies were \
                              handed over: registering again, empty",
@@ -115,6 +126,17 @@ impl Inner {
                             r.node.cluster
                         );
                         r.store.clear();
+                    }
+                    Some(r) if self.is_home(addr) => {
+                        tracing::warn!(
+                            "{}: declared dead by the manager of {} ({e}); its copies were \
+                             handed over",
+                            r.node.name,
+                            r.node.cluster
+                        );
+                        self.evicted.store(true, Ordering::SeqCst);
+                        *slot = None;
+                        continue;
                     }
                     _ => tracing::warn!("lease at {addr} lost: {e}"),
                 }
@@ -149,6 +171,7 @@ impl Keeper {
             conns: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
             evictions: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
         });
         if let Some(r) = &inner.registration {
             let addr = r.manager.addr.clone();
@@ -204,6 +227,12 @@ impl Keeper {
     /// How many times a manager declared this process dead.
     pub fn evictions(&self) -> u64 {
         self.inner.evictions.load(Ordering::SeqCst)
+    }
+
+    /// Whether its own manager declared this provider dead and it does not rejoin by itself
+    /// (see [`Registration::rejoin`]).
+    pub fn evicted(&self) -> bool {
+        self.inner.evicted.load(Ordering::SeqCst)
     }
 
     /// Stops renewing and closes the control connections.

@@ -96,6 +96,7 @@ impl RunningProvider {
                 node: node.clone(),
                 capacity,
                 store: store.clone(),
+                rejoin: kind == NodeKind::Rank,
             }),
         )?;
         Ok(RunningProvider {
@@ -113,6 +114,34 @@ impl RunningProvider {
     /// The configuration it was started with.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Starts a provider daemon again after its manager declared it dead: a new member (new
+    /// incarnation, empty store) under the same name, on the same address.
+    pub fn restart(self) -> Result<RunningProvider> {
+        let (mut cfg, label, capacity) = (self.cfg.clone(), self.label(), self.store.capacity());
+        cfg.listen = self.node.addr.clone();
+        let kind = self.node.kind;
+        self.abandon();
+        RunningProvider::start(&cfg, kind, &label, capacity)
+    }
+
+    fn label(&self) -> String {
+        let prefix = format!("{}/", self.node.cluster);
+        self.node
+            .name
+            .strip_prefix(&prefix)
+            .unwrap_or(&self.node.name)
+            .to_string()
+    }
+
+    /// Stops serving and heartbeating without leaving (its manager already let it go).
+    fn abandon(mut self) {
+        self.left = true;
+        self.keeper.stop();
+        if let Some(mut s) = self.server.take() {
+            s.stop();
+        }
     }
 
     /// Leaves gracefully: its cluster's manager hands every copy it holds over (as after a

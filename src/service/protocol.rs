@@ -44,6 +44,29 @@ impl NodeInfo {
     pub fn same(&self, other: &NodeInfo) -> bool {
         self.name == other.name && self.incarnation == other.incarnation
     }
+
+    /// Its identity.
+    pub fn id(&self) -> NodeId {
+        NodeId {
+            name: self.name.clone(),
+            incarnation: self.incarnation,
+        }
+    }
+
+    /// Whether `id` names this very process.
+    pub fn is(&self, id: &NodeId) -> bool {
+        self.name == id.name && self.incarnation == id.incarnation
+    }
+}
+
+/// A process's identity: its name and incarnation (a provider that restarts, or rejoins after
+/// being declared dead, is another member under the same name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId {
+    /// The node's name.
+    pub name: String,
+    /// Its incarnation.
+    pub incarnation: u64,
 }
 
 impl std::fmt::Display for NodeInfo {
@@ -356,7 +379,7 @@ pub struct Touched {
     /// The placement term its home published under.
     pub term: u64,
     /// Copies holding the new stamp (the home and every replica that acknowledged it).
-    pub holders: Vec<String>,
+    pub holders: Vec<NodeId>,
 }
 
 /// Requests. Managers answer the membership, directory and coherence ones; providers the data
@@ -656,7 +679,7 @@ pub enum Response {
         /// The new stamp (`None`: the epoch wrote nothing in this block).
         stamp: Option<Stamp>,
         /// Copies holding it (the home and the replicas that acknowledged it).
-        holders: Vec<String>,
+        holders: Vec<NodeId>,
     },
     /// A copy restored.
     Restored {

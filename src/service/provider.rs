@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 use crate::plan::stream::{pack_to, span_elements, unpack_from};
 use crate::service::failpoint;
 use crate::service::pool::Pool;
-use crate::service::protocol::{ArrayId, ArrayMeta, NodeInfo, Request, Response, Selection, Stamp};
+use crate::service::protocol::{
+    ArrayId, ArrayMeta, NodeId, NodeInfo, Request, Response, Selection, Stamp,
+};
 use crate::service::selection::{read_spans, write_spans};
 use crate::service::server::Handler;
 use crate::service::store::{Data, Store};
@@ -39,7 +41,7 @@ pub struct Published {
     /// The new stamp (`None`: the epoch wrote nothing in this block).
     pub stamp: Option<Stamp>,
     /// The home and every replica that acknowledged the stamp.
-    pub holders: Vec<String>,
+    pub holders: Vec<NodeId>,
 }
 
 /// Publishes a block's working copy and pushes it to `replicas` in parallel (used by the
@@ -51,7 +53,7 @@ pub struct Published {
 pub fn publish(
     store: &Store,
     pool: &Pool,
-    me: &str,
+    me: NodeId,
     array: ArrayId,
     block: u32,
     term: u64,
@@ -63,12 +65,12 @@ pub fn publish(
     let Some((stamp, snap)) = store.publish(array, block, term, epoch, version, keep)? else {
         return Ok(Published {
             stamp: None,
-            holders: vec![me.to_string()],
+            holders: vec![me],
         });
     };
     let name = store.meta(array).map(|m| m.spec.name).unwrap_or_default();
     failpoint::hit("publish.before_push");
-    let results: Vec<Result<String>> = std::thread::scope(|s| {
+    let results: Vec<Result<NodeId>> = std::thread::scope(|s| {
         let handles: Vec<_> = replicas
             .iter()
             .map(|r| {
@@ -88,7 +90,7 @@ pub fn publish(
                             .map_err(|e| io_error("sending a replica", e))?;
                         c.recv::<Response>()?.into_result().map(|_| ())
                     })
-                    .map(|_| r.name.clone())
+                    .map(|_| r.id())
                 })
             })
             .collect();
@@ -101,7 +103,7 @@ pub fn publish(
             .collect()
     });
     failpoint::hit("publish.after_push");
-    let mut holders = vec![me.to_string()];
+    let mut holders = vec![me];
     for (r, result) in replicas.iter().zip(results) {
         match result {
             Ok(n) => holders.push(n),
@@ -156,7 +158,6 @@ impl Provider {
         sources: &[NodeInfo],
     ) -> Result<Vec<Stamp>> {
         self.store.host(meta, block)?;
-        let term = meta.blocks.get(block as usize).map_or(1, |p| p.term);
         let bytes = meta.block_bytes(u64::from(block))?;
         let held = self.store.stamps(meta.id, block)?;
         for &stamp in stamps.iter().filter(|s| !held.contains(s)) {
@@ -179,8 +180,7 @@ impl Provider {
                 });
                 match fetched {
                     Ok(data) => {
-                        self.store
-                            .install(meta.id, block, term, stamp, stamps, data)?;
+                        self.store.restore(meta.id, block, stamp, data)?;
                         last = None;
                         break;
                     }
@@ -310,7 +310,10 @@ impl Handler for Provider {
                 let r = publish(
                     &self.store,
                     &self.pool,
-                    &self.pool.hello().name,
+                    NodeId {
+                        name: self.pool.hello().name.clone(),
+                        incarnation: self.pool.hello().incarnation,
+                    },
                     array,
                     block,
                     term,

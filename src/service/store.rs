@@ -339,6 +339,18 @@ impl Store {
         })
     }
 
+    /// Stores a committed stamp fetched from another copy while restoring (nothing pruned).
+    pub fn restore(&self, array: ArrayId, block: u32, stamp: Stamp, data: Data) -> Result<()> {
+        let bytes = data.len() as u64;
+        let want = self.block_bytes(array, block)?;
+        if bytes != want {
+            return Err(Error::Protocol(format!(
+                "restore of {stamp} of block {block} brings {bytes} bytes; the block has {want}"
+            )));
+        }
+        self.with_block(array, block, bytes, |c| c.restore(stamp, Arc::new(data)))
+    }
+
     /// Becomes the home of a block at `term`.
     pub fn promote(&self, array: ArrayId, block: u32, term: u64) -> Result<()> {
         self.with_block(array, block, 0, |c| c.promote(term))

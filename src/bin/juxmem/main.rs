@@ -180,7 +180,16 @@ fn run_provider(args: &Args) -> Result<()> {
         "provider {} on {} offering {} bytes",
         p.node.name, p.node.addr, capacity
     );
-    wait_for_stop();
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        if p.keeper.evicted() {
+            tracing::warn!(
+                "{}: starting again as a new member, empty (its manager declared it dead)",
+                p.node.name
+            );
+            p = p.restart()?;
+        }
+    }
     match p.leave() {
         // Its manager is gone too (the whole federation is stopping): nothing to hand over.
         Err(Error::Stale(_) | Error::Network(_)) => Ok(()),

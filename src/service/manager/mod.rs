@@ -66,7 +66,7 @@ pub struct Manager {
     state: Mutex<State>,
     changed: Condvar,
     /// Restores under way: (array, block, target).
-    restoring: Mutex<HashSet<(ArrayId, u32, String)>>,
+    restoring: Mutex<HashSet<(ArrayId, u32, NodeId)>>,
     /// Wakes the maintenance thread early (after a failure or a commit that left a copy
     /// behind).
     kick: (Mutex<bool>, Condvar),

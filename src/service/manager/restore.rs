@@ -100,7 +100,7 @@ impl Manager {
                 .collect()
         };
         for (meta, task) in tasks {
-            let key = (meta.id, task.block, task.target.name.clone());
+            let key = (meta.id, task.block, task.target.id());
             if !self
                 .restoring
                 .lock()
@@ -143,7 +143,7 @@ impl Manager {
                     .lock()
                     .directory
                     .get_mut(array)
-                    .map(|e| e.groups.restored(block, &target.name, &held))
+                    .map(|e| e.groups.restored(block, &target.id(), &held))
                     .unwrap_or(false);
                 if done {
                     tracing::info!("block {block} of {name}: copy on {} restored", target.name);

@@ -20,7 +20,8 @@
 //!   `NotAcquired` refusal fails the publish); `Restore` = host the block, fetch every task
 //!   stamp not held from the first source that has it, `install` it, answer the stamps held.
 //! - The manager: failure detection of a crashed provider, false suspicion of a live one (a
-//!   paused old home that comes back, clears its store and rejoins, as `keeper.rs` does),
+//!   paused old home that comes back and starts again as a new member, empty, under a new
+//!   incarnation, as a daemon does),
 //!   `node_gone` with its `Promote`/`Fence` effects sent as messages, lease expiry of the lock
 //!   holder (`owner_gone`, after which the client still sends messages), new copies
 //!   (`missing` + `add_copy`) and restores (`restore_tasks`, `restored`; a restore whose
@@ -59,9 +60,8 @@
 //!
 //! `protocol_model_bounded` runs a BFS small enough for every `cargo test` (depth 13: every
 //! path of up to 12 steps); `protocol_model_deep` (ignored, depth from `JUXMEM_MODEL_DEPTH`)
-//! is run by `ci/model-check`, with the `finding_*` tests: replays of counterexamples found on
-//! the library (ignored; they fail until the library is fixed, then guard against
-//! regressions).
+//! is run by `ci/model-check`. The `finding_*` tests replay counterexamples the model found on
+//! earlier versions of the library (fixed since; they guard against regressions).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -72,8 +72,8 @@ use juxmem::service::copy::{BlockCopy, Payload, Role};
 use juxmem::service::directory::{Entry, Owner};
 use juxmem::service::groups::{DataGroups, Effect};
 use juxmem::service::protocol::{
-    stamp_at, ArraySpec, BlockPlacement, FullPolicy, HomePlacement, NodeInfo, NodeKind, Redundancy,
-    Retention, Stamp, Touched, VersionReq,
+    stamp_at, ArraySpec, BlockPlacement, FullPolicy, HomePlacement, NodeId, NodeInfo, NodeKind,
+    Redundancy, Retention, Stamp, Touched, VersionReq,
 };
 use juxmem::{ElemType, Error, ErrorCode};
 use stateright::{Checker, Expectation, HasDiscoveries, Model, Property};
@@ -142,13 +142,14 @@ fn keep_after(stamps: &[Stamp], floor: u64) -> Vec<Stamp> {
     stamps[from..].to_vec()
 }
 
-fn node(p: u8) -> NodeInfo {
+/// Provider `p` in its `incarnation` (a provider declared dead starts again as a new one).
+fn node_at(p: u8, incarnation: u64) -> NodeInfo {
     NodeInfo {
         name: format!("p{p}"),
         cluster: "A".into(),
         addr: String::new(),
         kind: NodeKind::Daemon,
-        incarnation: 1,
+        incarnation,
     }
 }
 
@@ -188,11 +189,11 @@ enum Msg {
         keep: Vec<Stamp>,
         targets: Vec<u8>,
     },
-    /// Home -> client: the new stamp and the providers holding it.
+    /// Home -> client: the new stamp and the providers (incarnations) holding it.
     Published {
         client: u8,
         tag: u8,
-        result: Result<(Option<Stamp>, Vec<u8>), Fail>,
+        result: Result<(Option<Stamp>, Vec<(u8, u64)>), Fail>,
     },
     /// Home -> replica (the push of a publish for `client`'s attempt `tag`).
     Install {
@@ -208,6 +209,8 @@ enum Msg {
     InstallAck {
         home: u8,
         from: u8,
+        /// The incarnation that answered (the process at that address now).
+        inc: u64,
         client: u8,
         tag: u8,
         result: Result<(), Fail>,
@@ -231,6 +234,8 @@ enum Msg {
     },
     Restored {
         from: u8,
+        /// The incarnation that answered.
+        inc: u64,
         result: Result<Vec<Stamp>, Fail>,
     },
 }
@@ -243,7 +248,8 @@ struct Pushing {
     tag: u8,
     stamp: Stamp,
     targets: Vec<u8>,
-    results: Vec<Option<Result<(), Fail>>>,
+    /// Each target's answer and the incarnation that gave it.
+    results: Vec<Option<Result<u64, Fail>>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -298,14 +304,16 @@ struct State {
     /// Each provider's copy of the block (the real one); `None`: crashed or not held.
     copies: Vec<Option<Arc<BlockCopy<Data>>>>,
     crashed: Vec<bool>,
-    /// Declared dead by the manager and not rejoined yet (it may still be running).
+    /// Declared dead by the manager and not started again yet (it may still be running).
     declared_dead: Vec<bool>,
+    /// Each provider's current incarnation.
+    incarnations: Vec<u64>,
     /// Messages in flight (a sorted multiset).
     net: Vec<Msg>,
     /// Publishes waiting for their pushes (sorted).
     pushing: Vec<Pushing>,
-    /// The restore target the manager waits for.
-    restoring: Option<u8>,
+    /// The restore target (and its incarnation) the manager waits for.
+    restoring: Option<(u8, u64)>,
     clients: Vec<Client>,
     /// Acknowledged releases: (version, value), in acknowledgement order.
     acks: Vec<(u64, u64)>,
@@ -315,8 +323,6 @@ struct State {
     failed_over: bool,
     released_after_failover: bool,
     restored_copy: bool,
-    /// The model's switch (see [`Protocol::assume_rejoin_fixed`]).
-    assume_rejoin_fixed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -354,12 +360,6 @@ struct Protocol {
     crashes: u8,
     suspicions: u8,
     expiries: u8,
-    /// Exploration only (`JUXMEM_MODEL_ASSUME_FIXED=1`): a provider declared dead comes back
-    /// as a new incarnation, and whatever its former incarnation answered or acknowledged
-    /// (restore answers, install acknowledgements, its name in holders) no longer counts. The
-    /// library identifies copies by name, so it does not (findings `finding_late_restore_answer`
-    /// and `finding_holder_of_a_former_membership`); this lets a deeper run look past them.
-    assume_rejoin_fixed: bool,
 }
 
 impl Default for Protocol {
@@ -372,7 +372,6 @@ impl Default for Protocol {
             crashes: 1,
             suspicions: 1,
             expiries: 1,
-            assume_rejoin_fixed: false,
         }
     }
 }
@@ -403,7 +402,11 @@ fn initial_entry() -> Entry {
         kind: NodeKind::Manager,
         incarnation: 1,
     };
-    let groups = DataGroups::new(redundancy, vec!["A".into()], vec![(node(0), vec![node(1)])]);
+    let groups = DataGroups::new(
+        redundancy,
+        vec!["A".into()],
+        vec![(node_at(0, 1), vec![node_at(1, 1)])],
+    );
     Entry::new(
         1,
         spec,
@@ -432,6 +435,11 @@ impl State {
         !self.crashed[p as usize]
     }
 
+    /// Provider `p` as it is now.
+    fn node(&self, p: u8) -> NodeInfo {
+        node_at(p, self.incarnations[p as usize])
+    }
+
     fn placement(&self) -> BlockPlacement {
         self.entry.groups.placement(0)
     }
@@ -447,10 +455,13 @@ impl State {
             .map(|&(_, x)| x)
     }
 
-    /// The manager declares `p` gone and tells the providers what changed.
-    fn node_gone(&mut self, p: u8) {
-        self.declared_dead[p as usize] = true;
-        for effect in Arc::make_mut(&mut self.entry).groups.node_gone(&node(p)) {
+    /// The manager declares `p` (in `incarnation`) gone and tells the providers what changed.
+    fn node_gone(&mut self, p: u8, incarnation: u64) {
+        if incarnation == self.incarnations[p as usize] {
+            self.declared_dead[p as usize] = true;
+        }
+        let gone = node_at(p, incarnation);
+        for effect in Arc::make_mut(&mut self.entry).groups.node_gone(&gone) {
             match effect {
                 Effect::Promote { node, term, .. } => {
                     self.failed_over = true;
@@ -468,40 +479,6 @@ impl State {
                     }
                 }
                 Effect::Lost { .. } => {}
-            }
-        }
-    }
-
-    /// Exploration only ([`Protocol::assume_rejoin_fixed`]): what `p` answered or
-    /// acknowledged before it rejoined no longer counts.
-    fn forget_former_incarnation(&mut self, p: u8) {
-        if self.restoring == Some(p) {
-            self.restoring = None;
-        }
-        self.net.retain(|m| match m {
-            Msg::Restore { to: t, .. } | Msg::Restored { from: t, .. } => *t != p,
-            Msg::InstallAck { from, .. } => *from != p,
-            _ => true,
-        });
-        self.net = std::mem::take(&mut self.net)
-            .into_iter()
-            .map(|mut m| {
-                if let Msg::Published {
-                    result: Ok((_, holders)),
-                    ..
-                } = &mut m
-                {
-                    holders.retain(|&h| h != p);
-                }
-                m
-            })
-            .collect();
-        self.net.sort();
-        for x in &mut self.pushing {
-            for (&t, r) in x.targets.iter().zip(x.results.iter_mut()) {
-                if t == p && *r == Some(Ok(())) {
-                    *r = Some(Err(Fail::Timeout));
-                }
             }
         }
     }
@@ -578,11 +555,11 @@ impl State {
     /// A home's publish has every push answered: `provider::publish`'s answer.
     fn finish_push(&mut self, i: usize) {
         let p = self.pushing.remove(i);
-        let mut holders = vec![p.home];
+        let mut holders = vec![(p.home, self.incarnations[p.home as usize])];
         let mut result = Ok(());
         for (&t, r) in p.targets.iter().zip(&p.results) {
             match r.expect("every push answered") {
-                Ok(()) => holders.push(t),
+                Ok(inc) => holders.push((t, inc)),
                 Err(f @ (Fail::Fenced | Fail::NotAcquired)) => {
                     result = Err(f);
                     break;
@@ -597,7 +574,7 @@ impl State {
         });
     }
 
-    fn push_answered(&mut self, home: u8, from: u8, client: u8, tag: u8, r: Result<(), Fail>) {
+    fn push_answered(&mut self, home: u8, from: u8, client: u8, tag: u8, r: Result<u64, Fail>) {
         let found = self.pushing.iter().enumerate().find_map(|(i, p)| {
             if (p.home, p.client, p.tag) != (home, client, tag) {
                 return None;
@@ -646,7 +623,7 @@ impl State {
                 match fetched {
                     Ok(data) => {
                         let copy = self.copies[to as usize].as_mut().expect("hosted");
-                        if let Err(e) = Arc::make_mut(copy).install(term, stamp, data, stamps) {
+                        if let Err(e) = Arc::make_mut(copy).restore(stamp, data) {
                             result = Err(fail(&e));
                             break 'stamps;
                         }
@@ -664,6 +641,7 @@ impl State {
         let copy = self.copies[to as usize].as_ref().expect("hosted");
         self.send(Msg::Restored {
             from: to,
+            inc: self.incarnations[to as usize],
             result: result.map(|()| copy.stamps()),
         });
     }
@@ -755,7 +733,7 @@ impl State {
                     Ok(None) => self.send(Msg::Published {
                         client,
                         tag,
-                        result: Ok((None, vec![to])),
+                        result: Ok((None, vec![(to, self.incarnations[to as usize])])),
                     }),
                     Ok(Some((stamp, data))) => {
                         for &t in &targets {
@@ -805,7 +783,10 @@ impl State {
                             .map(|_| Touched {
                                 block: 0,
                                 term: w.placement.term,
-                                holders: holders.iter().map(|&h| node(h).name).collect(),
+                                holders: holders
+                                    .iter()
+                                    .map(|&(h, inc)| node_at(h, inc).id())
+                                    .collect::<Vec<NodeId>>(),
                             })
                             .into_iter()
                             .collect();
@@ -844,6 +825,7 @@ impl State {
                 self.send(Msg::InstallAck {
                     home,
                     from: to,
+                    inc: self.incarnations[to as usize],
                     client,
                     tag,
                     result,
@@ -852,12 +834,13 @@ impl State {
             Msg::InstallAck {
                 home,
                 from,
+                inc,
                 client,
                 tag,
                 result,
             } => {
                 if self.alive(home) {
-                    self.push_answered(home, from, client, tag, result);
+                    self.push_answered(home, from, client, tag, result.map(|()| inc));
                 }
             }
             Msg::Promote { to, term } => {
@@ -881,23 +864,34 @@ impl State {
                     self.restore(to, term, home, &stamps, &sources);
                 }
             }
-            Msg::Restored { from, result } => {
-                if self.restoring != Some(from) {
+            Msg::Restored { from, inc, result } => {
+                let Some((target, target_inc)) = self.restoring else {
+                    return;
+                };
+                if target != from {
                     return;
                 }
                 self.restoring = None;
+                // `run_restore`: the answer counts only from the incarnation the task named;
+                // another one answering at that address means the target is gone.
+                let result = if inc == target_inc {
+                    result
+                } else {
+                    Err(Fail::Network)
+                };
                 match result {
                     Ok(held) => {
                         if Arc::make_mut(&mut self.entry).groups.restored(
                             0,
-                            &node(from).name,
+                            &node_at(from, target_inc).id(),
                             &held,
                         ) {
                             self.restored_copy = true;
                         }
                     }
-                    // `run_restore`: a target that cannot be reached is declared unreachable.
-                    Err(Fail::Network | Fail::Timeout) => self.node_gone(from),
+                    // `run_restore`: a target that cannot be reached is probed; one that does
+                    // not answer as itself is declared unreachable.
+                    Err(Fail::Network | Fail::Timeout) => self.node_gone(from, target_inc),
                     Err(_) => {}
                 }
             }
@@ -929,6 +923,7 @@ impl Model for Protocol {
             copies,
             crashed: vec![false; PROVIDERS],
             declared_dead: vec![false; PROVIDERS],
+            incarnations: vec![1; PROVIDERS],
             net: Vec::new(),
             pushing: Vec::new(),
             restoring: None,
@@ -945,7 +940,6 @@ impl Model for Protocol {
             failed_over: false,
             released_after_failover: false,
             restored_copy: false,
-            assume_rejoin_fixed: self.assume_rejoin_fixed,
         }]
     }
 
@@ -1010,7 +1004,7 @@ impl Model for Protocol {
         let holders = s.entry.groups.holders(0);
         for p in 0..PROVIDERS as u8 {
             let i = p as usize;
-            let holds = s.entry.groups.holds(&node(p));
+            let holds = s.entry.groups.holds(&s.node(p));
             if !s.crashed[i] && s.faults.crashes < self.crashes && (holds || s.copies[i].is_some())
             {
                 actions.push(Action::Crash(p));
@@ -1024,7 +1018,8 @@ impl Model for Protocol {
             if !s.crashed[i] && s.declared_dead[i] {
                 actions.push(Action::Rejoin(p));
             }
-            if missing && !s.crashed[i] && !s.declared_dead[i] && !holders.contains(&node(p).name) {
+            if missing && !s.crashed[i] && !s.declared_dead[i] && !holders.contains(&s.node(p).name)
+            {
                 actions.push(Action::AddCopy(p));
             }
         }
@@ -1034,8 +1029,8 @@ impl Model for Protocol {
             }
             Some(t) => {
                 let answered_or_pending = s.in_flight(|m| {
-                    matches!(m, Msg::Restore { to, .. } if *to == t)
-                        || matches!(m, Msg::Restored { from, .. } if *from == t)
+                    matches!(m, Msg::Restore { to, .. } if *to == t.0)
+                        || matches!(m, Msg::Restored { from, .. } if *from == t.0)
                 });
                 if !answered_or_pending {
                     actions.push(Action::RestoreTimeout);
@@ -1151,29 +1146,31 @@ impl Model for Protocol {
                 s.copies[p as usize] = None;
                 s.pushing.retain(|x| x.home != p);
             }
-            Action::DetectCrash(p) => s.node_gone(p),
+            Action::DetectCrash(p) => s.node_gone(p, s.incarnations[p as usize]),
             Action::FalseSuspicion(p) => {
                 s.faults.suspicions += 1;
-                s.node_gone(p);
+                s.node_gone(p, s.incarnations[p as usize]);
             }
             Action::Rejoin(p) => {
-                // `keeper.rs`: declared dead, the provider clears its store and registers again.
+                // A daemon declared dead starts again as a new member: new incarnation, empty.
                 s.declared_dead[p as usize] = false;
+                s.incarnations[p as usize] += 1;
                 s.copies[p as usize] = None;
-                if s.assume_rejoin_fixed {
-                    s.forget_former_incarnation(p);
-                }
+                s.pushing.retain(|x| x.home != p);
             }
             Action::LeaseExpiry(c) => {
                 s.faults.expiries += 1;
                 Arc::make_mut(&mut s.entry).owner_gone(&owner(c));
             }
-            Action::AddCopy(p) => Arc::make_mut(&mut s.entry).groups.add_copy(0, node(p)),
+            Action::AddCopy(p) => {
+                let n = s.node(p);
+                Arc::make_mut(&mut s.entry).groups.add_copy(0, n)
+            }
             Action::StartRestore => {
                 let task = s.entry.groups.restore_tasks().into_iter().next()?;
                 let p = s.placement();
                 let to = index(&task.target);
-                s.restoring = Some(to);
+                s.restoring = Some((to, task.target.incarnation));
                 s.send(Msg::Restore {
                     to,
                     term: p.term,
@@ -1183,8 +1180,8 @@ impl Model for Protocol {
                 });
             }
             Action::RestoreTimeout => {
-                let t = s.restoring.take()?;
-                s.node_gone(t);
+                let (t, inc) = s.restoring.take()?;
+                s.node_gone(t, inc);
             }
             Action::PushTimeout {
                 home,
@@ -1224,14 +1221,18 @@ impl Model for Protocol {
                 else {
                     return false;
                 };
-                let holds = |n: u8| {
-                    s.crashed[n as usize]
-                        || s.copies[n as usize]
+                // A listed copy whose process is gone (crashed, or started again as another
+                // incarnation) is waiting for detection; every live one holds the release.
+                let holds = |n: &NodeInfo| {
+                    let i = index(n);
+                    s.crashed[i as usize]
+                        || s.incarnations[i as usize] != n.incarnation
+                        || s.copies[i as usize]
                             .as_ref()
                             .and_then(|c| c.snapshot(stamp))
                             == Some(&Data(want))
                 };
-                let all = p.copies().map(index).all(holds);
+                let all = p.copies().all(holds);
                 all
             }),
             Property::always("no aborted data is visible", |_, s: &State| {
@@ -1376,11 +1377,10 @@ fn violated(model: &Protocol, s: &State) -> Vec<&'static str> {
         .collect()
 }
 
-/// Finding: `DataGroups::restored` matches the target by name only, so the answer of a restore
-/// that ran on a copy's earlier membership (the provider was declared dead meanwhile, cleared
-/// its store and was added again) marks the new, empty copy current. Fails until fixed.
+/// Finding (fixed): `DataGroups::restored` matched the target by name only, so the answer of a
+/// restore that ran on a copy's earlier membership (the provider was declared dead meanwhile,
+/// came back empty and was added again) marked the new, empty copy current.
 #[test]
-#[ignore = "finding: a late restore answer marks a re-added empty copy current"]
 fn finding_late_restore_answer() {
     let model = Protocol::default();
     let s = replay(
@@ -1405,12 +1405,10 @@ fn finding_late_restore_answer() {
     );
 }
 
-/// Finding: the holders a release reports are names, so a replica that acknowledged the
-/// push, was then declared dead, cleared its store, rejoined and was restored (to the versions
-/// committed before this release) counts as holding the release: it stays current without it.
-/// Fails until fixed.
+/// Finding (fixed): the holders a release reported were names, so a replica that acknowledged
+/// the push, was then declared dead, came back empty and was restored (to the versions
+/// committed before this release) counted as holding the release: it stayed current without it.
 #[test]
-#[ignore = "finding: a holder from a former membership keeps an empty copy current"]
 fn finding_holder_of_a_former_membership() {
     let model = Protocol::default();
     let s = replay(
@@ -1421,7 +1419,7 @@ fn finding_holder_of_a_former_membership() {
             "Deliver(WriteAck { client: 0",
             "Deliver(Publish { to: 0, client: 0",
             "Deliver(Install { to: 1, home: 0, client: 0",
-            "Deliver(InstallAck { home: 0, from: 1, client: 0",
+            "Deliver(InstallAck { home: 0, from: 1, inc: 1, client: 0",
             "FalseSuspicion(1)",
             "Rejoin(1)",
             "AddCopy(1)",
@@ -1439,12 +1437,10 @@ fn finding_holder_of_a_former_membership() {
     );
 }
 
-/// Finding: `BlockCopy::install` does not refuse an older write epoch (only an older epoch at
-/// the same version), and its `keep` then prunes every newer stamp: a push of an expired
-/// writer's epoch, delivered late, leaves a current replica without the latest release.
-/// Fails until fixed.
+/// Finding (fixed): `BlockCopy::install` did not refuse an older write epoch (only an older
+/// epoch at the same version), and its `keep` then pruned every newer stamp: a push of an
+/// expired writer's epoch, delivered late, left a current replica without the latest release.
 #[test]
-#[ignore = "finding: a late install of an expired epoch prunes a current replica's releases"]
 fn finding_late_install_of_an_expired_epoch() {
     let model = Protocol {
         acquires_per_client: 3,
@@ -1457,7 +1453,7 @@ fn finding_late_install_of_an_expired_epoch() {
             format!("Deliver(WriteAck {{ client: {c}"),
             format!("Deliver(Publish {{ to: 0, client: {c}"),
             format!("Deliver(Install {{ to: 1, home: 0, client: {c}"),
-            format!("Deliver(InstallAck {{ home: 0, from: 1, client: {c}"),
+            format!("Deliver(InstallAck {{ home: 0, from: 1, inc: 1, client: {c}"),
             format!("Deliver(Published {{ client: {c}"),
         ]
     };
@@ -1491,12 +1487,8 @@ fn protocol_model_bounded() {
 #[test]
 #[ignore = "long: run by ci/model-check"]
 fn protocol_model_deep() {
-    let model = Protocol {
-        assume_rejoin_fixed: env_usize("JUXMEM_MODEL_ASSUME_FIXED", 0) == 1,
-        ..Protocol::default()
-    };
     check(
-        model,
+        Protocol::default(),
         env_usize("JUXMEM_MODEL_DEPTH", 14),
         env_usize("JUXMEM_MODEL_THREADS", 1),
     );

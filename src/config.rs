@@ -155,6 +155,13 @@ impl Config {
     pub fn heartbeat(&self) -> Duration {
         self.failure_timeout / 4
     }
+
+    /// How long a home waits on a replica that takes no more of a push (twice the failure
+    /// timeout: a paused replica is declared dead by then, and the release goes on without it
+    /// rather than keep its writer waiting).
+    pub fn push_timeout(&self) -> Duration {
+        (self.failure_timeout * 2).min(self.net.io_timeout)
+    }
 }
 
 impl Default for Config {

@@ -245,7 +245,7 @@ fn home_killed_after_the_data_arrived_before_the_acknowledgement() {
 #[test]
 fn home_killed_while_pushing_to_replicas() {
     let arm = std::env::temp_dir().join(format!("juxmem-arm-push-{}", std::process::id()));
-    let points = format!("install.before_store=sleep:20000@{}", arm.display());
+    let points = format!("install.before_store=sleep:3000@{}", arm.display());
     let mut fed =
         LocalFederation::start_with("pushkill", &[("A", 4)], settings(10.0, Some(points)));
     let client = Federation::join(fed.config("A")).unwrap();
@@ -261,14 +261,21 @@ fn home_killed_while_pushing_to_replicas() {
         let slow = wait_failpoint(&fed, "install.before_store");
         assert_ne!(slow, home.name);
         fed.kill(&home.name);
-        w.join().unwrap()
+        (w.join().unwrap(), slow)
     });
+    let (ok, slow_name) = ok;
     assert_eq!(ok.unwrap(), 2);
     assert_eq!(read_latest(&a, len, &rec), (2, 2));
     wait_healthy(&client, name);
     every_copy_holds(&fed, &client, name, 0, 2.0);
-    // The held-back push comes from a deposed home: a copy refuses it (older term) instead
-    // of letting it replace anything.
+    // The held-back push of the dead home lands at last (after its 3 s): it comes from an
+    // older term, and must not replace anything.
+    wait_for("the held-back push to be let go", || {
+        fed.log(&slow_name).contains("install.before_store reached")
+    });
+    std::thread::sleep(Duration::from_millis(3500));
+    write_value(&a, len, 3, &rec).unwrap();
+    every_copy_holds(&fed, &client, name, 0, 3.0);
     check_history(&rec, &a, len);
     let _ = std::fs::remove_file(&arm);
 }
@@ -362,7 +369,9 @@ fn a_paused_old_home_finds_its_writes_refused() {
     });
     let pool = raw_pool(&fed);
     let meta = client.lookup(name).unwrap();
-    // The write's header alone: a copy that refuses answers before the bulk bytes (one that
+    // A client still holding the old placement writes through the old home: refused (its new
+    // incarnation holds nothing: NotFound; before it noticed, its push would be: Fenced). The
+    // write's header alone: a copy that refuses answers before the bulk bytes (one that
     // accepted would wait for them, and this would time out).
     let stale_write = pool.with(&old_home.addr, |c| {
         c.send(&Request::Write {
@@ -381,19 +390,29 @@ fn a_paused_old_home_finds_its_writes_refused() {
         matches!(e.code(), ErrorCode::NotFound | ErrorCode::Fenced),
         "{e}"
     );
-    let stale_publish = pool.call(
-        &old_home.addr,
-        &Request::Publish {
-            array: meta.id,
-            block: 0,
-            term: old.term,
-            epoch: 1_000_000,
-            version: 3,
-            keep: vec![],
-            replicas: new.replicas.clone(),
-        },
-    );
-    assert!(stale_publish.is_err(), "{stale_publish:?}");
+    // Whatever it would push under its old term, the data group refuses: every current copy is
+    // at the new term.
+    for copy in new.copies() {
+        let r = pool.with(&copy.addr, |c| {
+            c.send(&Request::Install {
+                array: meta.id,
+                block: 0,
+                term: old.term,
+                stamp: Stamp {
+                    version: 3,
+                    epoch: 1_000_000,
+                },
+                keep: vec![],
+                bytes: len * 8,
+            })?;
+            c.stream()
+                .write_all(&vec![0u8; (len * 8) as usize])
+                .map_err(|e| Error::Network(e.to_string()))?;
+            c.recv::<Response>()?.into_result()
+        });
+        let e = r.expect_err("an install of the old term must be refused");
+        assert_eq!(e.code(), ErrorCode::Fenced, "{copy}: {e}");
+    }
     assert_eq!(write_value(&a, len, 3, &rec).unwrap(), 3);
     assert_eq!(read_latest(&a, len, &rec), (3, 3));
     every_copy_holds(&fed, &client, name, 0, 3.0);
@@ -555,7 +574,10 @@ fn a_failed_releases_data_is_never_visible() {
         }),
     );
     assert!(report.is_ok(), "history check failed:\n{report}");
-    // No copy serves the aborted data as block 1's committed state either.
+    // The manager never took the aborted epoch's stamp as block 1's committed state: version 1
+    // of block 1 is still its initial state, at every copy.
+    let p = placement(&client, name, 1);
+    assert_eq!(p.stamps, vec![Stamp::default()], "{p:?}");
     every_copy_holds(&fed, &client, name, 1, 0.0);
 }
 
@@ -673,4 +695,89 @@ fn a_copy_no_provider_can_take_is_reported_degraded_then_restored() {
     wait_healthy(&client, name);
     every_copy_holds(&fed, &client, name, 0, 2.0);
     check_history(&rec, &a, len);
+}
+
+#[test]
+fn a_paused_replica_delays_a_release_by_the_push_timeout_at_most() {
+    let fed = LocalFederation::start_with("pausereplica", &[("A", 4)], settings(10.0, None));
+    let client = Federation::join(fed.config("A")).unwrap();
+    let (name, len) = ("fault/pausereplica", 4096);
+    let a = one_block(&client, name, len, 3);
+    let rec = Recorder::new();
+    write_value(&a, len, 1, &rec).unwrap();
+    let replica = placement(&client, name, 0).replicas[0].name.clone();
+    fed.pause(&replica);
+    let t = Instant::now();
+    assert_eq!(write_value(&a, len, 2, &rec).unwrap(), 2);
+    let took = t.elapsed();
+    eprintln!(
+        "release with a paused replica took {:.2} s",
+        took.as_secs_f64()
+    );
+    // The home gives up on it after the push timeout (twice the failure timeout: 2 s), well
+    // before the client's own wait (10 s) would blame the home.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    wait_healthy(&client, name);
+    every_copy_holds(&fed, &client, name, 0, 2.0);
+    fed.resume(&replica);
+    write_value(&a, len, 3, &rec).unwrap();
+    check_history(&rec, &a, len);
+}
+
+#[test]
+fn a_manager_paused_longer_than_the_failure_timeout_declares_nobody_dead() {
+    let fed = LocalFederation::start_with("pausemanager", &[("A", 3)], settings(10.0, None));
+    let client = Federation::join(fed.config("A")).unwrap();
+    let (name, len) = ("fault/pausemanager", 1024);
+    let a = one_block(&client, name, len, 2);
+    let rec = Recorder::new();
+    write_value(&a, len, 1, &rec).unwrap();
+    fed.pause("A/manager");
+    std::thread::sleep(Duration::from_secs(3)); // three failure timeouts
+    fed.resume("A/manager");
+    std::thread::sleep(Duration::from_secs(2));
+    let log = fed.log("A/manager");
+    let dead: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("declared dead"))
+        .collect();
+    assert!(
+        dead.is_empty(),
+        "live processes declared dead after the manager's own pause: {dead:#?}"
+    );
+    assert!(
+        log.contains("stalled for"),
+        "the manager noticed its own stall"
+    );
+    assert_eq!(write_value(&a, len, 2, &rec).unwrap(), 2);
+    check_history(&rec, &a, len);
+}
+
+#[test]
+fn a_silent_remote_manager_does_not_get_live_processes_declared_dead_at_home() {
+    let fed =
+        LocalFederation::start_with("remotestall", &[("A", 1), ("B", 1)], settings(10.0, None));
+    let fb = Federation::join(fed.config("B")).unwrap();
+    let opts = ArrayOptions::new(Layout::one_d(8, Dist::Block, 1).unwrap()).homes_on_daemons();
+    let _b = fb.create::<f64, _>(&SOLO, "fault/remote", opts).unwrap();
+    let fa = Federation::join(fed.config("A")).unwrap();
+    // Opening registers a reader at B's manager: this process now keeps a lease there too.
+    let _a = fa
+        .open::<f64, _>(
+            &SOLO,
+            "fault/remote",
+            Layout::one_d(8, Dist::Block, 1).unwrap(),
+        )
+        .unwrap();
+    fed.pause("B/manager");
+    std::thread::sleep(Duration::from_secs(4));
+    fed.resume("B/manager");
+    std::thread::sleep(Duration::from_millis(500));
+    let me = fa.node().name.clone();
+    let log = fed.log("A/manager");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(&me) && l.contains("declared dead")),
+        "{me} was declared dead at home while another cluster's manager was silent"
+    );
 }

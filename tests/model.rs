@@ -161,6 +161,9 @@ fn owner(c: u8) -> Owner {
     (format!("c{c}"), 1)
 }
 
+/// A copy that holds a published stamp: (provider, incarnation).
+type Holder = (u8, u64);
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Msg {
     /// Client -> home: write `value` (the client's half) in epoch `epoch` from `base`.
@@ -193,7 +196,7 @@ enum Msg {
     Published {
         client: u8,
         tag: u8,
-        result: Result<(Option<Stamp>, Vec<(u8, u64)>), Fail>,
+        result: Result<(Option<Stamp>, Vec<Holder>), Fail>,
     },
     /// Home -> replica (the push of a publish for `client`'s attempt `tag`).
     Install {

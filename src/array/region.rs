@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::service::failpoint;
 use crate::service::protocol::*;
 
 use super::view::{retry, retry_shared, View};
@@ -25,17 +26,24 @@ pub(crate) struct WriteEpoch {
 impl WriteEpoch {
     /// Commits `version` with what the release did to each block, and releases the lock.
     pub(crate) fn commit(&self, version: u64, touched: Vec<Touched>) -> Result<()> {
+        if failpoint::hit("commit.request_lost") {
+            return Err(Error::Network(
+                "failpoint: the commit request was lost".into(),
+            ));
+        }
         let req = Request::Commit {
             array: self.array,
             epoch: self.epoch,
             version,
             touched,
         };
-        self.fed
-            .inner
-            .pool
-            .call(&self.manager.addr, &req)
-            .map(|_| ())
+        self.fed.inner.pool.call(&self.manager.addr, &req)?;
+        if failpoint::hit("commit.reply_lost") {
+            return Err(Error::Network(
+                "failpoint: the commit's answer was lost".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Gives the lock up without publishing.
@@ -232,7 +240,7 @@ impl<T: Element> RegionLock<T> {
             for &b in touched {
                 done.extend(v.publish_block(b, epoch, version, floor)?);
             }
-            crate::service::failpoint::hit("release.before_commit");
+            let _ = failpoint::hit("release.before_commit");
             lock.commit(version, done)
         });
         match r {

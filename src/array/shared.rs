@@ -322,7 +322,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                         }
                     }
                 }
-                crate::service::failpoint::hit("release.before_commit");
+                let _ = crate::service::failpoint::hit("release.before_commit");
                 let outcome = match failure {
                     None => lock
                         .as_ref()

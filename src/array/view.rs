@@ -253,6 +253,7 @@ impl View {
                 version,
                 &keep,
                 &replicas,
+                self.fed.config().push_timeout(),
             )
             .map(|p| (p.stamp, p.holders))
         } else {

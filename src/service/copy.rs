@@ -139,7 +139,14 @@ impl<P: Payload> BlockCopy<P> {
                 return Ok(w.clone());
             }
         }
-        let from = self.snapshot(base).ok_or_else(|| {
+        // An epoch that already published here (a release being retried) goes on from what it
+        // published, not from the base: writing again must not undo its earlier writes.
+        let published = self
+            .snapshots
+            .values()
+            .find(|(e, _)| *e == epoch)
+            .map(|(_, p)| p);
+        let from = published.or_else(|| self.snapshot(base)).ok_or_else(|| {
             Error::NotFound(format!(
                 "the home does not hold {base}, the state write epoch {epoch} starts from"
             ))
@@ -365,6 +372,25 @@ mod tests {
         let e = r.install(1, st(1, 1), 11, &[st(0, 0)]).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::NotAcquired);
         assert_eq!(r.stamps(), vec![st(2, 3), st(3, 4)], "nothing pruned");
+    }
+
+    #[test]
+    fn a_retried_epoch_writes_on_top_of_what_it_published() {
+        let mut c = home();
+        let w = c.working(1, 1, st(0, 0)).unwrap();
+        c.set_working(1, w + 5).unwrap();
+        c.publish(1, 1, 1, &[st(0, 0)]).unwrap().unwrap();
+        // The commit failed; the release is retried: a put is written again.
+        let w = c.working(1, 1, st(0, 0)).unwrap();
+        assert_eq!(
+            w, 5,
+            "starts from the epoch's own publication, not from the base"
+        );
+        c.set_working(1, w + 2).unwrap();
+        assert_eq!(
+            c.publish(1, 1, 1, &[st(0, 0)]).unwrap(),
+            Some((st(1, 1), 7))
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Entry {
     /// Where every block's copies are.
     pub groups: DataGroups,
     writer: Option<(u64, Owner)>,
+    /// The last commit (owner, epoch, version): a repeated commit (its answer was lost) is
+    /// answered the same.
+    last_commit: Option<(Owner, u64, u64)>,
     tickets: BTreeMap<Ticket, Owner>,
     pins: BTreeMap<u64, Owner>,
     readers: BTreeMap<u64, Owner>,
@@ -58,6 +61,7 @@ impl Entry {
             versions,
             groups,
             writer: None,
+            last_commit: None,
             tickets: BTreeMap::new(),
             pins: BTreeMap::new(),
             readers: BTreeMap::new(),
@@ -135,7 +139,8 @@ impl Entry {
     }
 
     /// Commits `version` from epoch `epoch` held by `owner`, if every touched block is still at
-    /// the term its home published under (else `Fenced`: the release is retried).
+    /// the term its home published under (else `Fenced`: the release is retried). Committing
+    /// again what was just committed succeeds (the first answer was lost).
     pub fn commit(
         &mut self,
         owner: &Owner,
@@ -143,12 +148,16 @@ impl Entry {
         version: u64,
         touched: &[Touched],
     ) -> Result<()> {
+        if self.last_commit.as_ref() == Some(&(owner.clone(), epoch, version)) {
+            return Ok(());
+        }
         self.check_writer(owner, epoch)?;
         self.groups.check_commit(touched)?;
         let floor = self.versions.writer().map_or(0, |g| g.floor);
         self.versions.commit(epoch, version)?;
         self.groups.commit(version, epoch, floor, touched);
         self.writer = None;
+        self.last_commit = Some((owner.clone(), epoch, version));
         Ok(())
     }
 

@@ -4,18 +4,36 @@
 //! instead of hoping for a lucky race.
 //!
 //! `JUXMEM_FAILPOINTS=NAME=ACTION[@FILE][,...]`, where ACTION is `sleep:MILLISECONDS` (the
-//! process says so on stderr, then sleeps: the test kills it meanwhile) or `kill` (the process
-//! SIGKILLs itself). With `@FILE`, the point is armed by creating FILE and fires once, in the
-//! first process that removes it: several daemons can share one setting and exactly one acts,
-//! at the moment the test chose. Unset, a point costs one check of an initialised `OnceLock`.
+//! process says so on stderr, then sleeps: the test kills it meanwhile), `kill` (the process
+//! SIGKILLs itself) or `fail` (the operation fails there as if the network had failed). With
+//! `@FILE`, the point is armed by creating FILE and fires once, in the first process that
+//! removes it: several daemons can share one setting and exactly one acts, at the moment the
+//! test chose. A test can also [`arm`] a point in its own process. Unset, a point costs one
+//! check of an initialised `OnceLock` and of an empty list.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+/// What a failpoint does.
 #[derive(Clone, Debug, PartialEq)]
-enum Action {
+pub enum Action {
+    /// Pause the thread.
     Sleep(Duration),
+    /// SIGKILL the process.
     Kill,
+    /// Make the operation fail there (the caller turns it into a network error).
+    Fail,
+}
+
+/// Points armed in this process by [`arm`], each firing once.
+static ARMED: Mutex<Vec<(String, Action)>> = Mutex::new(Vec::new());
+
+/// Arms point `name` in this process: the next pass through it does `action` (once).
+pub fn arm(name: &str, action: Action) {
+    ARMED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((name.to_string(), action));
 }
 
 struct Point {
@@ -40,6 +58,7 @@ fn points() -> &'static [Point] {
                 };
                 let action = match action.trim() {
                     "kill" => Action::Kill,
+                    "fail" => Action::Fail,
                     a => Action::Sleep(Duration::from_millis(
                         a.strip_prefix("sleep:")?.parse().ok()?,
                     )),
@@ -54,26 +73,35 @@ fn points() -> &'static [Point] {
     })
 }
 
-/// Passes the point `name`: pauses or dies if the environment asks for it.
-pub fn hit(name: &str) {
-    for p in points() {
-        if p.name != name {
-            continue;
+/// Passes the point `name`: pauses or dies if asked to; true if the operation must fail here.
+pub fn hit(name: &str) -> bool {
+    let armed = {
+        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+        armed
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| armed.remove(i).1)
+    };
+    let from_env = points().iter().filter(|p| p.name == name).find_map(|p| {
+        match &p.armed_by {
+            // Not armed, or another process took it.
+            Some(f) if std::fs::remove_file(f).is_err() => None,
+            _ => Some(p.action.clone()),
         }
-        if let Some(f) = &p.armed_by {
-            if std::fs::remove_file(f).is_err() {
-                continue; // not armed, or another process took it
-            }
-        }
-        eprintln!("juxmem failpoint {name} reached: {:?}", p.action);
-        match &p.action {
-            Action::Sleep(d) => std::thread::sleep(*d),
+    });
+    let mut fail = false;
+    for action in armed.into_iter().chain(from_env) {
+        eprintln!("juxmem failpoint {name} reached: {action:?}");
+        match action {
+            Action::Sleep(d) => std::thread::sleep(d),
             Action::Kill => {
                 // SAFETY: signalling ourselves.
                 unsafe {
                     libc::kill(libc::getpid(), libc::SIGKILL);
                 }
             }
+            Action::Fail => fail = true,
         }
     }
+    fail
 }

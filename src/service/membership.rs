@@ -199,6 +199,15 @@ impl Leases {
         self.dead.contains(owner)
     }
 
+    /// Moves every lease `by` later: the manager itself was stalled (paused, starved) that
+    /// long, so the heartbeats queued meanwhile have not been read yet; no lease ran out
+    /// because of the processes.
+    pub fn extend(&mut self, by: Duration) {
+        for t in self.renewed.values_mut() {
+            *t += by;
+        }
+    }
+
     /// Leases run out at `now`.
     pub fn expired(&self, now: Instant) -> Vec<Owner> {
         self.renewed
@@ -244,6 +253,9 @@ mod tests {
         assert_eq!(e.code(), crate::ErrorCode::Fenced);
         l.revive(&a, t0 + Duration::from_secs(8));
         assert!(!l.is_dead(&a));
+        // The manager was stalled 10 s: nobody's lease runs out because of it.
+        l.extend(Duration::from_secs(10));
+        assert!(l.expired(t0 + Duration::from_secs(19)).is_empty());
     }
 
     #[test]

@@ -85,7 +85,11 @@ impl RunningProvider {
             listener,
             hello.clone(),
             cfg.net.clone(),
-            Arc::new(Provider::new(store.clone(), pool.clone())),
+            Arc::new(Provider::new(
+                store.clone(),
+                pool.clone(),
+                cfg.push_timeout(),
+            )),
         )?;
         let keeper = Keeper::start(
             hello,

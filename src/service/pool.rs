@@ -36,21 +36,25 @@ impl Pool {
         &self.cfg
     }
 
-    fn checkout(&self, addr: &str) -> Result<(Conn, bool)> {
-        if let Some(c) = self
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(addr)
-            .and_then(Vec::pop)
-        {
-            return Ok((c, true));
+    /// A pooled connection to `addr` the peer has not closed, or a new one.
+    fn checkout(&self, addr: &str) -> Result<Conn> {
+        loop {
+            let pooled = self
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(addr)
+                .and_then(Vec::pop);
+            match pooled {
+                Some(c) if !c.peer_closed() => return Ok(c),
+                Some(_) => continue, // closed meanwhile (idle timeout, peer restarted)
+                None => return tcp::connect(addr, &self.me, &self.cfg),
+            }
         }
-        Ok((tcp::connect(addr, &self.me, &self.cfg)?, false))
     }
 
     fn checkin(&self, addr: &str, conn: Conn) {
-        let _ = conn.set_read_timeout(Some(self.cfg.io_timeout));
+        let _ = conn.set_timeouts(self.cfg.io_timeout);
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -60,24 +64,13 @@ impl Pool {
     }
 
     /// Runs `f` on a connection to `addr`; the connection returns to the pool if `f` succeeds
-    /// (it is dropped otherwise: its stream may be mid-message). A reused connection that the
-    /// peer closed meanwhile is replaced once, transparently, if the failure came before any
-    /// reply was read (`f` reports that by returning `Error::Network` from its first send).
-    pub fn with<R>(&self, addr: &str, mut f: impl FnMut(&mut Conn) -> Result<R>) -> Result<R> {
-        let (mut conn, reused) = self.checkout(addr)?;
-        match f(&mut conn) {
-            Ok(r) => {
-                self.checkin(addr, conn);
-                Ok(r)
-            }
-            Err(Error::Network(_)) if reused => {
-                let mut fresh = tcp::connect(addr, &self.me, &self.cfg)?;
-                let r = f(&mut fresh)?;
-                self.checkin(addr, fresh);
-                Ok(r)
-            }
-            Err(e) => Err(e),
-        }
+    /// (it is dropped otherwise: its stream may be mid-message). A request is never sent
+    /// twice: the peer may have acted on it before a failure (a commit, a lock request).
+    pub fn with<R>(&self, addr: &str, f: impl FnOnce(&mut Conn) -> Result<R>) -> Result<R> {
+        let mut conn = self.checkout(addr)?;
+        let r = f(&mut conn)?;
+        self.checkin(addr, conn);
+        Ok(r)
     }
 
     /// Sends `req` to `addr` and returns the reply (an `Error` reply becomes `Err`).

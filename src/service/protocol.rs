@@ -394,6 +394,9 @@ pub enum Request {
         node: NodeInfo,
         /// Memory offered (bytes).
         capacity: u64,
+        /// A job process registering again, empty, after it was declared dead (a daemon
+        /// declared dead must come back as a new incarnation instead).
+        rejoin: bool,
     },
     /// Heartbeat: renews the sender's lease (its membership, and the write locks and read pins
     /// it holds at this manager), on its control connection.

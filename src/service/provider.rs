@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::plan::stream::{pack_to, span_elements, unpack_from};
@@ -27,12 +28,18 @@ use crate::with_elem_size;
 pub struct Provider {
     store: Arc<Store>,
     pool: Arc<Pool>,
+    push_timeout: Duration,
 }
 
 impl Provider {
-    /// Serves `store`, replicating through `pool`.
-    pub fn new(store: Arc<Store>, pool: Arc<Pool>) -> Provider {
-        Provider { store, pool }
+    /// Serves `store`, replicating through `pool`, waiting at most `push_timeout` on a replica
+    /// that takes no more of a push.
+    pub fn new(store: Arc<Store>, pool: Arc<Pool>, push_timeout: Duration) -> Provider {
+        Provider {
+            store,
+            pool,
+            push_timeout,
+        }
     }
 }
 
@@ -61,6 +68,7 @@ pub fn publish(
     version: u64,
     keep: &[Stamp],
     replicas: &[NodeInfo],
+    push_timeout: Duration,
 ) -> Result<Published> {
     let Some((stamp, snap)) = store.publish(array, block, term, epoch, version, keep)? else {
         return Ok(Published {
@@ -69,7 +77,7 @@ pub fn publish(
         });
     };
     let name = store.meta(array).map(|m| m.spec.name).unwrap_or_default();
-    failpoint::hit("publish.before_push");
+    let _ = failpoint::hit("publish.before_push");
     let results: Vec<Result<NodeId>> = std::thread::scope(|s| {
         let handles: Vec<_> = replicas
             .iter()
@@ -77,6 +85,7 @@ pub fn publish(
                 let snap = snap.clone();
                 s.spawn(move || {
                     pool.with(&r.addr, |c| {
+                        c.set_timeouts(push_timeout)?;
                         c.send(&Request::Install {
                             array,
                             block,
@@ -102,7 +111,7 @@ pub fn publish(
             })
             .collect()
     });
-    failpoint::hit("publish.after_push");
+    let _ = failpoint::hit("publish.after_push");
     let mut holders = vec![me];
     for (r, result) in replicas.iter().zip(results) {
         match result {
@@ -242,7 +251,7 @@ impl Handler for Provider {
                 match expected {
                     Ok(n) if n == bytes => {
                         let data = read_bulk(conn, bytes)?;
-                        failpoint::hit("install.before_store");
+                        let _ = failpoint::hit("install.before_store");
                         let r = self
                             .store
                             .install(array, block, term, stamp, &keep, data)
@@ -321,6 +330,7 @@ impl Handler for Provider {
                     version,
                     &keep,
                     &replicas,
+                    self.push_timeout,
                 )
                 .map(|p| Response::Published {
                     stamp: p.stamp,
@@ -354,7 +364,7 @@ impl Handler for Provider {
                 };
                 let bytes = span_elements(&spans) * size as u64;
                 conn.send(&Response::Data { bytes })?;
-                failpoint::hit("read.after_header");
+                let _ = failpoint::hit("read.after_header");
                 let stream = conn.stream();
                 let sent = match (&working, &snap) {
                     (Some(w), _) => {

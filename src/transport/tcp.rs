@@ -137,11 +137,31 @@ impl Conn {
         &mut self.stream
     }
 
+    /// Whether the peer closed the connection (or sent something unasked), checked without
+    /// blocking: a pooled connection that fails this is not reused.
+    pub fn peer_closed(&self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut b = [0u8; 1];
+        let closed =
+            !matches!(self.stream.peek(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        closed || self.stream.set_nonblocking(false).is_err()
+    }
+
     /// Changes the read timeout (for requests that legitimately wait long, like version waits).
     pub fn set_read_timeout(&self, t: Option<Duration>) -> Result<()> {
         self.stream
             .set_read_timeout(t)
             .map_err(|e| io_error("setting a read timeout", e))
+    }
+
+    /// Changes both the read and the write timeout.
+    pub fn set_timeouts(&self, t: Duration) -> Result<()> {
+        self.set_read_timeout(Some(t))?;
+        self.stream
+            .set_write_timeout(Some(t))
+            .map_err(|e| io_error("setting a write timeout", e))
     }
 }
 

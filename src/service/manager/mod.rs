@@ -183,6 +183,7 @@ impl Manager {
     fn maintain(self: Arc<Self>) {
         let interval = self.cfg.heartbeat();
         let mut tick = 0u64;
+        let mut last = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             {
                 let (flag, cv) = &self.kick;
@@ -197,6 +198,20 @@ impl Manager {
             }
             if self.stop.load(Ordering::SeqCst) {
                 break;
+            }
+            // A gap much longer than the interval means this manager was stalled itself: the
+            // heartbeats sent meanwhile wait unread in its sockets, so leases are extended by
+            // the gap before any is judged (and the handlers get a moment to read them).
+            let gap = last.elapsed();
+            last = Instant::now();
+            if gap > interval * 3 {
+                tracing::warn!(
+                    "manager of {} stalled for {:.1} s: extending every lease by that much",
+                    self.me.cluster,
+                    gap.as_secs_f64()
+                );
+                self.lock().leases.extend(gap);
+                continue;
             }
             let expired = self.lock().leases.expired(Instant::now());
             for owner in expired {
@@ -652,11 +667,27 @@ impl Manager {
 
     fn respond(&self, session: &mut Session, owner: Owner, req: Request) -> Result<Response> {
         match req {
-            Request::Register { node, capacity } => {
+            Request::Register {
+                node,
+                capacity,
+                rejoin,
+            } => {
                 if node.cluster != self.me.cluster {
                     return Err(Error::InvalidArgument(format!(
                         "{} belongs to cluster {}, this is the manager of {}",
                         node.name, node.cluster, self.me.cluster
+                    )));
+                }
+                if owner != owner_of(&node) {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} registers {}: a process registers itself",
+                        owner.0, node.name
+                    )));
+                }
+                if !rejoin && self.lock().leases.is_dead(&owner) {
+                    return Err(Error::Fenced(format!(
+                        "{} (incarnation {}) was declared dead: start again as a new incarnation",
+                        node.name, node.incarnation
                     )));
                 }
                 self.register(session, owner, node, capacity);
@@ -674,7 +705,13 @@ impl Manager {
                 Ok(Response::Ok)
             }
             Request::Leave { node } => {
-                self.owner_gone(&owner_of(&node), "left");
+                if owner != owner_of(&node) {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} asks {} to leave: a process leaves by itself",
+                        owner.0, node.name
+                    )));
+                }
+                self.owner_gone(&owner, "left");
                 Ok(Response::Ok)
             }
             Request::Gone { node } => {

@@ -113,11 +113,14 @@ impl Manager {
             let spawned = std::thread::Builder::new()
                 .name("juxmem-restore".into())
                 .spawn(move || {
-                    m.run_restore(meta, task);
+                    let again = m.run_restore(meta, task);
                     m.restoring
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&key);
+                    if again {
+                        m.wake();
+                    }
                 });
             if let Err(e) = spawned {
                 tracing::error!("cannot start a restore thread: {e}");
@@ -125,7 +128,8 @@ impl Manager {
         }
     }
 
-    fn run_restore(&self, meta: ArrayMeta, task: RestoreTask) {
+    /// Runs one restore round; true if another one should follow at once.
+    fn run_restore(&self, meta: ArrayMeta, task: RestoreTask) -> bool {
         let (array, block, target) = (meta.id, task.block, task.target.clone());
         let name = meta.spec.name.clone();
         let req = Request::Restore {
@@ -134,10 +138,25 @@ impl Manager {
             stamps: task.stamps,
             sources: task.sources,
         };
-        match self
-            .pool
-            .call_waiting(&target.addr, &req, self.cfg.net.io_timeout)
-        {
+        // The answer counts only from the incarnation the task names: another process at that
+        // address means the target is gone.
+        let answer = self.pool.with(&target.addr, |c| {
+            if c.peer().incarnation != target.incarnation {
+                return Err(Error::Network(format!(
+                    "another incarnation of {} answers at {}",
+                    target.name, target.addr
+                )));
+            }
+            c.set_read_timeout(Some(self.cfg.net.io_timeout))?;
+            c.send(&req)?;
+            c.recv::<Response>()?.into_result()
+        });
+        let stuck = |m: &Manager, stuck: bool| {
+            if let Ok(e) = m.lock().directory.get_mut(array) {
+                e.stuck = stuck;
+            }
+        };
+        match answer {
             Ok(Response::Restored { held }) => {
                 let done = self
                     .lock()
@@ -148,18 +167,24 @@ impl Manager {
                 if done {
                     tracing::info!("block {block} of {name}: copy on {} restored", target.name);
                     self.changed.notify_all();
-                } else {
-                    // A release committed meanwhile: one more round.
-                    self.wake();
                 }
+                // Not done: a release committed meanwhile, one more round.
+                !done
             }
-            Ok(other) => tracing::warn!("restoring block {block} of {name}: answer {other:?}"),
+            Ok(other) => {
+                tracing::warn!("restoring block {block} of {name}: answer {other:?}");
+                false
+            }
             Err(e @ (Error::Network(_) | Error::Timeout { .. } | Error::Refused(_))) => {
                 tracing::warn!("restoring block {block} of {name} on {}: {e}", target.name);
                 self.check_suspects(std::slice::from_ref(&target));
+                true
             }
             Err(e) => {
-                tracing::warn!("restoring block {block} of {name} on {}: {e}", target.name)
+                // Say so (degraded) rather than show "restoring" forever; retried each tick.
+                tracing::warn!("restoring block {block} of {name} on {}: {e}", target.name);
+                stuck(self, true);
+                false
             }
         }
     }

@@ -202,9 +202,12 @@ fn snap_write(versions: u64) {
     let n = world.size() as u64;
     let fed = join(&format!("writer{}", world.rank()));
     let layout = Layout::new(&[300, 200], &[Dist::Block, Dist::Block], &[n, 1]).unwrap();
+    // The writer stays at most two versions ahead of the reader (which it waits for), so that
+    // the reader's reads race its writes whatever the machine's timing.
     let opts = ArrayOptions::new(layout)
         .redundancy(2, 1)
-        .retention(3, FullPolicy::DropOldest);
+        .retention(3, FullPolicy::Block)
+        .expect_readers(1);
     let mut a = fed.create::<f64, _>(&world, "snap/field", opts).unwrap();
     for v in 1..=versions {
         a.acquire().unwrap();

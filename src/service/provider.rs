@@ -158,7 +158,10 @@ fn refuse_bulk(conn: &mut Conn, e: Error) -> Result<()> {
 
 impl Provider {
     /// Brings a copy up to date: hosts the block if new here, then fetches every stamp in
-    /// `stamps` it lacks from the first source that has it.
+    /// `stamps` it lacks from the first source that has it. A stamp no source holds any more was
+    /// pruned meanwhile (a later release moved the floor past it: no retained version needs it),
+    /// so it is skipped; the manager judges the copy complete against the stamps committed by
+    /// then, and starts another round if something is still missing.
     fn restore(
         &self,
         meta: &ArrayMeta,
@@ -170,7 +173,7 @@ impl Provider {
         let bytes = meta.block_bytes(u64::from(block))?;
         let held = self.store.stamps(meta.id, block)?;
         for &stamp in stamps.iter().filter(|s| !held.contains(s)) {
-            let mut last = None;
+            let mut failures = Vec::new();
             for src in sources {
                 let fetched = self.pool.with(&src.addr, |c| {
                     c.send(&Request::Read {
@@ -190,14 +193,18 @@ impl Provider {
                 match fetched {
                     Ok(data) => {
                         self.store.restore(meta.id, block, stamp, data)?;
-                        last = None;
+                        failures.clear();
                         break;
                     }
-                    Err(e) => last = Some(e),
+                    Err(e) => failures.push(e),
                 }
             }
-            if let Some(e) = last {
-                return Err(e);
+            match failures.iter().find(|e| !matches!(e, Error::NotFound(_))) {
+                Some(e) => return Err(e.clone()),
+                None if !failures.is_empty() => {
+                    tracing::debug!("restoring {stamp}: no source holds it any more; skipped")
+                }
+                None => {}
             }
         }
         self.store.stamps(meta.id, block)

@@ -18,7 +18,8 @@
 //!   then `Install` to every push target in parallel, answered once every target acknowledged
 //!   or timed out (holders = the home + replicas that acknowledged; a `Fenced` or
 //!   `NotAcquired` refusal fails the publish); `Restore` = host the block, fetch every task
-//!   stamp not held from the first source that has it, `install` it, answer the stamps held.
+//!   stamp not held from the first source that has it (skipping one no source holds any
+//!   more), `restore` it, answer the stamps held.
 //! - The manager: failure detection of a crashed provider, false suspicion of a live one (a
 //!   paused old home that comes back and starts again as a new member, empty, under a new
 //!   incarnation, as a daemon does),
@@ -613,7 +614,7 @@ impl State {
         let held = copy.stamps();
         let mut result = Ok(());
         'stamps: for &stamp in stamps.iter().filter(|s| !held.contains(s)) {
-            let mut last = None;
+            let mut failures = Vec::new();
             for &src in sources {
                 let fetched = if self.crashed[src as usize] {
                     Err(Fail::Network)
@@ -630,13 +631,14 @@ impl State {
                             result = Err(fail(&e));
                             break 'stamps;
                         }
-                        last = None;
+                        failures.clear();
                         break;
                     }
-                    Err(f) => last = Some(f),
+                    Err(f) => failures.push(f),
                 }
             }
-            if let Some(f) = last {
+            // `Provider::restore`: a stamp no source holds any more was pruned: skipped.
+            if let Some(&f) = failures.iter().find(|f| **f != Fail::NotFound) {
                 result = Err(f);
                 break;
             }

@@ -17,6 +17,8 @@
 //!                              lock the whole array, write VALUE everywhere, release
 //! fed_check hold-lock NAME VALUE
 //!                              the same, but hold the lock until a line arrives on stdin
+//! fed_check produce NAME N    create NAME (homes on daemons), release N versions, print
+//!                              PRODUCED, then wait to be killed
 //! fed_check collective-write NAME ROUNDS
 //!                              (mpirun) open NAME in a cyclic layout; ROUNDS collective
 //!                              acquire / fill with the round / release; check the last
@@ -314,6 +316,23 @@ fn create_on_daemons(name: &str, len: u64, clusters: u32, ppc: u32) {
     }
 }
 
+fn produce(name: &str, n: u64) {
+    use std::io::Write;
+    let fed = join("producer");
+    let opts = ArrayOptions::new(Layout::one_d(16, Dist::Block, 1).unwrap())
+        .homes_on_daemons()
+        .retention(4, FullPolicy::DropOldest);
+    let mut a = fed.create::<f64, _>(&Solo, name, opts).unwrap();
+    for v in 1..=n {
+        a.acquire().unwrap();
+        a.local_mut().unwrap().fill(v as f64);
+        a.release().unwrap();
+    }
+    println!("PRODUCED {}", fed.node().name);
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
 fn collective_write(name: &str, rounds: u64) {
     let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
     let world = universe.world();
@@ -385,6 +404,7 @@ fn main() {
         ),
         "write-all" => write_all(&arg(2), arg(3).parse().unwrap(), false),
         "collective-write" => collective_write(&arg(2), arg(3).parse().unwrap()),
+        "produce" => produce(&arg(2), arg(3).parse().unwrap()),
         "hold-lock" => write_all(&arg(2), arg(3).parse().unwrap(), true),
         other => {
             eprintln!("unknown subcommand {other:?}");

@@ -271,6 +271,16 @@ typedef uint32_t juxmem_dist;
 #define JUXMEM_E_FENCED 407
 
 /*
+ The array is in use by another process (write lock, read pins): not destroyed.
+ */
+#define JUXMEM_E_BUSY 408
+
+/*
+ A version waited for will not come: the process that produced the array died.
+ */
+#define JUXMEM_E_PRODUCER_GONE 409
+
+/*
  A required pointer argument was NULL.
  */
 #define JUXMEM_E_NULL_PARAMETER 500
@@ -374,6 +384,14 @@ juxmem_status juxmem_array_open(struct juxmem_context *ctx,
  Closes an array handle (not collective; a write in progress is aborted). Accepts NULL.
  */
 void juxmem_array_close(struct juxmem_array *array);
+
+/*
+ Destroys the array (collective, as Global Arrays' GA_Destroy) and frees the handle, which
+ must not be used again whatever the outcome: the name is free again, every copy is dropped
+ and the memory placed for it released. JUXMEM_E_BUSY while another process holds the
+ array's write lock or read pins. Accepts NULL (JUXMEM_E_NULL_PARAMETER).
+ */
+juxmem_status juxmem_array_destroy(struct juxmem_array *array);
 
 /*
  Takes the array's write lock (collective), waiting at most `timeout_seconds` (<= 0: the

@@ -7,7 +7,7 @@
 //! | `JUXMEM_FEDERATION` | unset | Manager address list instead of a directory: `A1=host:port,A2=host:port`. |
 //! | `JUXMEM_FEDERATION_ID` | the directory's `federation` file, else `juxmem` | Federation name; peers of another federation are refused. |
 //! | `JUXMEM_LISTEN` | `127.0.0.1:0` | Address a process's provider service listens on (port 0: any). |
-//! | `JUXMEM_CAPACITY` | unlimited | Bytes a rank's embedded provider offers (daemons: `--capacity`). |
+//! | `JUXMEM_CAPACITY` | half the node's available memory, shared by the job's ranks on the node | Bytes a rank's embedded provider offers (daemons: `--capacity`). `unlimited` lifts the bound. |
 //! | `JUXMEM_TIMEOUT` | `60` | Seconds: the default timeout of every network wait. |
 //! | `JUXMEM_FAILURE_TIMEOUT` | `3` | Seconds without a heartbeat after which a process is declared dead (its copies fail over, its locks and pins are released). Heartbeats go every quarter of it. |
 //! | `JUXMEM_MAX_FRAME` | `16777216` | Largest control frame accepted, in bytes. |
@@ -164,6 +164,36 @@ impl Config {
     }
 }
 
+/// The default memory a rank's embedded provider offers: half of the node's available memory
+/// (`MemAvailable` in /proc/meminfo), shared by the ranks of the job on this node (as the MPI
+/// launcher or Slurm tells: `OMPI_COMM_WORLD_LOCAL_SIZE`, `MPI_LOCALNRANKS`,
+/// `SLURM_NTASKS_PER_NODE`); unlimited where the memory cannot be read.
+pub fn default_capacity() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    });
+    let Some(available) = available else {
+        return u64::MAX;
+    };
+    let local_ranks = [
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MPI_LOCALNRANKS",
+        "SLURM_NTASKS_PER_NODE",
+    ]
+    .iter()
+    .find_map(|v| {
+        // Slurm may say "2(x3)": 2 tasks on each of 3 nodes.
+        let text = std::env::var(v).ok()?;
+        let first: String = text.chars().take_while(char::is_ascii_digit).collect();
+        first.parse::<u64>().ok().filter(|&n| n > 0)
+    })
+    .unwrap_or(1);
+    available / 2 / local_ranks
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -171,7 +201,7 @@ impl Default for Config {
             rendezvous: None,
             federation: "juxmem".into(),
             listen: "127.0.0.1:0".into(),
-            capacity: u64::MAX,
+            capacity: default_capacity(),
             net: NetConfig::default(),
             failure_timeout: Duration::from_secs(3),
         }

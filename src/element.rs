@@ -76,6 +76,34 @@ pub unsafe trait Element:
     const TYPE: ElemType;
 }
 
+/// `n` zero elements, or a `Capacity` error naming `what` if the process cannot get the memory
+/// (never an abort in the allocator). Zeroed pages come from the kernel lazily, as with
+/// `vec![0; n]`.
+pub fn try_zeroed<T: Element>(n: usize, what: &dyn Fn() -> String) -> crate::Result<Vec<T>> {
+    let fail = || {
+        crate::Error::Capacity(format!(
+            "{}: cannot allocate {n} elements of {} ({} bytes): this process is out of memory",
+            what(),
+            T::TYPE,
+            n.saturating_mul(std::mem::size_of::<T>())
+        ))
+    };
+    if n == 0 || std::mem::size_of::<T>() == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| fail())?;
+    // SAFETY: a non-zero-sized layout; the pointer, if not null, is a fresh allocation of the
+    // global allocator for `n` `T`s, all zero, which is a valid `T` for every `Element` (plain
+    // numbers); `Vec` frees it with the same allocator and layout.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if ptr.is_null() {
+            return Err(fail());
+        }
+        Ok(Vec::from_raw_parts(ptr, n, n))
+    }
+}
+
 macro_rules! element {
     ($($t:ty => $v:ident),* $(,)?) => {
         $(

@@ -60,11 +60,16 @@ pub enum ErrorCode {
     /// Refused because it came from an older placement term or a superseded write epoch: a
     /// failover or a lease expiry happened meanwhile (clients retry against the new placement).
     Fenced = 407,
+    /// The array is in use by another process (its write lock or read pins) and cannot be
+    /// destroyed now.
+    Busy = 408,
+    /// A version waited for will not come: the process that produced the array died.
+    ProducerGone = 409,
 }
 
 impl ErrorCode {
     /// Every code, for tables and round trips.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidArgument,
         ErrorCode::ShapeMismatch,
         ErrorCode::TypeMismatch,
@@ -87,6 +92,8 @@ impl ErrorCode {
         ErrorCode::Stale,
         ErrorCode::NotAcquired,
         ErrorCode::Fenced,
+        ErrorCode::Busy,
+        ErrorCode::ProducerGone,
     ];
 
     /// The numeric value, as the C ABI returns it.
@@ -197,6 +204,12 @@ pub enum Error {
     /// From an older term or a superseded epoch.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// In use by another process.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The producer of a version waited for died.
+    #[error("producer gone: {0}")]
+    ProducerGone(String),
     /// An error raised by a remote peer, with its code and full message.
     #[error("{message}")]
     Remote {
@@ -241,6 +254,8 @@ impl Error {
             Error::Stale(_) => ErrorCode::Stale,
             Error::NotAcquired(_) => ErrorCode::NotAcquired,
             Error::Fenced(_) => ErrorCode::Fenced,
+            Error::Busy(_) => ErrorCode::Busy,
+            Error::ProducerGone(_) => ErrorCode::ProducerGone,
             Error::Remote { code, .. } => *code,
         }
     }
@@ -266,6 +281,8 @@ impl Error {
             405 => Error::Stale(m),
             406 => Error::NotAcquired(m),
             407 => Error::Fenced(m),
+            408 => Error::Busy(m),
+            409 => Error::ProducerGone(m),
             other => Error::Remote {
                 code: ErrorCode::from_u32(other).unwrap_or(ErrorCode::InvalidArgument),
                 message: m,

@@ -96,11 +96,11 @@ impl Data {
 
 impl Payload for Data {
     type Work = Data;
-    fn thaw(&self) -> Data {
-        *self
+    fn thaw(&self) -> juxmem::Result<Data> {
+        Ok(*self)
     }
-    fn freeze(work: Data) -> Data {
-        work
+    fn freeze(work: Data) -> juxmem::Result<Data> {
+        Ok(work)
     }
 }
 
@@ -411,13 +411,16 @@ fn initial_entry() -> Entry {
         vec!["A".into()],
         vec![(node_at(0, 1), vec![node_at(1, 1)])],
     );
-    Entry::new(
+    let mut entry = Entry::new(
         1,
         spec,
         manager,
         Versions::new(retention).expect("retention"),
         groups,
-    )
+        ("creator".into(), 1),
+    );
+    entry.confirmed = true;
+    entry
 }
 
 impl State {

@@ -51,6 +51,8 @@ module juxmem
   integer, parameter, public :: JUXMEM_E_STALE = 405
   integer, parameter, public :: JUXMEM_E_NOT_ACQUIRED = 406
   integer, parameter, public :: JUXMEM_E_FENCED = 407
+  integer, parameter, public :: JUXMEM_E_BUSY = 408
+  integer, parameter, public :: JUXMEM_E_PRODUCER_GONE = 409
   integer, parameter, public :: JUXMEM_E_NULL_PARAMETER = 500
   integer, parameter, public :: JUXMEM_E_PANIC = 501
   integer, parameter, public :: JUXMEM_E_FINALIZED = 502
@@ -79,7 +81,7 @@ module juxmem
 
   public :: juxmem_init, juxmem_finalize, juxmem_error_message
   public :: juxmem_layout_new, juxmem_layout_free
-  public :: juxmem_array_create, juxmem_array_open, juxmem_array_close
+  public :: juxmem_array_create, juxmem_array_open, juxmem_array_close, juxmem_array_destroy
   public :: juxmem_array_acquire, juxmem_array_release
   public :: juxmem_array_acquire_read, juxmem_array_release_read
   public :: juxmem_array_local_read, juxmem_array_local_write
@@ -160,6 +162,10 @@ module juxmem
       import :: c_ptr
       type(c_ptr), value :: array
     end subroutine
+    integer(c_int32_t) function c_array_destroy(array) bind(C, name="juxmem_array_destroy")
+      import :: c_int32_t, c_ptr
+      type(c_ptr), value :: array
+    end function
     integer(c_int32_t) function c_array_acquire(array, timeout) bind(C, name="juxmem_array_acquire")
       import :: c_int32_t, c_ptr, c_double
       type(c_ptr), value :: array
@@ -365,6 +371,15 @@ contains
   subroutine juxmem_array_close(array)
     type(juxmem_array), intent(inout) :: array
     call c_array_close(array%ptr)
+    array%ptr = c_null_ptr
+  end subroutine
+
+  !> Destroys the array (collective, as GA_Destroy) and frees the handle: the name is free
+  !> again, every copy dropped. JUXMEM_E_BUSY while another process uses it.
+  subroutine juxmem_array_destroy(array, ierr)
+    type(juxmem_array), intent(inout) :: array
+    integer, intent(out) :: ierr
+    ierr = int(c_array_destroy(array%ptr))
     array%ptr = c_null_ptr
   end subroutine
 

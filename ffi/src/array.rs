@@ -346,6 +346,23 @@ pub unsafe extern "C" fn juxmem_array_close(array: *mut juxmem_array) {
     }));
 }
 
+/// Destroys the array (collective, as Global Arrays' GA_Destroy) and frees the handle, which
+/// must not be used again whatever the outcome: the name is free again, every copy is dropped
+/// and the memory placed for it released. JUXMEM_E_BUSY while another process holds the
+/// array's write lock or read pins. Accepts NULL (JUXMEM_E_NULL_PARAMETER).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_destroy(array: *mut juxmem_array) -> juxmem_status {
+    boundary!({
+        check_null!(array);
+        let a = Box::from_raw(array);
+        let taken = a.inner.borrow_mut().take();
+        match taken {
+            Some(x) => each_array!(x, x, T => status_of(x.destroy())),
+            None => finalized(),
+        }
+    })
+}
+
 /// Takes the array's write lock (collective), waiting at most `timeout_seconds` (<= 0: the
 /// default, JUXMEM_TIMEOUT). The local part then holds the latest version and may be written.
 #[no_mangle]

@@ -55,6 +55,10 @@ pub const JUXMEM_E_STALE: juxmem_status = 405;
 pub const JUXMEM_E_NOT_ACQUIRED: juxmem_status = 406;
 /// Refused after a failover or a lease expiry (an older placement term or a superseded write).
 pub const JUXMEM_E_FENCED: juxmem_status = 407;
+/// The array is in use by another process (write lock, read pins): not destroyed.
+pub const JUXMEM_E_BUSY: juxmem_status = 408;
+/// A version waited for will not come: the process that produced the array died.
+pub const JUXMEM_E_PRODUCER_GONE: juxmem_status = 409;
 /// A required pointer argument was NULL.
 pub const JUXMEM_E_NULL_PARAMETER: juxmem_status = 500;
 /// juxmem failed internally (a bug): the operation did not complete.
@@ -146,6 +150,14 @@ pub(crate) const STATUSES: &[(juxmem_status, &CStr)] = &[
     (
         JUXMEM_E_FENCED,
         c"JUXMEM_E_FENCED: refused after a failover or a lease expiry",
+    ),
+    (
+        JUXMEM_E_BUSY,
+        c"JUXMEM_E_BUSY: the array is in use by another process",
+    ),
+    (
+        JUXMEM_E_PRODUCER_GONE,
+        c"JUXMEM_E_PRODUCER_GONE: the producer of the array died",
     ),
     (
         JUXMEM_E_NULL_PARAMETER,

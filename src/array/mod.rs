@@ -230,6 +230,25 @@ impl Federation {
         }
     }
 
+    /// Destroys array `name` (one process; see [`SharedArray::destroy`] for the collective
+    /// form): its name is free again, every copy dropped, the memory placed for it released.
+    /// `Busy` while another process holds its write lock or read pins, unless `force` (their
+    /// epochs are then aborted and their pins dropped).
+    pub fn destroy(&self, name: &str, force: bool) -> Result<()> {
+        let meta = self.lookup(name)?;
+        let manager = crate::service::contact::of_node(&meta.manager);
+        self.inner
+            .pool
+            .call_manager(
+                &manager,
+                &Request::Destroy {
+                    array: meta.id,
+                    force,
+                },
+            )
+            .map(|_| ())
+    }
+
     /// Leaves now (see the type's documentation).
     pub fn leave(&self) -> Result<()> {
         self.inner
@@ -285,7 +304,33 @@ impl Federation {
         } else {
             Ok(())
         };
-        agree(group, hosted)?;
+        // Every block hosted: the creation is confirmed (the array becomes visible); else it is
+        // undone (the name is free again). If this process dies in between, the manager undoes
+        // it when it notices.
+        let hosted = agree(group, hosted);
+        let manager = crate::service::contact::of_node(&meta.manager);
+        let id = meta.id;
+        let settled = on_root(group, || match &hosted {
+            Ok(()) => {
+                let _ = crate::service::failpoint::hit("create.before_confirm");
+                self.inner
+                    .pool
+                    .call_manager(&manager, &Request::Created { array: id })
+                    .map(|_| ())
+            }
+            Err(_) => {
+                let undo = Request::Destroy {
+                    array: id,
+                    force: true,
+                };
+                if let Err(e) = self.inner.pool.call_manager(&manager, &undo) {
+                    tracing::warn!("undoing the creation of {name}: {e}");
+                }
+                Ok(())
+            }
+        });
+        hosted?;
+        settled?;
         Ok(SharedArray::new(
             self.clone(),
             group,

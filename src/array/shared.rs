@@ -483,7 +483,13 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         let n = self.layout.local_len(self.view.rank)? as usize;
         match std::mem::replace(&mut self.local, Local::Empty) {
             Local::Owned(v) if v.len() == n => Ok(v),
-            _ => Ok(vec![T::default(); n]),
+            _ => crate::element::try_zeroed::<T>(n, &|| {
+                format!(
+                    "the local part of {} on rank {}",
+                    self.name(),
+                    self.view.rank
+                )
+            }),
         }
     }
 
@@ -688,6 +694,32 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         let mut view = self.view.clone();
         view.meta.blocks = blocks;
         Ok(RegionRead::new(view, version, pin, lo, hi))
+    }
+}
+
+impl<T: Element, G: Group + ?Sized> SharedArray<'_, T, G> {
+    /// Destroys the array (collective, as Global Arrays' `GA_Destroy`): its name is free again,
+    /// every copy is dropped and the memory placed for it released. A write or read this group
+    /// holds is ended first. `Busy` while another process holds its write lock or read pins.
+    pub fn destroy(mut self) -> Result<()> {
+        match self.access {
+            Access::Write { .. } => self.abort_write(),
+            Access::Read { .. } => {
+                let _ = self.release_read();
+            }
+            Access::None => {}
+        }
+        // The registration goes with the array.
+        self.reader = None;
+        let fed = self.view.fed.clone();
+        let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
+        on_root(self.group, || {
+            let req = Request::Destroy {
+                array: id,
+                force: false,
+            };
+            fed.inner.pool.call(&manager.addr, &req).map(|_| ())
+        })
     }
 }
 

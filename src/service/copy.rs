@@ -19,10 +19,11 @@ use crate::service::protocol::Stamp;
 pub trait Payload: Clone {
     /// The working copy of a write epoch.
     type Work: Clone;
-    /// A working copy starting from this snapshot (copy on write).
-    fn thaw(&self) -> Self::Work;
+    /// A working copy starting from this snapshot (copy on write); fails if the memory
+    /// cannot be had.
+    fn thaw(&self) -> Result<Self::Work>;
     /// The working copy becomes a snapshot.
-    fn freeze(work: Self::Work) -> Self;
+    fn freeze(work: Self::Work) -> Result<Self>;
 }
 
 /// Whether this copy is the block's home.
@@ -151,7 +152,7 @@ impl<P: Payload> BlockCopy<P> {
                 "the home does not hold {base}, the state write epoch {epoch} starts from"
             ))
         })?;
-        let w = from.thaw();
+        let w = from.thaw()?;
         self.working = Some((epoch, w.clone()));
         self.newest_epoch = epoch;
         Ok(w)
@@ -180,7 +181,7 @@ impl<P: Payload> BlockCopy<P> {
         let stamp = Stamp { version, epoch };
         match self.working.take() {
             Some((e, w)) if e == epoch => {
-                let snap = P::freeze(w);
+                let snap = P::freeze(w)?;
                 self.insert(stamp, snap.clone(), keep)?;
                 Ok(Some((stamp, snap)))
             }
@@ -275,11 +276,11 @@ mod tests {
 
     impl Payload for u64 {
         type Work = u64;
-        fn thaw(&self) -> u64 {
-            *self
+        fn thaw(&self) -> Result<u64> {
+            Ok(*self)
         }
-        fn freeze(w: u64) -> u64 {
-            w
+        fn freeze(w: u64) -> Result<u64> {
+            Ok(w)
         }
     }
 

@@ -43,16 +43,24 @@ pub struct Entry {
     readers: BTreeMap<u64, Owner>,
     /// No provider could take a missing copy at the last attempt.
     pub stuck: bool,
+    /// The process that created it.
+    pub creator: Owner,
+    /// The creator confirmed that every block is hosted; until then the array is not visible
+    /// and is undone if the creator dies.
+    pub confirmed: bool,
+    /// The process that committed the latest version.
+    last_writer: Option<Owner>,
 }
 
 impl Entry {
-    /// A new entry.
+    /// A new entry, created by `creator` (not confirmed yet).
     pub fn new(
         id: ArrayId,
         spec: ArraySpec,
         manager: NodeInfo,
         versions: Versions,
         groups: DataGroups,
+        creator: Owner,
     ) -> Entry {
         Entry {
             id,
@@ -66,6 +74,9 @@ impl Entry {
             pins: BTreeMap::new(),
             readers: BTreeMap::new(),
             stuck: false,
+            creator,
+            confirmed: false,
+            last_writer: None,
         }
     }
 
@@ -158,6 +169,7 @@ impl Entry {
         self.groups.commit(version, epoch, floor, touched);
         self.writer = None;
         self.last_commit = Some((owner.clone(), epoch, version));
+        self.last_writer = Some(owner.clone());
         Ok(())
     }
 
@@ -275,6 +287,32 @@ impl Entry {
     pub fn writer(&self) -> Option<&Owner> {
         self.writer.as_ref().map(|(_, o)| o)
     }
+
+    /// Who else than `by` uses the array (holds its write lock or a read pin, or waits for the
+    /// lock), in words; `None` if nobody.
+    pub fn used_by_others(&self, by: &Owner) -> Option<String> {
+        let others = |o: &&Owner| *o != by;
+        if let Some(w) = self.writer().filter(others) {
+            return Some(format!("{} holds its write lock", w.0));
+        }
+        if let Some(o) = self.pins.values().find(others) {
+            return Some(format!("{} holds a read pin", o.0));
+        }
+        self.tickets
+            .values()
+            .find(others)
+            .map(|o| format!("{} waits for its write lock", o.0))
+    }
+
+    /// The process that produced the array (the last to commit, else its creator), if it is
+    /// `dead` and nobody writes or waits to: a version not committed yet will not come.
+    pub fn producer_gone(&self, dead: impl Fn(&Owner) -> bool) -> Option<&Owner> {
+        if self.writer.is_some() || !self.tickets.is_empty() {
+            return None;
+        }
+        let producer = self.last_writer.as_ref().unwrap_or(&self.creator);
+        dead(producer).then_some(producer)
+    }
 }
 
 /// The arrays whose entries a manager holds.
@@ -300,9 +338,28 @@ impl Directory {
             .ok_or_else(|| Error::NotFound(format!("no array with id {array} at this manager")))
     }
 
-    /// The entry named `name`.
+    /// The entry named `name`, once its creation is confirmed.
     pub fn by_name(&self, name: &str) -> Option<&Entry> {
-        self.names.get(name).and_then(|id| self.arrays.get(id))
+        self.names
+            .get(name)
+            .and_then(|id| self.arrays.get(id))
+            .filter(|e| e.confirmed)
+    }
+
+    /// Removes an array: its name is free again.
+    pub fn remove(&mut self, array: ArrayId) -> Option<Entry> {
+        let e = self.arrays.remove(&array)?;
+        self.names.remove(&e.spec.name);
+        Some(e)
+    }
+
+    /// Arrays `owner` created and has not confirmed.
+    pub fn unconfirmed_of(&self, owner: &Owner) -> Vec<ArrayId> {
+        self.arrays
+            .values()
+            .filter(|e| !e.confirmed && &e.creator == owner)
+            .map(|e| e.id)
+            .collect()
     }
 
     /// Every entry.

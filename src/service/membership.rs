@@ -2,7 +2,7 @@
 //! leases that keep them (and any process holding locks or pins at this manager) alive. Pure
 //! bookkeeping with time passed in: the manager drives it.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -129,6 +129,13 @@ impl Membership {
             .collect())
     }
 
+    /// Memory placed on `node` is free again (its copy was dropped).
+    pub fn release(&mut self, node: &NodeInfo, bytes: u64) {
+        if let Some(m) = self.members.iter_mut().find(|m| m.node.same(node)) {
+            m.reserved = m.reserved.saturating_sub(bytes);
+        }
+    }
+
     /// The registered providers.
     pub fn status(&self) -> Vec<MemberStatus> {
         self.members
@@ -149,7 +156,8 @@ impl Membership {
 pub struct Leases {
     timeout: Duration,
     renewed: BTreeMap<Owner, Instant>,
-    dead: BTreeSet<Owner>,
+    /// Owners declared dead, and whether they crashed (rather than left).
+    dead: BTreeMap<Owner, bool>,
 }
 
 impl Leases {
@@ -158,7 +166,7 @@ impl Leases {
         Leases {
             timeout,
             renewed: BTreeMap::new(),
-            dead: BTreeSet::new(),
+            dead: BTreeMap::new(),
         }
     }
 
@@ -169,9 +177,10 @@ impl Leases {
 
     /// Renews `owner`'s lease (`Fenced` if it was declared dead).
     pub fn renew(&mut self, owner: &Owner, now: Instant) -> Result<()> {
-        if self.dead.contains(owner) {
+        if self.dead.contains_key(owner) {
             return Err(Error::Fenced(format!(
-                "{} (incarnation {}) was declared dead: its locks and pins were released and its                  copies handed over; register again to rejoin",
+                "{} (incarnation {}) was declared dead: its locks and pins were released and its \
+                 copies handed over; register again to rejoin",
                 owner.0, owner.1
             )));
         }
@@ -194,9 +203,14 @@ impl Leases {
         self.renewed.insert(owner.clone(), now);
     }
 
-    /// Whether `owner` was declared dead.
+    /// Whether `owner` was declared dead (crashed or left).
     pub fn is_dead(&self, owner: &Owner) -> bool {
-        self.dead.contains(owner)
+        self.dead.contains_key(owner)
+    }
+
+    /// Whether `owner` crashed (declared dead without leaving).
+    pub fn crashed(&self, owner: &Owner) -> bool {
+        self.dead.get(owner).copied().unwrap_or(false)
     }
 
     /// Moves every lease `by` later: the manager itself was stalled (paused, starved) that
@@ -217,10 +231,10 @@ impl Leases {
             .collect()
     }
 
-    /// Declares `owner` dead; false if it already was.
-    pub fn declare_dead(&mut self, owner: &Owner) -> bool {
+    /// Declares `owner` dead (`crashed`: rather than left); false if it already was.
+    pub fn declare_dead(&mut self, owner: &Owner, crashed: bool) -> bool {
         self.renewed.remove(owner);
-        self.dead.insert(owner.clone())
+        self.dead.insert(owner.clone(), crashed).is_none()
     }
 }
 
@@ -248,7 +262,8 @@ mod tests {
         l.renew(&a, t0 + Duration::from_secs(2)).unwrap();
         assert!(l.expired(t0 + Duration::from_secs(4)).is_empty());
         assert_eq!(l.expired(t0 + Duration::from_secs(6)), vec![a.clone()]);
-        assert!(l.declare_dead(&a));
+        assert!(l.declare_dead(&a, true));
+        assert!(l.crashed(&a));
         let e = l.renew(&a, t0 + Duration::from_secs(7)).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::Fenced);
         l.revive(&a, t0 + Duration::from_secs(8));

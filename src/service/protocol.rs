@@ -434,6 +434,27 @@ pub enum Request {
         /// Homes, one per block (empty for `HomePlacement::Daemons`).
         homes: Vec<NodeInfo>,
     },
+    /// The creator confirms a creation (every block is hosted); until then the array is not
+    /// visible, and it is undone if the creator dies.
+    Created {
+        /// The array.
+        array: ArrayId,
+    },
+    /// Destroy an array: its name is free again and every copy dropped. Refused (`Busy`) while
+    /// another process holds its write lock or read pins, unless `force`.
+    Destroy {
+        /// The array.
+        array: ArrayId,
+        /// Destroy even if in use (the holders' epochs are aborted, their pins dropped).
+        force: bool,
+    },
+    /// Manager to manager: memory placed on one of its providers is free again.
+    Release {
+        /// The provider.
+        node: NodeInfo,
+        /// Bytes.
+        bytes: u64,
+    },
     /// Find an array by name (asks the other managers unless `forwarded`).
     Lookup {
         /// Namespace path.
@@ -528,6 +549,11 @@ pub enum Request {
     // ---- data (providers)
     /// Liveness probe.
     Ping,
+    /// Drop every block of an array (it was destroyed). Sent by managers.
+    Drop {
+        /// The array.
+        array: ArrayId,
+    },
     /// Host a block (as home or replica) at `term`, starting from the initial zeros. Sent by
     /// managers.
     Host {

@@ -143,7 +143,7 @@ fn reply(conn: &mut Conn, r: Result<Response>) -> Result<()> {
 
 /// Reads `bytes` announced bulk bytes into fresh aligned memory.
 fn read_bulk(conn: &mut Conn, bytes: u64) -> Result<Data> {
-    let mut d = Data::zeroed(bytes as usize);
+    let mut d = Data::zeroed(bytes as usize)?;
     std::io::Read::read_exact(conn.stream(), d.as_bytes_mut())
         .map_err(|e| io_error("reading bulk data", e))?;
     Ok(d)
@@ -217,6 +217,10 @@ impl Handler for Provider {
     fn handle(&self, _: &mut (), conn: &mut Conn, req: Request) -> Result<()> {
         match req {
             Request::Ping => reply(conn, Ok(Response::Ok)),
+            Request::Drop { array } => {
+                self.store.drop_array(array);
+                reply(conn, Ok(Response::Ok))
+            }
             Request::Host { meta, block } => {
                 let r = self.store.host(&meta, block).map(|_| Response::Ok);
                 reply(conn, r)
@@ -418,6 +422,10 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::RemoveReader { .. } => "RemoveReader",
         Request::Unpin { .. } => "Unpin",
         Request::Ping => "Ping",
+        Request::Drop { .. } => "Drop",
+        Request::Created { .. } => "Created",
+        Request::Destroy { .. } => "Destroy",
+        Request::Release { .. } => "Release",
         Request::Host { .. } => "Host",
         Request::Promote { .. } => "Promote",
         Request::Fence { .. } => "Fence",

@@ -20,12 +20,29 @@ pub struct Data {
 }
 
 impl Data {
-    /// `bytes` zero bytes (the kernel maps untouched pages lazily).
-    pub fn zeroed(bytes: usize) -> Data {
-        Data {
-            words: vec![0u64; bytes.div_ceil(8)],
-            bytes,
-        }
+    /// `bytes` zero bytes (the kernel maps untouched pages lazily), or a `Capacity` error if
+    /// this process cannot get them.
+    pub fn zeroed(bytes: usize) -> Result<Data> {
+        let words = crate::element::try_zeroed::<u64>(bytes.div_ceil(8), &|| {
+            format!("{bytes} bytes of array data")
+        })?;
+        Ok(Data { words, bytes })
+    }
+
+    /// A copy, or a `Capacity` error if this process cannot get the memory.
+    pub fn try_clone(&self) -> Result<Data> {
+        let mut words = Vec::new();
+        words.try_reserve_exact(self.words.len()).map_err(|_| {
+            Error::Capacity(format!(
+                "cannot copy {} bytes of array data: this process is out of memory",
+                self.bytes
+            ))
+        })?;
+        words.extend_from_slice(&self.words);
+        Ok(Data {
+            words,
+            bytes: self.bytes,
+        })
     }
 
     /// Length in bytes.
@@ -79,23 +96,25 @@ pub struct Working {
 impl Payload for Arc<Data> {
     type Work = Arc<Mutex<Working>>;
 
-    fn thaw(&self) -> Self::Work {
-        Arc::new(Mutex::new(Working {
-            data: (**self).clone(),
-        }))
+    fn thaw(&self) -> Result<Self::Work> {
+        Ok(Arc::new(Mutex::new(Working {
+            data: self.try_clone()?,
+        })))
     }
 
-    fn freeze(work: Self::Work) -> Self {
+    fn freeze(work: Self::Work) -> Result<Self> {
         match Arc::try_unwrap(work) {
-            Ok(m) => Arc::new(m.into_inner().unwrap_or_else(|e| e.into_inner()).data),
+            Ok(m) => Ok(Arc::new(
+                m.into_inner().unwrap_or_else(|e| e.into_inner()).data,
+            )),
             // Someone still holds the working copy (a write in flight): copy it.
-            Err(shared) => Arc::new(
+            Err(shared) => Ok(Arc::new(
                 shared
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .data
-                    .clone(),
-            ),
+                    .try_clone()?,
+            )),
         }
     }
 }
@@ -212,7 +231,7 @@ impl Store {
             format!("block {block} of {} (version 0)", meta.spec.name)
         })?;
         let held = Held {
-            copy: BlockCopy::new(term, role, Arc::new(Data::zeroed(bytes as usize))),
+            copy: BlockCopy::new(term, role, Arc::new(Data::zeroed(bytes as usize)?)),
             bytes,
         };
         inner.used += held.used();
@@ -362,6 +381,23 @@ impl Store {
             c.fence(term);
             Ok(())
         })
+    }
+
+    /// Drops every block of an array (it was destroyed).
+    pub fn drop_array(&self, array: ArrayId) {
+        let mut inner = self.lock();
+        let held: Vec<(ArrayId, u32)> = inner
+            .blocks
+            .keys()
+            .filter(|(a, _)| *a == array)
+            .copied()
+            .collect();
+        for k in held {
+            if let Some(h) = inner.blocks.remove(&k) {
+                inner.used -= h.used();
+            }
+        }
+        inner.metas.remove(&array);
     }
 
     /// Drops everything (this provider was declared dead: its copies were handed over).

@@ -7,6 +7,7 @@
 //! juxmem status                                            clusters, members, arrays, copies
 //! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
 //!                                                          start a local federation and run a pipeline
+//! juxmem destroy NAME [--force]                            free an array's name and copies
 //! ```
 //!
 //! The federation is found through `JUXMEM_FEDERATION_DIR` or `JUXMEM_FEDERATION` (see the
@@ -25,7 +26,7 @@ use juxmem::config::{parse_bytes, Config, Rendezvous};
 use juxmem::error::{Error, Result};
 use juxmem::service::manager::Manager;
 use juxmem::service::node::RunningProvider;
-use juxmem::service::protocol::NodeKind;
+use juxmem::service::protocol::{NodeKind, Request, Response};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -109,6 +110,7 @@ pub(crate) const USAGE: &str = "usage:
   juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR] [--dir DIR]
   juxmem status   [--dir DIR]
   juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
+  juxmem destroy  NAME [--force] [--dir DIR]
 The federation is found through JUXMEM_FEDERATION_DIR (or --dir) or JUXMEM_FEDERATION.";
 
 fn main() -> ExitCode {
@@ -132,6 +134,7 @@ fn main() -> ExitCode {
             .and_then(|a| config(&a))
             .and_then(|c| status::run_status(&c)),
         "launch" => parse_args(rest, &["dir", "timeout"]).and_then(|a| launch::run_launch(&a)),
+        "destroy" => parse_args(rest, &["dir", "cluster"]).and_then(|a| run_destroy(&a)),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -195,4 +198,41 @@ fn run_provider(args: &Args) -> Result<()> {
         Err(Error::Stale(_) | Error::Network(_)) => Ok(()),
         other => other,
     }
+}
+
+/// `juxmem destroy NAME [--force]`: frees the name and every copy of an array.
+fn run_destroy(args: &Args) -> Result<()> {
+    let name = args
+        .positional
+        .first()
+        .ok_or_else(|| Error::InvalidArgument(format!("destroy needs an array name\n{USAGE}")))?;
+    juxmem::service::protocol::check_name(name)?;
+    let cfg = config(args)?;
+    let pool = status::client_pool(&cfg, "destroy");
+    let home = juxmem::service::contact::manager_of(&cfg, &cfg.cluster)?;
+    let meta = match pool.call_manager(
+        &home,
+        &Request::Lookup {
+            name: name.clone(),
+            forwarded: false,
+        },
+    )? {
+        Response::Meta(m) => m,
+        other => {
+            return Err(Error::Protocol(format!(
+                "unexpected answer to Lookup: {other:?}"
+            )))
+        }
+    };
+    let force = args.flags.iter().any(|f| f == "force");
+    let manager = juxmem::service::contact::of_node(&meta.manager);
+    pool.call_manager(
+        &manager,
+        &Request::Destroy {
+            array: meta.id,
+            force,
+        },
+    )?;
+    println!("destroyed {name}");
+    Ok(())
 }

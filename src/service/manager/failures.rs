@@ -17,21 +17,28 @@ impl Manager {
     /// dropped; if it was a member of this cluster, its copies fail over and the other
     /// managers are told.
     pub(super) fn owner_gone(&self, owner: &Owner, reason: &str) {
-        let (member, aborted, effects) = {
+        let (member, aborted, effects, unconfirmed) = {
             let mut st = self.lock();
-            let newly = st.leases.declare_dead(owner);
+            let newly = st.leases.declare_dead(owner, reason != "left");
             let member = st.membership.remove(owner, reason, Instant::now());
             if !newly && member.is_none() {
                 return;
             }
             let aborted = st.directory.owner_gone(owner);
+            let unconfirmed = st.directory.unconfirmed_of(owner);
             let effects = member
                 .as_ref()
                 .map(|n| st.directory.node_gone(n))
                 .unwrap_or_default();
             self.changed.notify_all();
-            (member, aborted, effects)
+            (member, aborted, effects, unconfirmed)
         };
+        // What it was creating is undone: the name is free again.
+        for array in unconfirmed {
+            if let Err(e) = self.destroy(owner, array, true) {
+                tracing::warn!("undoing a creation of {}: {e}", owner.0);
+            }
+        }
         for (name, epoch) in &aborted {
             tracing::warn!(
                 "{} is gone ({reason}): its write epoch {epoch} of {name} is aborted",

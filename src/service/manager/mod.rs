@@ -262,7 +262,9 @@ impl Manager {
         )))
     }
 
-    fn create(&self, spec: ArraySpec, homes: Vec<NodeInfo>) -> Result<ArrayMeta> {
+    /// Creates an array for `owner`; it stays invisible until `owner` confirms it (`Created`),
+    /// and is undone if `owner` dies first.
+    fn create(&self, owner: Owner, spec: ArraySpec, homes: Vec<NodeInfo>) -> Result<ArrayMeta> {
         check_name(&spec.name)?;
         let versions = Versions::new(spec.retention)?;
         let nblocks = spec.layout.nprocs();
@@ -282,7 +284,7 @@ impl Manager {
         self.lock()
             .directory
             .begin_create(&spec.name, &self.me.cluster)?;
-        let placed = self.place(&spec, homes, versions);
+        let placed = self.place(owner, &spec, homes, versions);
         let mut st = self.lock();
         match placed {
             Ok(entry) => {
@@ -307,7 +309,13 @@ impl Manager {
     }
 
     /// Places every block's copies over `clusters x providers_per_cluster` and hosts them.
-    fn place(&self, spec: &ArraySpec, homes: Vec<NodeInfo>, versions: Versions) -> Result<Entry> {
+    fn place(
+        &self,
+        owner: Owner,
+        spec: &ArraySpec,
+        homes: Vec<NodeInfo>,
+        versions: Versions,
+    ) -> Result<Entry> {
         let peers = self.peers();
         for peer in &peers {
             if let Ok(Response::Meta(m)) = self.pool.call_manager(
@@ -397,7 +405,7 @@ impl Manager {
         let mut clusters = vec![self.me.cluster.clone()];
         clusters.extend(others.iter().map(|c| c.cluster.clone()));
         let groups = DataGroups::new(spec.redundancy, clusters, placements);
-        let entry = Entry::new(id, spec.clone(), self.me.clone(), versions, groups);
+        let entry = Entry::new(id, spec.clone(), self.me.clone(), versions, groups, owner);
         let meta = entry.meta();
         // Daemon homes and every replica start holding their block now.
         for (b, placement) in meta.blocks.iter().enumerate() {
@@ -484,7 +492,12 @@ impl Manager {
     fn status(&self, forwarded: bool) -> Vec<ClusterStatus> {
         let mut out = vec![{
             let st = self.lock();
-            let mut arrays: Vec<ArrayStatus> = st.directory.entries().map(Entry::status).collect();
+            let mut arrays: Vec<ArrayStatus> = st
+                .directory
+                .entries()
+                .filter(|e| e.confirmed)
+                .map(Entry::status)
+                .collect();
             arrays.sort_by(|a, b| a.meta.spec.name.cmp(&b.meta.spec.name));
             ClusterStatus {
                 cluster: self.me.cluster.clone(),
@@ -515,7 +528,7 @@ impl Manager {
             .lock()
             .directory
             .entries()
-            .filter(|e| name_matches(pattern, &e.spec.name))
+            .filter(|e| e.confirmed && name_matches(pattern, &e.spec.name))
             .map(|e| NameEntry {
                 name: e.spec.name.clone(),
                 cluster: self.me.cluster.clone(),
@@ -555,6 +568,52 @@ impl Manager {
         if let Some(old) = previous {
             self.owner_gone(&owner_of(&old), "restarted under the same name");
         }
+    }
+
+    /// Destroys an array for `owner`: the name is free, every copy dropped, the memory placed
+    /// for it released (`Busy` while others use it, unless `force`).
+    fn destroy(&self, owner: &Owner, array: ArrayId, force: bool) -> Result<()> {
+        let entry = {
+            let mut st = self.lock();
+            let e = st.directory.get(array)?;
+            if let (false, Some(who)) = (force, e.used_by_others(owner)) {
+                return Err(Error::Busy(format!(
+                    "{} is in use: {who}; destroy it when they are done, or force it",
+                    e.spec.name
+                )));
+            }
+            let e = st.directory.remove(array).expect("present");
+            self.changed.notify_all();
+            e
+        };
+        tracing::info!("destroyed {}", entry.spec.name);
+        let peers = self.peers();
+        for b in 0..entry.groups.len() {
+            let p = entry.groups.placement(b);
+            let bytes = Self::copy_bytes(&entry.spec, b as u64).unwrap_or(0);
+            for n in p.copies().chain(&p.restoring) {
+                // Best effort: a copy that cannot be told is gone anyway, or drops the block
+                // when it restarts.
+                if let Err(e) = self.pool.call(&n.addr, &Request::Drop { array }) {
+                    tracing::debug!("dropping {} on {}: {e}", entry.spec.name, n.name);
+                }
+                if n.kind != NodeKind::Daemon {
+                    continue; // only daemons' memory is placed by managers
+                }
+                if n.cluster == self.me.cluster {
+                    self.lock().membership.release(n, bytes);
+                } else if let Some(c) = peers.iter().find(|c| c.cluster == n.cluster) {
+                    let req = Request::Release {
+                        node: n.clone(),
+                        bytes,
+                    };
+                    if let Err(e) = self.pool.call_manager(c, &req) {
+                        tracing::debug!("releasing memory on {}: {e}", n.name);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn acquire_write(&self, owner: Owner, array: ArrayId, timeout_ms: u64) -> Result<Response> {
@@ -622,10 +681,24 @@ impl Manager {
                 Err(e) => e.to_string(),
             },
             |st| {
-                let e = st.directory.get_mut(array)?;
+                let State {
+                    directory, leases, ..
+                } = st;
+                let e = directory.get_mut(array)?;
                 Ok(match e.try_read(&owner, req, pin, reader)? {
                     Poll::Ready(v) => Poll::Ready((v, e.groups.placements())),
-                    Poll::Pending => Poll::Pending,
+                    Poll::Pending => {
+                        if let Some(p) = e.producer_gone(|o| leases.crashed(o)) {
+                            return Err(Error::ProducerGone(format!(
+                                "version {req:?} of {} will not come: {}, which produced it, \
+                                 died (latest committed: {})",
+                                e.spec.name,
+                                p.0,
+                                e.versions.committed()
+                            )));
+                        }
+                        Poll::Pending
+                    }
                 })
             },
             |_| {},
@@ -730,7 +803,28 @@ impl Manager {
                         .reserve(&self.me.cluster, bytes, count, &exclude)?;
                 Ok(Response::Reserved(nodes))
             }
-            Request::Create { spec, homes } => Ok(Response::Meta(self.create(spec, homes)?)),
+            Request::Create { spec, homes } => Ok(Response::Meta(self.create(owner, spec, homes)?)),
+            Request::Created { array } => {
+                let mut st = self.lock();
+                let e = st.directory.get_mut(array)?;
+                if e.creator != owner {
+                    return Err(Error::InvalidArgument(format!(
+                        "{} was created by {}, not {}",
+                        e.spec.name, e.creator.0, owner.0
+                    )));
+                }
+                e.confirmed = true;
+                self.changed.notify_all();
+                Ok(Response::Ok)
+            }
+            Request::Destroy { array, force } => {
+                self.destroy(&owner, array, force)?;
+                Ok(Response::Ok)
+            }
+            Request::Release { node, bytes } => {
+                self.lock().membership.release(&node, bytes);
+                Ok(Response::Ok)
+            }
             Request::Lookup { name, forwarded } => {
                 Ok(Response::Meta(self.lookup(&name, forwarded)?))
             }

@@ -6,7 +6,8 @@
 //! | `JUXMEM_FEDERATION_DIR` | unset | Directory of contact files (`<cluster>.manager`, `federation`). |
 //! | `JUXMEM_FEDERATION` | unset | Manager address list instead of a directory: `A1=host:port,A2=host:port`. |
 //! | `JUXMEM_FEDERATION_ID` | the directory's `federation` file, else `juxmem` | Federation name; peers of another federation are refused. |
-//! | `JUXMEM_LISTEN` | `127.0.0.1:0` | Address a process's provider service listens on (port 0: any). |
+//! | `JUXMEM_LISTEN` | the chosen address, any port | Address a process listens on; a specific address is also the one advertised; `0.0.0.0:PORT` listens on every interface and advertises the chosen one. |
+//! | `JUXMEM_INTERFACE` | unset | Interfaces or IPv4 networks (comma-separated, e.g. `ib0` or `198.18.0.0/15`) whose address is advertised; unset: the address that routes toward the cluster's manager (see [`crate::transport::address`]). |
 //! | `JUXMEM_CAPACITY` | half the node's available memory, shared by the job's ranks on the node | Bytes a rank's embedded provider offers (daemons: `--capacity`). `unlimited` lifts the bound. |
 //! | `JUXMEM_TIMEOUT` | `60` | Seconds: the default timeout of every network wait. |
 //! | `JUXMEM_FAILURE_TIMEOUT` | `3` | Seconds without a heartbeat after which a process is declared dead (its copies fail over, its locks and pins are released). Heartbeats go every quarter of it. |
@@ -39,8 +40,10 @@ pub struct Config {
     pub rendezvous: Option<Rendezvous>,
     /// Federation name.
     pub federation: String,
-    /// Listen address of this process's provider service.
-    pub listen: String,
+    /// Listen address of this process's service (`None`: the chosen address, any port).
+    pub listen: Option<String>,
+    /// Interfaces or networks whose address to advertise (`JUXMEM_INTERFACE`).
+    pub interface: Option<String>,
     /// Bytes this process's provider offers.
     pub capacity: u64,
     /// Timeouts and frame limit.
@@ -117,7 +120,10 @@ impl Config {
             c.federation = v;
         }
         if let Some(v) = var("JUXMEM_LISTEN") {
-            c.listen = v;
+            c.listen = Some(v);
+        }
+        if let Some(v) = var("JUXMEM_INTERFACE") {
+            c.interface = Some(v);
         }
         if let Some(v) = var("JUXMEM_CAPACITY") {
             c.capacity = parse_bytes(&v)?;
@@ -200,7 +206,8 @@ impl Default for Config {
             cluster: "local".into(),
             rendezvous: None,
             federation: "juxmem".into(),
-            listen: "127.0.0.1:0".into(),
+            listen: None,
+            interface: None,
             capacity: default_capacity(),
             net: NetConfig::default(),
             failure_timeout: Duration::from_secs(3),

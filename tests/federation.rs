@@ -481,9 +481,14 @@ fn stale_contact_files_are_recognised_not_trusted() {
     let e = Federation::join(fed.config("Z")).err().unwrap();
     assert_eq!(e.code(), ErrorCode::Stale, "{e}");
     assert!(e.to_string().contains("crashed run"), "{e}");
-    // Lookups across the federation skip it rather than hang.
+    // A lookup that cannot ask cluster Z says so at once (neither hangs nor claims "not
+    // found": a stage waiting for the array would wait in vain).
     let a = Federation::join(fed.config("A")).unwrap();
-    assert_eq!(a.lookup("no/such").unwrap_err().code(), ErrorCode::NotFound);
+    let t = Instant::now();
+    let e = a.lookup("no/such").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Stale, "{e}");
+    assert!(e.to_string().contains("cluster Z"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5));
     // A new manager for Z replaces the stale file.
     let mut m = Command::new(env!("CARGO_BIN_EXE_juxmem"));
     m.args(["manager", "--cluster", "Z"]);

@@ -19,8 +19,22 @@ pub struct Contact {
     pub addr: String,
     /// The manager's incarnation; `None` for address lists (nothing to compare).
     pub incarnation: Option<u64>,
-    /// Process id, for operators.
+    /// Process id, for operators (and to tell a crashed manager from an unreachable one).
     pub pid: Option<u32>,
+    /// The host it runs on.
+    pub host: Option<String>,
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 fn path(dir: &Path, cluster: &str) -> PathBuf {
@@ -30,11 +44,12 @@ fn path(dir: &Path, cluster: &str) -> PathBuf {
 /// Writes a contact file atomically (write, then rename).
 pub fn write(dir: &Path, c: &Contact) -> Result<()> {
     let text = format!(
-        "cluster={}\naddr={}\nincarnation={}\npid={}\n",
+        "cluster={}\naddr={}\nincarnation={}\npid={}\nhost={}\n",
         c.cluster,
         c.addr,
         c.incarnation.unwrap_or(0),
-        c.pid.unwrap_or(0)
+        c.pid.unwrap_or(0),
+        c.host.as_deref().unwrap_or("")
     );
     let tmp = dir.join(format!(".{}.manager.{}", c.cluster, std::process::id()));
     let io = |e: std::io::Error| {
@@ -75,6 +90,7 @@ fn read_file(p: &Path) -> Result<Contact> {
                 .ok_or_else(bad)?,
         ),
         pid: get("pid").and_then(|v| v.parse().ok()),
+        host: get("host").filter(|h| !h.is_empty()).map(str::to_string),
     })
 }
 
@@ -93,6 +109,7 @@ pub fn managers(cfg: &Config) -> Result<Vec<Contact>> {
                 addr: addr.clone(),
                 incarnation: None,
                 pid: None,
+                host: None,
             })
             .collect()),
         Some(Rendezvous::Dir(dir)) => {
@@ -125,16 +142,43 @@ pub fn manager_of(cfg: &Config, cluster: &str) -> Result<Contact> {
         })
 }
 
-/// The error for a contact that does not answer as it should.
+/// The error for a contact that does not answer as it should, saying which case it is where
+/// that can be told: a manager on this host whose process is gone (a crashed run), one that is
+/// alive but unreachable (what it advertised), or, elsewhere, either.
 pub fn stale(c: &Contact, why: &str) -> Error {
-    Error::Stale(format!(
-        "contact for cluster {} names {} (incarnation {}, pid {}) but {why}: a manager from a \
-         crashed run? Start the cluster's manager again (it replaces the file)",
+    let said = format!(
+        "contact for cluster {} names {} (incarnation {}, pid {}{})",
         c.cluster,
         c.addr,
         c.incarnation.map_or("-".into(), |e| e.to_string()),
         c.pid.map_or("-".into(), |p| p.to_string()),
-    ))
+        c.host
+            .as_ref()
+            .map_or(String::new(), |h| format!(" on {h}")),
+    );
+    let here = c.host.as_deref().is_some_and(|h| h == hostname());
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = c
+        .pid
+        .filter(|&p| p != 0)
+        .map(|p| unsafe { libc::kill(p as libc::pid_t, 0) } == 0);
+    let case = match (here, alive) {
+        (true, Some(false)) => "a stale contact from a crashed run (that process is gone): \
+                                start the cluster's manager again (it replaces the file)"
+            .to_string(),
+        (true, Some(true)) => format!(
+            "that manager is alive but nothing answers at {} from here: it advertised an address \
+             this process cannot reach (check JUXMEM_INTERFACE / JUXMEM_LISTEN)",
+            c.addr
+        ),
+        _ => format!(
+            "nothing answers at {} (advertised by a live process? check JUXMEM_INTERFACE), or a \
+             stale contact from a crashed run (start the cluster's manager again: it replaces \
+             the file)",
+            c.addr
+        ),
+    };
+    Error::Stale(format!("{said} but {why}: {case}"))
 }
 
 /// Publishes `me` as the manager of its cluster in the federation directory (if the rendezvous
@@ -169,6 +213,7 @@ pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<PathBu
             addr: me.addr.clone(),
             incarnation: Some(me.incarnation),
             pid: Some(std::process::id()),
+            host: Some(hostname()),
         },
     )?;
     Ok(Some(dir.clone()))
@@ -181,5 +226,6 @@ pub fn of_node(node: &NodeInfo) -> Contact {
         addr: node.addr.clone(),
         incarnation: Some(node.incarnation),
         pid: None,
+        host: None,
     }
 }

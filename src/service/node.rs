@@ -13,6 +13,7 @@ use crate::service::protocol::{NodeInfo, NodeKind, Request};
 use crate::service::provider::Provider;
 use crate::service::server::Server;
 use crate::service::store::Store;
+use crate::transport::address;
 use crate::transport::tcp::{self, Hello};
 
 /// A fresh incarnation number (differs at every start).
@@ -63,11 +64,16 @@ impl RunningProvider {
         capacity: u64,
     ) -> Result<RunningProvider> {
         let manager = contact::manager_of(cfg, &cfg.cluster)?;
-        let listener = tcp::bind(&cfg.listen)?;
-        let addr = listener
+        let endpoint = address::choose(
+            cfg.listen.as_deref(),
+            cfg.interface.as_deref(),
+            Some(&manager.addr),
+        )?;
+        let listener = tcp::bind(&endpoint.bind.to_string())?;
+        let local = listener
             .local_addr()
-            .map_err(|e| Error::Network(format!("listener address: {e}")))?
-            .to_string();
+            .map_err(|e| Error::Network(format!("listener address: {e}")))?;
+        let addr = endpoint.bound(local).to_string();
         let node = NodeInfo {
             name: match kind {
                 NodeKind::Rank => format!("{}/{label}-{}", cfg.cluster, std::process::id()),
@@ -124,7 +130,7 @@ impl RunningProvider {
     /// incarnation, empty store) under the same name, on the same address.
     pub fn restart(self) -> Result<RunningProvider> {
         let (mut cfg, label, capacity) = (self.cfg.clone(), self.label(), self.store.capacity());
-        cfg.listen = self.node.addr.clone();
+        cfg.listen = Some(self.node.addr.clone());
         let kind = self.node.kind;
         self.abandon();
         RunningProvider::start(&cfg, kind, &label, capacity)

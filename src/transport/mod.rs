@@ -2,6 +2,8 @@
 //!
 //! - [`mpi`]: MPI point-to-point inside one job.
 //! - [`tcp`]: framed messages and bulk data between processes (always between clusters).
+//! - [`address`]: which address a process listens on and advertises.
 
+pub mod address;
 pub mod mpi;
 pub mod tcp;

@@ -29,6 +29,13 @@ pub fn example(name: &str) -> PathBuf {
 
 /// The environment every `mpirun` here needs on a small shared machine, run as root.
 pub fn mpi_env(cmd: &mut Command) {
+    // Each mpirun its own session directory: Open MPI's shared one races when several start
+    // at once ("File exists" in session_dir.c).
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let session = std::env::temp_dir().join(format!("juxmem-mpi-{}-{n}", std::process::id()));
+    let _ = std::fs::create_dir_all(&session);
+    cmd.env("OMPI_MCA_orte_tmpdir_base", &session);
     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_btl", "^openib")
@@ -64,6 +71,20 @@ pub fn mpirun_args(args: &[String], timeout: Duration) -> Output {
 /// then SIGKILL, and panics.
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
     let described = format!("{cmd:?}");
+    // The session directory `mpi_env` made, removed once the run is over.
+    let session = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "OMPI_MCA_orte_tmpdir_base")
+        .and_then(|(_, v)| v.map(std::path::PathBuf::from));
+    struct Cleanup(Option<std::path::PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Some(p) = &self.0 {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
+    }
+    let _cleanup = Cleanup(session);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -274,6 +274,13 @@ pub fn run_launch(args: &Args) -> Result<()> {
             let mut cmd = Command::new("mpirun");
             cmd.arg("-np").arg(s.np.to_string()).args(&s.argv);
             base_env(&mut cmd, &s.cluster);
+            // Stages start together: each mpirun gets its own session directory (Open MPI's
+            // shared one races: "File exists" in session_dir.c).
+            let session = dir.join(format!("mpi-session-{i}"));
+            std::fs::create_dir_all(&session).map_err(|e| {
+                Error::InvalidArgument(format!("cannot create {}: {e}", session.display()))
+            })?;
+            cmd.env("OMPI_MCA_orte_tmpdir_base", &session);
             println!(
                 "launch: stage {} on cluster {} ({} ranks): {}",
                 i + 1,

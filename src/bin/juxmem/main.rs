@@ -100,7 +100,7 @@ fn config(args: &Args) -> Result<Config> {
         cfg.rendezvous = Some(Rendezvous::Dir(dir));
     }
     if let Some(l) = args.options.get("listen") {
-        cfg.listen = l.clone();
+        cfg.listen = Some(l.clone());
     }
     Ok(cfg)
 }
@@ -155,8 +155,7 @@ fn main() -> ExitCode {
 fn run_manager(args: &Args) -> Result<()> {
     let cfg = config(args)?;
     install_signal_handlers();
-    let listen = cfg.listen.clone();
-    let m = Manager::start(cfg.clone(), &listen)?;
+    let m = Manager::start(cfg.clone())?;
     println!(
         "manager of cluster {} listening on {}",
         cfg.cluster,

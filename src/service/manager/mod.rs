@@ -29,6 +29,7 @@ use crate::service::node::{hello_of, new_incarnation};
 use crate::service::pool::Pool;
 use crate::service::protocol::*;
 use crate::service::server::{Handler, Server};
+use crate::transport::address;
 use crate::transport::tcp::{self, Conn};
 
 struct State {
@@ -117,15 +118,27 @@ impl Drop for RunningManager {
 }
 
 impl Manager {
-    /// Starts the manager of `cfg.cluster`, listening on `listen`, and (with a federation
-    /// directory) writes its contact file. Refuses to start if a live manager already answers
+    /// Starts the manager of `cfg.cluster`, listening as `cfg.listen` and `cfg.interface` say
+    /// (see [`crate::transport::address`]), and (with a federation directory) writes its contact
+    /// file. Refuses to start if a live manager already answers
     /// for the cluster; replaces a stale contact file.
-    pub fn start(cfg: Config, listen: &str) -> Result<RunningManager> {
-        let listener = tcp::bind(listen)?;
-        let addr = listener
+    pub fn start(cfg: Config) -> Result<RunningManager> {
+        // Reachable from the other clusters' managers (the first one the rendezvous names).
+        let toward = contact::managers(&cfg)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.cluster != cfg.cluster)
+            .map(|c| c.addr);
+        let endpoint = address::choose(
+            cfg.listen.as_deref(),
+            cfg.interface.as_deref(),
+            toward.as_deref(),
+        )?;
+        let listener = tcp::bind(&endpoint.bind.to_string())?;
+        let local = listener
             .local_addr()
-            .map_err(|e| Error::Network(format!("listener address: {e}")))?
-            .to_string();
+            .map_err(|e| Error::Network(format!("listener address: {e}")))?;
+        let addr = endpoint.bound(local).to_string();
         let me = NodeInfo {
             name: format!("{}/manager", cfg.cluster),
             cluster: cfg.cluster.clone(),
@@ -240,6 +253,7 @@ impl Manager {
             return Ok(e.meta());
         }
         let mut asked = vec![self.me.cluster.clone()];
+        let mut unreachable = None;
         if !forwarded {
             for peer in self.peers() {
                 asked.push(peer.cluster.clone());
@@ -252,9 +266,17 @@ impl Manager {
                 ) {
                     Ok(Response::Meta(m)) => return Ok(m),
                     Ok(_) | Err(Error::NotFound(_)) => {}
-                    Err(e) => tracing::warn!("lookup of {name} at cluster {}: {e}", peer.cluster),
+                    Err(e) => {
+                        tracing::warn!("lookup of {name} at cluster {}: {e}", peer.cluster);
+                        unreachable.get_or_insert(e);
+                    }
                 }
             }
+        }
+        // Not found, but a cluster could not be asked: say that, rather than "not found" (a
+        // stage waiting for the array would wait in vain).
+        if let Some(e) = unreachable {
+            return Err(e);
         }
         Err(Error::NotFound(format!(
             "no array named {name:?} in the federation (clusters asked: {})",

@@ -40,6 +40,7 @@ impl Manager {
                     addr: self.me.addr.clone(),
                     incarnation: Some(self.me.incarnation),
                     pid: None,
+                    host: None,
                 })
             } else {
                 peers.iter().find(|c| c.cluster == cluster).cloned()

@@ -1,6 +1,6 @@
 //! The operator tools of the `juxmem` command on local federations: `status --json`, `get
-//! --npy` (read back with NumPy), `show --png` (pixels checked) and their errors. Every
-//! process is bounded by a timeout.
+//! --npy` (read back with NumPy), `show --png` (pixels checked), their errors, and the
+//! progress display of `launch`. Every process is bounded by a timeout.
 
 mod common;
 
@@ -494,5 +494,97 @@ fn get_and_show_read_what_an_mpi_job_wrote() {
     let i = ((py + 15) * iw + px + 15) * 3;
     let got = [rgb[i], rgb[i + 1], rgb[i + 2]];
     assert!(near(got, [38, 129, 142]), "{got:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A pipeline whose stages print `stage N cycle K` lines, as the weather stages do.
+fn progress_pipeline(dir: &Path) -> PathBuf {
+    let stage = dir.join("stage.sh");
+    std::fs::write(
+        &stage,
+        "#!/bin/sh\nk=0\nwhile [ $k -lt $3 ]; do\n  echo \"stage $1 cycle $k: step done\"\n  \
+         sleep 0.3\n  k=$((k + 1))\ndone\necho \"STAGE $1 finished $3 cycles\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pipeline = dir.join("progress.pipeline");
+    let s = stage.display();
+    std::fs::write(
+        &pipeline,
+        format!(
+            "federation progress-test\ncluster A providers=0\ncluster B providers=0\n\
+             stage A np=1 {s} 1 --cycles 4\nstage B np=1 {s} 2 --cycles 3\n"
+        ),
+    )
+    .unwrap();
+    pipeline
+}
+
+#[test]
+fn launch_progress_is_plain_lines_when_piped() {
+    let dir = scratch("plain");
+    let pipeline = progress_pipeline(&dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_juxmem"));
+    mpi_env(&mut cmd);
+    cmd.args(["launch", pipeline.to_str().unwrap(), "--timeout", "100"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    ok(&out, "juxmem launch");
+    for line in [
+        "[A] stage 1 cycle 0: step done",
+        "[A] stage 1 cycle 3: step done",
+        "[B] stage 2 cycle 2: step done",
+        "[A] STAGE 1 finished 4 cycles",
+        "launch: all stages succeeded",
+    ] {
+        assert!(
+            out.stdout.contains(line),
+            "missing {line:?}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        !out.stdout.contains('\x1b'),
+        "escape codes:\n{}",
+        out.stdout
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn launch_progress_updates_in_place_on_a_terminal() {
+    // `script` (util-linux) runs the launcher on a pseudo-terminal.
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("SKIPPED: no `script` command to run the launcher on a terminal");
+        return;
+    }
+    let dir = scratch("tty");
+    let pipeline = progress_pipeline(&dir);
+    let launch = format!(
+        "'{}' launch '{}' --timeout 100",
+        env!("CARGO_BIN_EXE_juxmem"),
+        pipeline.display()
+    );
+    let mut cmd = Command::new("script");
+    mpi_env(&mut cmd);
+    cmd.env("COLUMNS", "100")
+        .args(["-q", "-e", "-c", &launch, "/dev/null"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    ok(&out, "juxmem launch on a terminal");
+    let text = out.stdout.replace('\r', "");
+    // Status lines redrawn in place (cursor up, erase), with the cycle count.
+    assert!(text.contains("\x1b[2A"), "no redraw:\n{text}");
+    assert!(text.contains("\x1b[J"), "no erase:\n{text}");
+    for s in [
+        "stage 1 (A): cycle 2 of 4",
+        "stage 1 (A): done, cycle 4 of 4",
+        "stage 2 (B): done, cycle 3 of 3",
+        "| STAGE 1 finished 4 cycles",
+        "launch: all stages succeeded",
+    ] {
+        assert!(text.contains(s), "missing {s:?}:\n{text}");
+    }
+    // The stages' lines are not scrolled one by one.
+    assert!(!text.contains("[A] stage 1 cycle 0"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,7 @@
 //! juxmem get  NAME[@VERSION] --npy FILE [--wait SECONDS]   read an array into a NumPy file
 //! juxmem show NAME[@VERSION] --png FILE [--slice I,..] [--range LO,HI] [--wait SECONDS]
 //!                                                          draw a 2-D field as a heat map
-//! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
+//! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
 //!                                                          start a local federation and run a pipeline
 //! ```
 //!
@@ -134,7 +134,7 @@ pub(crate) const USAGE: &str = "usage:
   juxmem get      NAME[@VERSION] --npy FILE [--wait SECONDS] [--dir DIR]
   juxmem show     NAME[@VERSION] --png FILE [--slice I,J,..] [--range LO,HI] [--wait SECONDS]
                   [--dir DIR]
-  juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
+  juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
 The federation is found through JUXMEM_FEDERATION_DIR (or --dir) or JUXMEM_FEDERATION.
 get writes the array (latest version, or VERSION) as a NumPy .npy file; show draws a 2-D
 array, or the slice of an n-D one at the leading indices --slice I,J,.. (default 0,..), as a

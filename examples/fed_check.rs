@@ -22,6 +22,11 @@
 //! fed_check collective-write NAME ROUNDS
 //!                              (mpirun) open NAME in a cyclic layout; ROUNDS collective
 //!                              acquire / fill with the round / release; check the last
+//! fed_check tools-write PREFIX RELEASES
+//!                              (mpirun) create PREFIX/<type> for every element type, 2-D
+//!                              13 x 17 block-cyclic over the ranks, and PREFIX/cube (f32,
+//!                              4 x 13 x 17), homed on provider daemons, 2 versions kept; release
+//!                              RELEASES versions, element i (linear) of version v = tools_value
 //! ```
 
 use std::time::Duration;
@@ -385,6 +390,101 @@ fn write_all(name: &str, value: f64, hold: bool) {
     }
 }
 
+/// Element `linear` of version `v` of the `tools-write` arrays: `linear + 3 v` for integer
+/// types (wrapped to the type), `0.5 (linear + 3 v) - 7.25` for floating point ones.
+fn tools_value(linear: u64, v: u64) -> f64 {
+    (linear + 3 * v) as f64 * 0.5 - 7.25
+}
+
+trait ToolsElem: juxmem::Element {
+    fn make(linear: u64, v: u64) -> Self;
+}
+
+macro_rules! tools_int {
+    ($($t:ty),*) => {
+        $(impl ToolsElem for $t {
+            fn make(linear: u64, v: u64) -> Self {
+                (linear + 3 * v) as $t
+            }
+        })*
+    };
+}
+tools_int!(i8, u8, i16, u16, i32, u32, i64, u64);
+
+impl ToolsElem for f32 {
+    fn make(linear: u64, v: u64) -> Self {
+        tools_value(linear, v) as f32
+    }
+}
+
+impl ToolsElem for f64 {
+    fn make(linear: u64, v: u64) -> Self {
+        tools_value(linear, v)
+    }
+}
+
+fn tools_array<T: ToolsElem>(
+    fed: &Federation,
+    world: &mpi::topology::SimpleCommunicator,
+    name: &str,
+    layout: Layout,
+    releases: u64,
+) {
+    let rank = world.rank() as u64;
+    let opts = ArrayOptions::new(layout.clone())
+        .homes_on_daemons()
+        .retention(2, FullPolicy::DropOldest);
+    let mut a = fed.create::<T, _>(world, name, opts).unwrap();
+    for v in 1..=releases {
+        a.acquire().unwrap();
+        let mut part = a.local_mut().unwrap();
+        layout
+            .for_each_local_run(rank, |g, off, len| {
+                let first = layout.linear_index(g).unwrap();
+                for i in 0..len {
+                    part[(off + i) as usize] = T::make(first + i, v);
+                }
+            })
+            .unwrap();
+        drop(part);
+        assert_eq!(a.release().unwrap(), v);
+    }
+}
+
+fn tools_write(prefix: &str, releases: u64) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let n = world.size() as u64;
+    let fed = join(&format!("tools{}", world.rank()));
+    let flat = Layout::new(
+        &[13, 17],
+        &[Dist::BlockCyclic(4), Dist::Cyclic],
+        &balanced_grid(n, 2).unwrap(),
+    )
+    .unwrap();
+    let name = |t: &str| format!("{prefix}/{t}");
+    tools_array::<i8>(&fed, &world, &name("i8"), flat.clone(), releases);
+    tools_array::<u8>(&fed, &world, &name("u8"), flat.clone(), releases);
+    tools_array::<i16>(&fed, &world, &name("i16"), flat.clone(), releases);
+    tools_array::<u16>(&fed, &world, &name("u16"), flat.clone(), releases);
+    tools_array::<i32>(&fed, &world, &name("i32"), flat.clone(), releases);
+    tools_array::<u32>(&fed, &world, &name("u32"), flat.clone(), releases);
+    tools_array::<i64>(&fed, &world, &name("i64"), flat.clone(), releases);
+    tools_array::<u64>(&fed, &world, &name("u64"), flat.clone(), releases);
+    tools_array::<f32>(&fed, &world, &name("f32"), flat.clone(), releases);
+    tools_array::<f64>(&fed, &world, &name("f64"), flat, releases);
+    let cube = Layout::new(
+        &[4, 13, 17],
+        &[Dist::Block, Dist::Block, Dist::Block],
+        &balanced_grid(n, 3).unwrap(),
+    )
+    .unwrap();
+    tools_array::<f32>(&fed, &world, &name("cube"), cube, releases);
+    if world.rank() == 0 {
+        println!("TOOLS wrote 11 arrays under {prefix}, {releases} versions each");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
@@ -406,6 +506,7 @@ fn main() {
         "collective-write" => collective_write(&arg(2), arg(3).parse().unwrap()),
         "produce" => produce(&arg(2), arg(3).parse().unwrap()),
         "hold-lock" => write_all(&arg(2), arg(3).parse().unwrap(), true),
+        "tools-write" => tools_write(&arg(2), arg(3).parse().unwrap()),
         other => {
             eprintln!("unknown subcommand {other:?}");
             std::process::exit(2);

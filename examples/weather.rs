@@ -23,10 +23,13 @@
 //! Usage: `weather --stage 1|2|3|verify [--cycles C] [--out DIR]` (under mpirun, with
 //! JUXMEM_CLUSTER and JUXMEM_FEDERATION_DIR set, as `juxmem launch` does).
 
-#[path = "weather/heatmap.rs"]
-mod heatmap;
 #[path = "weather/model.rs"]
 mod model;
+// The heat maps of `juxmem show` (colour bar, title, ticks): the command's own renderer,
+// shared by path so that the library carries no drawing code.
+#[path = "../src/bin/juxmem/picture.rs"]
+#[allow(dead_code)]
+mod picture;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -95,7 +98,20 @@ impl Ctx<'_> {
             .get(&[0, 0], &[rows as u64, cols as u64], &mut field)
             .unwrap();
         let path = self.out.join(name);
-        heatmap::write_png(&path, &field, rows, cols, 255.0, 315.0).unwrap();
+        let map = picture::HeatMap {
+            field: &field,
+            rows,
+            cols,
+            range: Some((255.0, 315.0)),
+            title: format!(
+                "{} version {} ({rows} x {cols}, K)",
+                array.name(),
+                array.version().unwrap_or(0)
+            ),
+            row_label: "row (south to north)".into(),
+            col_label: "column (west to east)".into(),
+        };
+        picture::render(&map).image.write_png(&path).unwrap();
         println!("wrote {}", path.display());
     }
 }

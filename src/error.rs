@@ -260,6 +260,33 @@ impl Error {
         }
     }
 
+    /// The message without its kind's prefix: what crosses the wire with the code, from which
+    /// the receiver rebuilds the kind (so a message does not gain a prefix per hop).
+    pub fn detail(&self) -> String {
+        match self {
+            Error::InvalidArgument(m)
+            | Error::OutOfBounds(m)
+            | Error::BadGrid(m)
+            | Error::Overflow(m)
+            | Error::Mpi(m)
+            | Error::Network(m)
+            | Error::Protocol(m)
+            | Error::Refused(m)
+            | Error::NotFound(m)
+            | Error::AlreadyExists(m)
+            | Error::VersionGone(m)
+            | Error::Capacity(m)
+            | Error::Lost(m)
+            | Error::Stale(m)
+            | Error::NotAcquired(m)
+            | Error::Fenced(m)
+            | Error::Busy(m)
+            | Error::ProducerGone(m) => m.clone(),
+            Error::Remote { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     /// Rebuilds an error from its code and message as carried in a wire reply. The message is
     /// the remote error's full text; structured variants come back as [`Error::Remote`].
     pub fn from_wire(code: u32, message: String) -> Error {

@@ -225,7 +225,7 @@ pub fn on_root_within<G: Group + ?Sized, T: Serialize + DeserializeOwned>(
     if g.rank() == 0 {
         let outcome = match f() {
             Ok(v) => Outcome::Ok(v),
-            Err(e) => Outcome::Err(e.code().as_u32(), e.to_string()),
+            Err(e) => Outcome::Err(e.code().as_u32(), e.detail()),
         };
         bytes = postcard::to_stdvec(&outcome)
             .map_err(|e| Error::Protocol(format!("encoding a collective result: {e}")))?;

@@ -360,6 +360,30 @@ impl Federation {
         layout: Layout,
         timeout: Duration,
     ) -> Result<SharedArray<'g, T, G>> {
+        self.open_as(group, name, layout, timeout, true)
+    }
+
+    /// Opens array `name` for inspection (monitoring, export): like [`Federation::open`], but not
+    /// registered as a reader, so writers never keep versions for it (under
+    /// `FullPolicy::Block`) and it does not count among the readers a creator expects. What it
+    /// reads is held (pinned) only while it reads.
+    pub fn inspect<'g, T: Element, G: Group + ?Sized>(
+        &self,
+        group: &'g G,
+        name: &str,
+        layout: Layout,
+    ) -> Result<SharedArray<'g, T, G>> {
+        self.open_as(group, name, layout, Duration::ZERO, false)
+    }
+
+    fn open_as<'g, T: Element, G: Group + ?Sized>(
+        &self,
+        group: &'g G,
+        name: &str,
+        layout: Layout,
+        timeout: Duration,
+        register: bool,
+    ) -> Result<SharedArray<'g, T, G>> {
         check_name(name)?;
         check_group(&layout, group)?;
         let meta = group::on_root_within(group, timeout, || {
@@ -395,13 +419,17 @@ impl Federation {
             });
         }
         // Registered as a reader: under `FullPolicy::Block`, writers keep what it has not read.
-        let reader = on_root(group, || shared::add_reader(self, &meta.manager, meta.id))?;
+        let reader = if register {
+            on_root(group, || shared::add_reader(self, &meta.manager, meta.id))?
+        } else {
+            0
+        };
         Ok(SharedArray::new(
             self.clone(),
             group,
             meta,
             layout,
-            (group.rank() == 0).then_some(reader),
+            (register && group.rank() == 0).then_some(reader),
         ))
     }
 

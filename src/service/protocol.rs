@@ -729,7 +729,7 @@ impl Response {
     pub fn error(e: &Error) -> Response {
         Response::Error {
             code: e.code().as_u32(),
-            message: e.to_string(),
+            message: e.detail(),
         }
     }
 

@@ -4,8 +4,11 @@
 //! juxmem manager  --cluster NAME [--listen ADDR]           run a cluster manager
 //! juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR]
 //!                                                          run a provider daemon
-//! juxmem status                                            clusters, members, arrays, copies
-//! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
+//! juxmem status [--json]                                   clusters, members, arrays, copies
+//! juxmem get  NAME[@VERSION] --npy FILE [--wait SECONDS]   read an array into a NumPy file
+//! juxmem show NAME[@VERSION] --png FILE [--slice I,..] [--range LO,HI] [--wait SECONDS]
+//!                                                          draw a 2-D field as a heat map
+//! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
 //!                                                          start a local federation and run a pipeline
 //! juxmem destroy NAME [--force]                            free an array's name and copies
 //! ```
@@ -13,7 +16,9 @@
 //! The federation is found through `JUXMEM_FEDERATION_DIR` or `JUXMEM_FEDERATION` (see the
 //! README's environment table); `--dir` sets the directory for all commands.
 
+mod inspect;
 mod launch;
+mod picture;
 mod status;
 
 use std::collections::BTreeMap;
@@ -87,6 +92,24 @@ fn parse_args(raw: &[String], with_value: &[&str]) -> Result<Args> {
     Ok(a)
 }
 
+/// The flags given, refusing any not in `known` (a misspelt option is an error, not ignored).
+fn only_flags<'a>(args: &Args, known: &[&'a str]) -> Result<Vec<&'a str>> {
+    args.flags
+        .iter()
+        .map(|f| {
+            known
+                .iter()
+                .find(|k| **k == f.as_str())
+                .copied()
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "unknown option --{f} (juxmem help lists the options)"
+                    ))
+                })
+        })
+        .collect()
+}
+
 fn config(args: &Args) -> Result<Config> {
     let mut cfg = Config::from_env()?;
     if let Some(c) = args.options.get("cluster") {
@@ -108,10 +131,18 @@ fn config(args: &Args) -> Result<Config> {
 pub(crate) const USAGE: &str = "usage:
   juxmem manager  --cluster NAME [--listen ADDR] [--dir DIR]
   juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR] [--dir DIR]
-  juxmem status   [--dir DIR]
-  juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS]
+  juxmem status   [--json] [--dir DIR]
+  juxmem get      NAME[@VERSION] --npy FILE [--wait SECONDS] [--dir DIR]
+  juxmem show     NAME[@VERSION] --png FILE [--slice I,J,..] [--range LO,HI] [--wait SECONDS]
+                  [--dir DIR]
+  juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
   juxmem destroy  NAME [--force] [--dir DIR]
-The federation is found through JUXMEM_FEDERATION_DIR (or --dir) or JUXMEM_FEDERATION.";
+The federation is found through JUXMEM_FEDERATION_DIR (or --dir) or JUXMEM_FEDERATION.
+get writes the array (latest version, or VERSION) as a NumPy .npy file; show draws a 2-D
+array, or the slice of an n-D one at the leading indices --slice I,J,.. (default 0,..), as a
+PNG heat map with a colour bar (colours over the data's range, or --range LO,HI). A VERSION
+not released yet is an error unless --wait SECONDS waits for it. destroy frees an array's
+name and copies (--force: even while other processes use it).";
 
 fn main() -> ExitCode {
     let filter = std::env::var("JUXMEM_LOG").unwrap_or_else(|_| "warn".into());
@@ -130,11 +161,25 @@ fn main() -> ExitCode {
         "manager" => parse_args(rest, &["cluster", "listen", "dir"]).and_then(|a| run_manager(&a)),
         "provider" => parse_args(rest, &["cluster", "listen", "dir", "name", "capacity"])
             .and_then(|a| run_provider(&a)),
-        "status" => parse_args(rest, &["dir", "cluster"])
-            .and_then(|a| config(&a))
-            .and_then(|c| status::run_status(&c)),
+        "status" => parse_args(rest, &["dir", "cluster"]).and_then(|a| {
+            let json = only_flags(&a, &["json"])?.contains(&"json");
+            status::run_status(&config(&a)?, json)
+        }),
+        "get" => parse_args(rest, &["dir", "cluster", "npy", "wait"]).and_then(|a| {
+            only_flags(&a, &[])?;
+            inspect::run_get(config(&a)?, &a)
+        }),
+        "show" => {
+            parse_args(rest, &["dir", "cluster", "png", "wait", "slice", "range"]).and_then(|a| {
+                only_flags(&a, &[])?;
+                inspect::run_show(config(&a)?, &a)
+            })
+        }
         "launch" => parse_args(rest, &["dir", "timeout"]).and_then(|a| launch::run_launch(&a)),
-        "destroy" => parse_args(rest, &["dir", "cluster"]).and_then(|a| run_destroy(&a)),
+        "destroy" => parse_args(rest, &["dir", "cluster"]).and_then(|a| {
+            only_flags(&a, &["force"])?;
+            run_destroy(&a)
+        }),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -146,7 +191,12 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("juxmem {cmd}: {e}");
+            // The kind of error is in the message ("not found: ...") and its stable code here.
+            eprintln!(
+                "juxmem {cmd}: {e} (code {}, {:?})",
+                e.code().as_u32(),
+                e.code()
+            );
             ExitCode::from(1)
         }
     }

@@ -1,11 +1,17 @@
-//! `juxmem status`: the federation as its managers see it, printed for operators.
+//! `juxmem status`: the federation as its managers see it, printed for operators, or as JSON
+//! for programs (`--json`, the schema below).
+
+use serde::Serialize;
 
 use juxmem::config::Config;
 use juxmem::error::{Error, Result};
 use juxmem::service::contact;
 use juxmem::service::node::{hello_of, new_incarnation};
 use juxmem::service::pool::Pool;
-use juxmem::service::protocol::{ClusterStatus, Health, NodeInfo, NodeKind, Request, Response};
+use juxmem::service::protocol::{
+    ArrayStatus, BlockPlacement, ClusterStatus, FullPolicy, Health, HomePlacement, NodeInfo,
+    NodeKind, Request, Response,
+};
 
 pub fn client_pool(cfg: &Config, what: &str) -> Pool {
     let me = NodeInfo {
@@ -115,7 +121,246 @@ pub fn print_status(status: &[ClusterStatus]) {
     }
 }
 
-pub fn run_status(cfg: &Config) -> Result<()> {
-    print_status(&federation_status(cfg)?);
+pub fn run_status(cfg: &Config, json: bool) -> Result<()> {
+    let status = federation_status(cfg)?;
+    if json {
+        let doc = JsonStatus::new(&cfg.federation, &status);
+        let text = serde_json::to_string_pretty(&doc)
+            .map_err(|e| Error::Protocol(format!("status as JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        print_status(&status);
+    }
     Ok(())
+}
+
+// `juxmem status --json`: a document of its own rather than the wire types serialized as they
+// are, so that the wire protocol can change without breaking scripts, and so that it reads
+// well: names in lower case, unlimited capacity as null, each block's health next to its
+// placement, 64-bit identifiers as strings. Bump `schema` on any incompatible change.
+
+/// The whole document.
+#[derive(Serialize)]
+struct JsonStatus<'a> {
+    /// Version of this schema.
+    schema: u32,
+    federation: &'a str,
+    clusters: Vec<JsonCluster<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonNode<'a> {
+    name: &'a str,
+    cluster: &'a str,
+    addr: &'a str,
+    /// "manager", "daemon" (a provider daemon) or "rank" (a job process).
+    kind: &'static str,
+    /// A 64-bit number, as a string (many JSON readers lose precision past 2^53).
+    incarnation: String,
+}
+
+#[derive(Serialize)]
+struct JsonCluster<'a> {
+    name: &'a str,
+    manager: JsonNode<'a>,
+    members: Vec<JsonMember<'a>>,
+    dead: Vec<JsonDead<'a>>,
+    arrays: Vec<JsonArray<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonMember<'a> {
+    #[serde(flatten)]
+    node: JsonNode<'a>,
+    /// Bytes offered; null: unlimited.
+    capacity: Option<u64>,
+    /// Bytes placed on it.
+    reserved: u64,
+}
+
+#[derive(Serialize)]
+struct JsonDead<'a> {
+    #[serde(flatten)]
+    node: JsonNode<'a>,
+    reason: &'a str,
+    /// Seconds since it was declared dead.
+    ago_s: f64,
+}
+
+#[derive(Serialize)]
+struct JsonArray<'a> {
+    name: &'a str,
+    /// A 64-bit number, as a string.
+    id: String,
+    /// Element type: i8, u8, ..., f32, f64.
+    elem: &'static str,
+    shape: Vec<u64>,
+    /// Storage layout: distribution of each dimension ("block", "cyclic", "block-cyclic(N)")
+    /// over a process grid; block `i` is grid rank `i`'s part.
+    dists: Vec<String>,
+    grid: Vec<u64>,
+    /// Latest committed version (0: never released).
+    version: u64,
+    /// Oldest version still retained.
+    oldest_kept: u64,
+    /// Versions pinned by readers.
+    pinned: &'a [u64],
+    /// The process holding the write lock.
+    writer: Option<&'a str>,
+    dropped_unread: u64,
+    redundancy: JsonRedundancy,
+    retention: JsonRetention,
+    /// "creator" (ranks of the creating job) or "daemons".
+    homes: &'static str,
+    replicate_to: &'a [String],
+    /// The manager holding the array's entry.
+    manager: &'a str,
+    blocks: Vec<JsonBlock<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRedundancy {
+    clusters: u32,
+    providers_per_cluster: u32,
+}
+
+#[derive(Serialize)]
+struct JsonRetention {
+    max_versions: u32,
+    /// "block" or "drop_oldest".
+    on_full: &'static str,
+    expected_readers: u32,
+}
+
+#[derive(Serialize)]
+struct JsonBlock<'a> {
+    block: usize,
+    /// "healthy", "restoring", "degraded" or "lost".
+    health: &'static str,
+    /// Placement term.
+    term: u64,
+    bytes: u64,
+    home: Option<JsonNode<'a>>,
+    replicas: Vec<JsonNode<'a>>,
+    restoring: Vec<JsonNode<'a>>,
+    /// Committed states retained: (version from which it holds, write epoch).
+    stamps: Vec<JsonStamp>,
+}
+
+#[derive(Serialize)]
+struct JsonStamp {
+    version: u64,
+    epoch: u64,
+}
+
+impl<'a> JsonNode<'a> {
+    fn of(n: &'a NodeInfo) -> JsonNode<'a> {
+        JsonNode {
+            name: &n.name,
+            cluster: &n.cluster,
+            addr: &n.addr,
+            kind: match n.kind {
+                NodeKind::Manager => "manager",
+                NodeKind::Daemon => "daemon",
+                NodeKind::Rank => "rank",
+            },
+            incarnation: n.incarnation.to_string(),
+        }
+    }
+}
+
+impl<'a> JsonStatus<'a> {
+    fn new(federation: &'a str, status: &'a [ClusterStatus]) -> JsonStatus<'a> {
+        JsonStatus {
+            schema: 1,
+            federation,
+            clusters: status
+                .iter()
+                .map(|c| JsonCluster {
+                    name: &c.cluster,
+                    manager: JsonNode::of(&c.manager),
+                    members: c
+                        .members
+                        .iter()
+                        .map(|m| JsonMember {
+                            node: JsonNode::of(&m.node),
+                            capacity: (m.capacity != u64::MAX).then_some(m.capacity),
+                            reserved: m.reserved,
+                        })
+                        .collect(),
+                    dead: c
+                        .dead
+                        .iter()
+                        .map(|d| JsonDead {
+                            node: JsonNode::of(&d.node),
+                            reason: &d.reason,
+                            ago_s: d.ago_s,
+                        })
+                        .collect(),
+                    arrays: c.arrays.iter().map(JsonArray::of).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> JsonArray<'a> {
+    fn of(a: &'a ArrayStatus) -> JsonArray<'a> {
+        let m = &a.meta;
+        let s = &m.spec;
+        let block = |(b, p): (usize, &'a BlockPlacement)| JsonBlock {
+            block: b,
+            health: match a.health.get(b).copied().unwrap_or(Health::Healthy) {
+                Health::Healthy => "healthy",
+                Health::Restoring => "restoring",
+                Health::Degraded => "degraded",
+                Health::Lost => "lost",
+            },
+            term: p.term,
+            bytes: m.block_bytes(b as u64).unwrap_or(0),
+            home: p.home.as_ref().map(JsonNode::of),
+            replicas: p.replicas.iter().map(JsonNode::of).collect(),
+            restoring: p.restoring.iter().map(JsonNode::of).collect(),
+            stamps: p
+                .stamps
+                .iter()
+                .map(|s| JsonStamp {
+                    version: s.version,
+                    epoch: s.epoch,
+                })
+                .collect(),
+        };
+        JsonArray {
+            name: &s.name,
+            id: m.id.to_string(),
+            elem: s.elem.name(),
+            shape: s.layout.shape(),
+            dists: s.layout.dists().iter().map(|d| d.to_string()).collect(),
+            grid: s.layout.grid(),
+            version: m.committed,
+            oldest_kept: m.floor,
+            pinned: &a.pins,
+            writer: a.writer.as_deref(),
+            dropped_unread: a.dropped_unread,
+            redundancy: JsonRedundancy {
+                clusters: s.redundancy.clusters,
+                providers_per_cluster: s.redundancy.providers_per_cluster,
+            },
+            retention: JsonRetention {
+                max_versions: s.retention.max_versions,
+                on_full: match s.retention.on_full {
+                    FullPolicy::Block => "block",
+                    FullPolicy::DropOldest => "drop_oldest",
+                },
+                expected_readers: s.retention.readers,
+            },
+            homes: match s.homes {
+                HomePlacement::Creator => "creator",
+                HomePlacement::Daemons => "daemons",
+            },
+            replicate_to: &s.replicate_to,
+            manager: &m.manager.name,
+            blocks: m.blocks.iter().enumerate().map(block).collect(),
+        }
+    }
 }

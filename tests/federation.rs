@@ -562,8 +562,8 @@ fn handoff_benchmark_runs_and_checks_its_results() {
         &pipeline,
         format!(
             "federation handoff-test\ncluster A providers=0\ncluster B providers=0\n\
-             stage A np=2 {p} --role producer --mib 4 --reps 2 --dir {d}\n\
-             stage B np=2 {p} --role consumer --mib 4 --reps 2 --dir {d}\n"
+             stage A np=2 {p} --role producer --files --mib 4 --reps 2 --dir {d}\n\
+             stage B np=2 {p} --role consumer --files --mib 4 --reps 2 --dir {d}\n"
         ),
     )
     .unwrap();

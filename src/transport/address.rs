@@ -5,6 +5,9 @@
 //! - `JUXMEM_LISTEN` on all interfaces (`0.0.0.0:PORT`): listen there, and advertise the address
 //!   `JUXMEM_INTERFACE` names, or else the one that routes toward the cluster's manager.
 //! - No `JUXMEM_LISTEN`: listen on (and advertise) that same chosen address, on any free port.
+//! - With neither setting and no manager to route toward (the first manager of a federation),
+//!   the chosen address is the one of the host's default route (loopback if there is none).
+//!   `juxmem launch` keeps its local federation on loopback by listening on `127.0.0.1`.
 //! - `JUXMEM_INTERFACE` is a comma-separated list of interface names (`eth0`, `ib0`) or IPv4
 //!   networks (`198.18.0.0/15`); the first entry that matches an address of this host wins.
 //!
@@ -99,6 +102,10 @@ pub fn pick(spec: &str, interfaces: &[(String, Ipv4Addr)]) -> Result<Ipv4Addr> {
     )))
 }
 
+/// An address outside any local network (TEST-NET-3, RFC 5737): routing toward it finds the
+/// default route. Nothing is ever sent there.
+const DEFAULT_ROUTE_PROBE: &str = "203.0.113.1:9";
+
 /// The local address the kernel would use to reach `peer` (no packet is sent).
 pub fn route_toward(peer: &str) -> Result<IpAddr> {
     let target = peer
@@ -131,7 +138,11 @@ pub fn choose(
         match (interface, toward) {
             (Some(spec), _) => Ok(IpAddr::V4(pick(spec, &interfaces()?)?)),
             (None, Some(peer)) => route_toward(peer),
-            (None, None) => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            // Nobody to route toward (the first manager): the host's default route, the
+            // address other hosts most likely reach; loopback on a host with no route out.
+            (None, None) => {
+                Ok(route_toward(DEFAULT_ROUTE_PROBE).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+            }
         }
     };
     let endpoint = match listen {

@@ -245,7 +245,10 @@ impl LocalFederation {
             )
             .env("JUXMEM_TIMEOUT", self.settings.timeout.to_string())
             .env_remove("JUXMEM_FEDERATION")
-            .env_remove("JUXMEM_FEDERATION_ID");
+            .env_remove("JUXMEM_FEDERATION_ID")
+            .env_remove("JUXMEM_INTERFACE")
+            // Everything on loopback (a manager with nothing set would take the default route).
+            .env("JUXMEM_LISTEN", "127.0.0.1:0");
     }
 
     /// Configuration for an in-process client of `cluster`.

@@ -3,6 +3,7 @@
 
 pub mod federation;
 pub mod mpirun;
+pub mod netlab;
 
 use juxmem::layout::Layout;
 use juxmem::plan::Plan;

@@ -500,6 +500,13 @@ pub fn run_launch(args: &Args) -> Result<()> {
             let mut cmd = Command::new(&exe);
             cmd.args(["manager", "--cluster", &c.name]);
             base_env(&mut cmd, &c.name);
+            // A local federation stays on this host unless told otherwise (the manager would
+            // otherwise advertise the default route's address; everyone else routes toward it).
+            if std::env::var_os("JUXMEM_LISTEN").is_none()
+                && std::env::var_os("JUXMEM_INTERFACE").is_none()
+            {
+                cmd.env("JUXMEM_LISTEN", "127.0.0.1:0");
+            }
             daemons.push(spawn_echoed(
                 &format!("{} manager", c.name),
                 cmd,

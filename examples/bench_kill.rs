@@ -32,6 +32,8 @@ const NAME: &str = "bench/kill";
 struct Run {
     ops: u64,
     failed: u64,
+    /// Operations the history recorder could not take (counted as a failure).
+    unrecorded: u64,
     mean_s: f64,
     max_s: f64,
     kills: u32,
@@ -77,6 +79,7 @@ fn run(
     let mut r = Run {
         ops: 0,
         failed: 0,
+        unrecorded: 0,
         mean_s: 0.0,
         max_s: 0.0,
         kills: 0,
@@ -113,7 +116,7 @@ fn run(
                 let cluster = victim.split('/').next().unwrap_or("A").to_string();
                 let t = Instant::now();
                 {
-                    let mut f = fed.lock().unwrap();
+                    let mut f = fed.lock().unwrap_or_else(|e| e.into_inner());
                     f.kill(&victim);
                     f.spawn_provider(&cluster, &format!("fresh-{fresh}"));
                 }
@@ -154,16 +157,18 @@ fn run(
             let dt = t.elapsed().as_secs_f64();
             times.push(dt);
             match res {
-                Ok(version) => rec.finish(p, Outcome::Ok { version, value }).unwrap(),
+                Ok(version) => {
+                    r.unrecorded += rec.finish(p, Outcome::Ok { version, value }).is_err() as u64
+                }
                 Err(e) => {
                     eprintln!("kill: operation failed: {e}");
                     r.failed += 1;
-                    rec.finish(p, Outcome::Unknown).unwrap();
+                    r.unrecorded += rec.finish(p, Outcome::Unknown).is_err() as u64;
                 }
             }
         }
         stop.store(true, Ordering::SeqCst);
-        let (kills, restored, restore_s) = killer.join().unwrap();
+        let (kills, restored, restore_s) = killer.join().unwrap_or_default();
         r.kills = kills;
         r.restored_before_next = restored + u32::from(kills > 0 && healthy(client));
         r.restore_s = restore_s;
@@ -175,18 +180,28 @@ fn run(
 }
 
 fn main() {
+    if let Err(e) = bench() {
+        eprintln!("bench_kill: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bench() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let opt = |name: &str| {
         args.iter()
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1).cloned())
     };
-    let seconds: f64 = opt("--seconds").map_or(60.0, |s| s.parse().unwrap());
+    let seconds: f64 = match opt("--seconds") {
+        Some(s) => s.parse().map_err(|e| format!("--seconds {s:?}: {e}"))?,
+        None => 60.0,
+    };
     let deltas: Vec<f64> = opt("--deltas")
         .unwrap_or_else(|| "5,10,30".into())
         .split(',')
-        .map(|d| d.parse().unwrap())
-        .collect();
+        .map(|d| d.parse().map_err(|e| format!("--deltas: {d:?}: {e}")))
+        .collect::<Result<_, _>>()?;
     let settings = Settings {
         failure_timeout: 3.0,
         timeout: 20.0,
@@ -194,11 +209,11 @@ fn main() {
         capacity: "64MiB".into(),
     };
     let fed = LocalFederation::start_with("kill", &[("A", 8), ("B", 8)], settings);
-    let client = Federation::join(fed.config("A")).unwrap();
-    let opts = ArrayOptions::new(Layout::one_d(LEN, Dist::Block, 1).unwrap())
+    let client = Federation::join(fed.config("A"))?;
+    let opts = ArrayOptions::new(Layout::one_d(LEN, Dist::Block, 1)?)
         .homes_on_daemons()
         .redundancy(2, 2);
-    let a = client.create::<f64, _>(&SOLO, NAME, opts).unwrap();
+    let a = client.create::<f64, _>(&SOLO, NAME, opts)?;
     let fed = Mutex::new(fed);
     let rec = Recorder::new();
     let mut value = 0u64;
@@ -250,15 +265,13 @@ fn main() {
             after.ops,
             before.failed + after.failed
         );
-        ok &= kill.failed == 0 && kill.restored_before_next == kill.kills;
+        ok &= kill.failed == 0 && kill.unrecorded == 0 && kill.restored_before_next == kill.kills;
     }
     ok &= baselines.iter().all(|b| b.failed == 0);
     // The history: every acknowledged write readable as the latest at the end.
-    let g = a
-        .acquire_region_read(&[0], &[LEN], VersionReq::Latest, Duration::from_secs(60))
-        .unwrap();
+    let g = a.acquire_region_read(&[0], &[LEN], VersionReq::Latest, Duration::from_secs(60))?;
     let mut buf = vec![0.0; LEN as usize];
-    g.get(&mut buf).unwrap();
+    g.get(&mut buf)?;
     let uniform = buf.iter().all(|&x| x == buf[0]);
     let records = rec.records();
     let report = history::check(
@@ -275,7 +288,7 @@ fn main() {
     drop(a);
     drop(client);
     if !ok {
-        eprintln!("kill: FAILED (see above)");
-        std::process::exit(1);
+        return Err("kill: FAILED (see above)".into());
     }
+    Ok(())
 }

@@ -33,7 +33,7 @@ struct Stage<'a, C: Communicator> {
 }
 
 impl<C: Communicator> Stage<'_, C> {
-    fn layout(&self, stage: usize) -> Layout {
+    fn layout(&self, stage: usize) -> juxmem::Result<Layout> {
         model::stage_layout(&self.params, stage, self.ranks[stage - 1].len() as u64)
     }
 
@@ -42,26 +42,29 @@ impl<C: Communicator> Stage<'_, C> {
     }
 
     /// Hands the field from stage `from` to stage `from + 1`; returns the receiver's part.
-    fn hand_off(&self, from: usize, part: Option<&[f64]>) -> Option<Vec<f64>> {
-        let (src, dst) = (self.layout(from), self.layout(from + 1));
-        let plan = Plan::cached(&src, &dst).unwrap();
+    fn hand_off(&self, from: usize, part: Option<&[f64]>) -> juxmem::Result<Option<Vec<f64>>> {
+        let (src, dst) = (self.layout(from)?, self.layout(from + 1)?);
+        let plan = Plan::cached(&src, &dst)?;
         let map = RankMap {
             src: self.ranks[from - 1].clone(),
             dst: self.ranks[from].clone(),
         };
-        let mut out = (self.number == from + 1)
-            .then(|| vec![0.0; dst.local_len(self.grid_rank()).unwrap() as usize]);
-        redistribute(self.world, &plan, &map, part, out.as_deref_mut()).unwrap();
-        out
+        let mut out = if self.number == from + 1 {
+            Some(vec![0.0; dst.local_len(self.grid_rank())? as usize])
+        } else {
+            None
+        };
+        redistribute(self.world, &plan, &map, part, out.as_deref_mut())?;
+        Ok(out)
     }
 
     /// Largest difference (over the stage) between its parts and the reference field.
-    fn max_error(&self, layout: &Layout, part: &[f64], reference: &[f64]) -> f64 {
-        let err = model::max_error(&self.params, layout, self.grid_rank(), part, reference);
+    fn max_error(&self, layout: &Layout, part: &[f64], reference: &[f64]) -> juxmem::Result<f64> {
+        let err = model::max_error(&self.params, layout, self.grid_rank(), part, reference)?;
         let mut worst = 0.0;
         self.local
             .all_reduce_into(&err, &mut worst, SystemOperation::max());
-        worst
+        Ok(worst)
     }
 
     fn report(&self, cycle: u64, what: &str, err: f64) -> bool {
@@ -75,10 +78,19 @@ impl<C: Communicator> Stage<'_, C> {
     }
 }
 
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
 fn main() {
-    let (universe, level) =
-        mpi::initialize_with_threading(mpi::Threading::Funneled).expect("MPI init");
-    check_thread_level(level).unwrap();
+    if let Err(e) = run() {
+        eprintln!("pipeline_mpmd: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Res<()> {
+    let (universe, level) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+        .ok_or("MPI is already initialised")?;
+    check_thread_level(level)?;
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
         args.iter()
@@ -87,9 +99,12 @@ fn main() {
     };
     let number: usize = arg("--stage")
         .and_then(|s| s.parse().ok())
-        .expect("--stage 1|2|3");
-    let cycles: u64 = arg("--cycles").and_then(|s| s.parse().ok()).unwrap_or(3);
-    assert!((1..=3).contains(&number), "--stage must be 1, 2 or 3");
+        .filter(|n| (1..=3).contains(n))
+        .ok_or("--stage 1|2|3 is required")?;
+    let cycles: u64 = match arg("--cycles") {
+        Some(c) => c.parse().map_err(|e| format!("--cycles {c:?}: {e}"))?,
+        None => 3,
+    };
 
     let world = universe.world().duplicate();
     let mut stages = vec![0i32; world.size() as usize];
@@ -101,13 +116,12 @@ fn main() {
                 .collect()
         })
         .collect();
-    assert!(
-        ranks.iter().all(|r| !r.is_empty()),
-        "every stage needs at least one rank"
-    );
+    if ranks.iter().any(|r| r.is_empty()) {
+        return Err("every stage needs at least one rank (--stage 1, 2 and 3)".into());
+    }
     let local = world
         .split_by_color(Color::with_value(number as i32))
-        .expect("stage communicator");
+        .ok_or("no communicator for this stage")?;
     let stage = Stage {
         world: &world,
         local,
@@ -121,7 +135,7 @@ fn main() {
             stage.params.rows, stage.params.cols, stage.ranks
         );
     }
-    let layout = stage.layout(number);
+    let layout = stage.layout(number)?;
     if stage.local.rank() == 0 {
         println!(
             "stage {number}: {} ranks, layout {layout}",
@@ -133,28 +147,28 @@ fn main() {
         let reference = model::serial(&stage.params, cycle);
         let part = match number {
             1 => {
-                let init = model::initial_part(&stage.params, cycle, &layout, stage.grid_rank());
+                let init = model::initial_part(&stage.params, cycle, &layout, stage.grid_rank())?;
                 model::day1_band(&stage.params, &stage.local, &layout, init)
             }
             2 => {
-                let mut got = stage.hand_off(1, None).unwrap();
-                let err = stage.max_error(&layout, &got, &reference[0]);
+                let mut got = stage.hand_off(1, None)?.ok_or("stage 2 received nothing")?;
+                let err = stage.max_error(&layout, &got, &reference[0])?;
                 ok &= stage.report(cycle, "day 1 received", err);
                 model::day2_rows(&stage.params, &layout, stage.grid_rank(), &mut got);
                 got
             }
             _ => {
-                let mut got = stage.hand_off(2, None).unwrap();
-                let err = stage.max_error(&layout, &got, &reference[1]);
+                let mut got = stage.hand_off(2, None)?.ok_or("stage 3 received nothing")?;
+                let err = stage.max_error(&layout, &got, &reference[1])?;
                 ok &= stage.report(cycle, "day 2 received", err);
-                model::day3_tiles(&stage.params, &layout, stage.grid_rank(), &mut got);
+                model::day3_tiles(&stage.params, &layout, stage.grid_rank(), &mut got)?;
                 got
             }
         };
-        let err = stage.max_error(&layout, &part, &reference[number - 1]);
+        let err = stage.max_error(&layout, &part, &reference[number - 1])?;
         ok &= stage.report(cycle, &format!("day {number} computed"), err);
         if number < 3 {
-            stage.hand_off(number, Some(&part));
+            stage.hand_off(number, Some(&part))?;
         }
     }
     let mut all_ok = 0i32;
@@ -172,6 +186,7 @@ fn main() {
         }
     }
     if all_ok != 0 {
-        std::process::exit(1);
+        return Err("a field differs from the single-process model".into());
     }
+    Ok(())
 }

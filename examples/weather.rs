@@ -42,6 +42,8 @@ use model::Params;
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
 const WAIT: Duration = Duration::from_secs(120);
 
 struct Ctx<'a> {
@@ -56,7 +58,7 @@ impl Ctx<'_> {
         self.world.rank() as u64
     }
 
-    fn layout(&self, stage: usize) -> Layout {
+    fn layout(&self, stage: usize) -> juxmem::Result<Layout> {
         model::stage_layout(&self.params, stage, self.world.size() as u64)
     }
 
@@ -69,8 +71,8 @@ impl Ctx<'_> {
         layout: &Layout,
         part: &[f64],
         reference: &[f64],
-    ) {
-        let err = model::max_error(&self.params, layout, self.rank(), part, reference);
+    ) -> Res<()> {
+        let err = model::max_error(&self.params, layout, self.rank(), part, reference)?;
         let mut worst = 0.0;
         self.world
             .all_reduce_into(&err, &mut worst, SystemOperation::max());
@@ -85,18 +87,21 @@ impl Ctx<'_> {
             );
         }
         self.ok &= worst == 0.0;
+        Ok(())
     }
 
     /// Rank 0 reads the whole field of a held version and writes it as a PNG.
-    fn picture(&self, array: &SharedArray<'_, f64, mpi::topology::SimpleCommunicator>, name: &str) {
+    fn picture(
+        &self,
+        array: &SharedArray<'_, f64, mpi::topology::SimpleCommunicator>,
+        name: &str,
+    ) -> Res<()> {
         if self.rank() != 0 {
-            return;
+            return Ok(());
         }
         let (rows, cols) = (self.params.rows, self.params.cols);
         let mut field = vec![0.0; rows * cols];
-        array
-            .get(&[0, 0], &[rows as u64, cols as u64], &mut field)
-            .unwrap();
+        array.get(&[0, 0], &[rows as u64, cols as u64], &mut field)?;
         let path = self.out.join(name);
         let map = picture::HeatMap {
             field: &field,
@@ -111,15 +116,26 @@ impl Ctx<'_> {
             row_label: "row (south to north)".into(),
             col_label: "column (west to east)".into(),
         };
-        picture::render(&map).image.write_png(&path).unwrap();
+        picture::render(&map)
+            .image
+            .write_png(&path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
+        Ok(())
     }
 }
 
 fn main() {
-    let (universe, level) =
-        mpi::initialize_with_threading(mpi::Threading::Funneled).expect("MPI init");
-    juxmem::transport::mpi::check_thread_level(level).unwrap();
+    if let Err(e) = run() {
+        eprintln!("weather: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Res<()> {
+    let (universe, level) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+        .ok_or("MPI is already initialised")?;
+    juxmem::transport::mpi::check_thread_level(level)?;
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
         args.iter()
@@ -133,21 +149,24 @@ fn main() {
             .parse()
             .ok()
             .filter(|n| (1..=3).contains(n))
-            .expect("--stage 1|2|3|verify"),
+            .ok_or_else(|| format!("--stage {s:?}: 1, 2, 3 or verify"))?,
     };
-    let cycles: u64 = arg("--cycles").and_then(|s| s.parse().ok()).unwrap_or(3);
+    let cycles: u64 = match arg("--cycles") {
+        Some(c) => c.parse().map_err(|e| format!("--cycles {c:?}: {e}"))?,
+        None => 3,
+    };
     let out = PathBuf::from(arg("--out").map_or("out/weather", |s| s.as_str()));
     let world = universe.world();
-    let cfg = Config::from_env().unwrap();
+    let cfg = Config::from_env()?;
     let cluster = cfg.cluster.clone();
-    let fed = Federation::join_as(cfg, &format!("rank{}", world.rank())).unwrap();
+    let fed = Federation::join_as(cfg, &format!("rank{}", world.rank()))?;
     let mut ctx = Ctx {
         world: &world,
         params: Params::demo(),
         out,
         ok: true,
     };
-    let me = ctx.layout(stage);
+    let me = ctx.layout(stage)?;
     if ctx.rank() == 0 {
         println!(
             "stage {stage_arg} on cluster {cluster}: {} ranks, field held as {me}",
@@ -157,24 +176,22 @@ fn main() {
     let t0 = Instant::now();
     match stage {
         1 => {
-            let mut day1 = fed
-                .create::<f64, _>(
-                    &world,
-                    "forecast/day1/t",
-                    ArrayOptions::new(me.clone())
-                        .redundancy(2, 1)
-                        .replicate_to(["A2"])
-                        .retention(2, FullPolicy::Block)
-                        .expect_readers(1),
-                )
-                .unwrap();
+            let mut day1 = fed.create::<f64, _>(
+                &world,
+                "forecast/day1/t",
+                ArrayOptions::new(me.clone())
+                    .redundancy(2, 1)
+                    .replicate_to(["A2"])
+                    .retention(2, FullPolicy::Block)
+                    .expect_readers(1),
+            )?;
             for cycle in 0..cycles {
                 let reference = model::serial(&ctx.params, cycle);
-                let init = model::initial_part(&ctx.params, cycle, &me, ctx.rank());
+                let init = model::initial_part(&ctx.params, cycle, &me, ctx.rank())?;
                 let band = model::day1_band(&ctx.params, &world, &me, init);
-                day1.acquire().unwrap();
-                day1.local_mut().unwrap().copy_from_slice(&band);
-                let v = day1.release().unwrap();
+                day1.acquire()?;
+                day1.local_mut()?.copy_from_slice(&band);
+                let v = day1.release()?;
                 ctx.check(
                     1,
                     cycle,
@@ -182,31 +199,25 @@ fn main() {
                     &me,
                     &band,
                     &reference[0],
-                );
+                )?;
             }
         }
         2 => {
             let l1 = me.clone();
-            let mut day1 = fed
-                .open_wait::<f64, _>(&world, "forecast/day1/t", l1, WAIT)
-                .unwrap();
-            let mut day2 = fed
-                .create::<f64, _>(
-                    &world,
-                    "forecast/day2/t",
-                    ArrayOptions::new(me.clone())
-                        .redundancy(2, 1)
-                        .replicate_to(["A3"])
-                        .retention(2, FullPolicy::Block)
-                        .expect_readers(1),
-                )
-                .unwrap();
+            let mut day1 = fed.open_wait::<f64, _>(&world, "forecast/day1/t", l1, WAIT)?;
+            let mut day2 = fed.create::<f64, _>(
+                &world,
+                "forecast/day2/t",
+                ArrayOptions::new(me.clone())
+                    .redundancy(2, 1)
+                    .replicate_to(["A3"])
+                    .retention(2, FullPolicy::Block)
+                    .expect_readers(1),
+            )?;
             for cycle in 0..cycles {
                 let reference = model::serial(&ctx.params, cycle);
-                let v = day1
-                    .acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)
-                    .unwrap();
-                let mut rows = day1.local().unwrap().to_vec();
+                let v = day1.acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)?;
+                let mut rows = day1.local()?.to_vec();
                 ctx.check(
                     2,
                     cycle,
@@ -214,13 +225,13 @@ fn main() {
                     &me,
                     &rows,
                     &reference[0],
-                );
-                ctx.picture(&day1, &format!("day1_cycle{cycle}.png"));
-                day1.release_read().unwrap();
+                )?;
+                ctx.picture(&day1, &format!("day1_cycle{cycle}.png"))?;
+                day1.release_read()?;
                 model::day2_rows(&ctx.params, &me, ctx.rank(), &mut rows);
-                day2.acquire().unwrap();
-                day2.local_mut().unwrap().copy_from_slice(&rows);
-                let v2 = day2.release().unwrap();
+                day2.acquire()?;
+                day2.local_mut()?.copy_from_slice(&rows);
+                let v2 = day2.release()?;
                 ctx.check(
                     2,
                     cycle,
@@ -228,43 +239,33 @@ fn main() {
                     &me,
                     &rows,
                     &reference[1],
-                );
+                )?;
             }
         }
         4 => {
-            let mut day3 = fed
-                .open_wait::<f64, _>(&world, "forecast/day3/t", me.clone(), WAIT)
-                .unwrap();
+            let mut day3 = fed.open_wait::<f64, _>(&world, "forecast/day3/t", me.clone(), WAIT)?;
             for cycle in 0..cycles {
                 let reference = model::serial(&ctx.params, cycle);
-                let v = day3
-                    .acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)
-                    .unwrap();
-                let part = day3.local().unwrap().to_vec();
+                let v = day3.acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)?;
+                let part = day3.local()?.to_vec();
                 let what = format!("final field (day 3 version {v}) read back");
-                ctx.check(4, cycle, &what, &me, &part, &reference[2]);
-                day3.release_read().unwrap();
+                ctx.check(4, cycle, &what, &me, &part, &reference[2])?;
+                day3.release_read()?;
             }
         }
         _ => {
-            let mut day2 = fed
-                .open_wait::<f64, _>(&world, "forecast/day2/t", me.clone(), WAIT)
-                .unwrap();
-            let mut day3 = fed
-                .create::<f64, _>(
-                    &world,
-                    "forecast/day3/t",
-                    ArrayOptions::new(me.clone())
-                        .redundancy(1, 2)
-                        .expect_readers(1),
-                )
-                .unwrap();
+            let mut day2 = fed.open_wait::<f64, _>(&world, "forecast/day2/t", me.clone(), WAIT)?;
+            let mut day3 = fed.create::<f64, _>(
+                &world,
+                "forecast/day3/t",
+                ArrayOptions::new(me.clone())
+                    .redundancy(1, 2)
+                    .expect_readers(1),
+            )?;
             for cycle in 0..cycles {
                 let reference = model::serial(&ctx.params, cycle);
-                let v = day2
-                    .acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)
-                    .unwrap();
-                let mut part = day2.local().unwrap().to_vec();
+                let v = day2.acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)?;
+                let mut part = day2.local()?.to_vec();
                 ctx.check(
                     3,
                     cycle,
@@ -272,13 +273,13 @@ fn main() {
                     &me,
                     &part,
                     &reference[1],
-                );
-                ctx.picture(&day2, &format!("day2_cycle{cycle}.png"));
-                day2.release_read().unwrap();
-                model::day3_tiles(&ctx.params, &me, ctx.rank(), &mut part);
-                day3.acquire().unwrap();
-                day3.local_mut().unwrap().copy_from_slice(&part);
-                let v3 = day3.release().unwrap();
+                )?;
+                ctx.picture(&day2, &format!("day2_cycle{cycle}.png"))?;
+                day2.release_read()?;
+                model::day3_tiles(&ctx.params, &me, ctx.rank(), &mut part)?;
+                day3.acquire()?;
+                day3.local_mut()?.copy_from_slice(&part);
+                let v3 = day3.release()?;
                 ctx.check(
                     3,
                     cycle,
@@ -286,10 +287,10 @@ fn main() {
                     &me,
                     &part,
                     &reference[2],
-                );
-                day3.acquire_read(VersionReq::Exactly(v3)).unwrap();
-                ctx.picture(&day3, &format!("day3_cycle{cycle}.png"));
-                day3.release_read().unwrap();
+                )?;
+                day3.acquire_read(VersionReq::Exactly(v3))?;
+                ctx.picture(&day3, &format!("day3_cycle{cycle}.png"))?;
+                day3.release_read()?;
             }
         }
     }
@@ -310,6 +311,7 @@ fn main() {
     world.barrier();
     drop(fed); // leave: homes move to the replicas before the job ends
     if failed != 0 {
-        std::process::exit(1);
+        return Err("a field differs from the single-process model".into());
     }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::federation::LocalFederation;
-use common::mpirun::{example, mpi_env, run_with_timeout, Output};
+use common::mpirun::{example, mpi_env, mpirun, run_with_timeout, Output};
 use juxmem::layout::{Dist, Layout};
 use juxmem::service::protocol::VersionReq;
 use juxmem::transport::tcp::{self, Hello, HelloReply, MAGIC, PROTOCOL_VERSION};
@@ -581,4 +581,36 @@ fn handoff_benchmark_runs_and_checks_its_results() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn examples_print_errors_and_exit_non_zero() {
+    let weather = example("weather");
+    let out = mpirun(1, &weather, &["--stage", "9"], LIMIT);
+    assert!(!out.success, "a bad --stage was accepted");
+    assert!(
+        out.stderr
+            .contains("weather: --stage \"9\": 1, 2, 3 or verify"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    // No federation where it is said to be: the error, not a panic.
+    let empty = std::env::temp_dir().join(format!("juxmem-nofed-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut cmd = Command::new("mpirun");
+    mpi_env(&mut cmd);
+    cmd.env("JUXMEM_FEDERATION_DIR", &empty)
+        .env("JUXMEM_CLUSTER", "A1")
+        .args(["-np", "1"])
+        .arg(&weather)
+        .args(["--stage", "1", "--cycles", "1"]);
+    let out = run_with_timeout(cmd, LIMIT);
+    let _ = std::fs::remove_dir_all(&empty);
+    assert!(!out.success, "joined a federation that does not exist");
+    assert!(
+        out.stderr.contains("weather: ") && !out.stderr.contains("panicked"),
+        "{}",
+        out.stderr
+    );
 }

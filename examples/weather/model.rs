@@ -223,7 +223,7 @@ pub fn serial(p: &Params, cycle: u64) -> [Vec<f64>; 3] {
 
 /// The layout stage `stage` holds the field in, over `n` processes: (block, block) rows for day
 /// 1's stencil, (cyclic, block) rows for day 2's row-wise work, block-cyclic tiles for day 3.
-pub fn stage_layout(p: &Params, stage: usize, n: u64) -> Layout {
+pub fn stage_layout(p: &Params, stage: usize, n: u64) -> juxmem::Result<Layout> {
     use juxmem::layout::Dist;
     let shape = [p.rows as u64, p.cols as u64];
     match stage {
@@ -231,23 +231,25 @@ pub fn stage_layout(p: &Params, stage: usize, n: u64) -> Layout {
         2 => Layout::new(&shape, &[Dist::Cyclic, Dist::Block], &[n, 1]),
         _ => {
             let t = Dist::BlockCyclic(p.tile as u64);
-            Layout::new(&shape, &[t, t], &juxmem::balanced_grid(n, 2).unwrap())
+            Layout::new(&shape, &[t, t], &juxmem::balanced_grid(n, 2)?)
         }
     }
-    .unwrap()
 }
 
 /// Initial field of `cycle` for `rank`'s part of `layout`.
-pub fn initial_part(p: &Params, cycle: u64, layout: &Layout, rank: u64) -> Vec<f64> {
-    let mut part = vec![0.0; layout.local_len(rank).unwrap() as usize];
-    layout
-        .for_each_local_run(rank, |g, off, len| {
-            for i in 0..len {
-                part[(off + i) as usize] = initial(p, cycle, g[0] as usize, (g[1] + i) as usize);
-            }
-        })
-        .unwrap();
-    part
+pub fn initial_part(
+    p: &Params,
+    cycle: u64,
+    layout: &Layout,
+    rank: u64,
+) -> juxmem::Result<Vec<f64>> {
+    let mut part = vec![0.0; layout.local_len(rank)? as usize];
+    layout.for_each_local_run(rank, |g, off, len| {
+        for i in 0..len {
+            part[(off + i) as usize] = initial(p, cycle, g[0] as usize, (g[1] + i) as usize);
+        }
+    })?;
+    Ok(part)
 }
 
 /// Day 1 on this rank's band of full rows ((block, *) layout over a grid [n, 1]), exchanging
@@ -265,7 +267,7 @@ pub fn day1_band<C: Communicator>(
         .map(|g| g[0] as usize)
         .unwrap_or(0);
     let nrows = band.len() / cols;
-    let has_rows = |r: i32| layout.local_len(r as u64).unwrap() > 0;
+    let has_rows = |r: i32| layout.local_len(r as u64).is_ok_and(|l| l > 0);
     let north_peer = (me > 0 && nrows > 0).then_some(me - 1);
     let south_peer = (me + 1 < comm.size() && nrows > 0 && has_rows(me + 1)).then_some(me + 1);
     let (mut north, mut south) = (vec![0.0; cols], vec![0.0; cols]);
@@ -308,9 +310,9 @@ pub fn day2_rows(p: &Params, layout: &Layout, rank: u64, rows: &mut [f64]) {
 }
 
 /// Day 3 on `rank`'s tiles (block-cyclic(tile) on both axes): each local tile is one block.
-pub fn day3_tiles(p: &Params, layout: &Layout, rank: u64, part: &mut [f64]) {
+pub fn day3_tiles(p: &Params, layout: &Layout, rank: u64, part: &mut [f64]) -> juxmem::Result<()> {
     let t = p.tile as u64;
-    let local = layout.local_shape(rank).unwrap();
+    let local = layout.local_shape(rank)?;
     let (lrows, lcols) = (local[0], local[1]);
     for r0 in (0..lrows).step_by(t as usize) {
         for c0 in (0..lcols).step_by(t as usize) {
@@ -319,19 +321,24 @@ pub fn day3_tiles(p: &Params, layout: &Layout, rank: u64, part: &mut [f64]) {
             tile_update(&mut part[start..], lcols as usize, h, w);
         }
     }
+    Ok(())
 }
 
 /// Largest difference between `rank`'s part of `layout` and the full reference field.
-pub fn max_error(p: &Params, layout: &Layout, rank: u64, part: &[f64], reference: &[f64]) -> f64 {
+pub fn max_error(
+    p: &Params,
+    layout: &Layout,
+    rank: u64,
+    part: &[f64],
+    reference: &[f64],
+) -> juxmem::Result<f64> {
     let mut err = 0.0f64;
     let cols = p.cols as u64;
-    layout
-        .for_each_local_run(rank, |g, off, len| {
-            let first = (g[0] * cols + g[1]) as usize;
-            for i in 0..len as usize {
-                err = err.max((part[off as usize + i] - reference[first + i]).abs());
-            }
-        })
-        .unwrap();
-    err
+    layout.for_each_local_run(rank, |g, off, len| {
+        let first = (g[0] * cols + g[1]) as usize;
+        for i in 0..len as usize {
+            err = err.max((part[off as usize + i] - reference[first + i]).abs());
+        }
+    })?;
+    Ok(err)
 }

@@ -134,7 +134,7 @@ impl Federation {
         Federation::join_as(cfg, "proc")
     }
 
-    /// Joins with `cfg`; the process's provider is named `<cluster>/<label>-<pid>` (unique
+    /// Joins with `cfg`; the process's provider is named `<cluster>/<label>@<host>-<pid>` (unique
     /// among live processes, so that jobs reusing labels such as `rank0` do not collide).
     pub fn join_as(cfg: Config, label: &str) -> Result<Federation> {
         // A member waiting in a collective for another gives up (and aborts the job) only after

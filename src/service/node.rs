@@ -53,7 +53,7 @@ pub struct RunningProvider {
 }
 
 impl RunningProvider {
-    /// Starts a provider named `<cluster>/<label>` (a daemon) or `<cluster>/<label>-<pid>` (a
+    /// Starts a provider named `<cluster>/<label>` (a daemon) or `<cluster>/<label>@<host>-<pid>` (a
     /// rank: job processes reuse labels) offering `capacity` bytes, registers it with the
     /// manager of its cluster and starts keeping its lease. A daemon registering under the
     /// name of a registered one replaces it (a restart).
@@ -76,7 +76,14 @@ impl RunningProvider {
         let addr = endpoint.bound(local).to_string();
         let node = NodeInfo {
             name: match kind {
-                NodeKind::Rank => format!("{}/{label}-{}", cfg.cluster, std::process::id()),
+                // Job processes on several nodes reuse labels and may share a PID: the host
+                // tells them apart (and tells operators where a rank ran).
+                NodeKind::Rank => format!(
+                    "{}/{label}@{}-{}",
+                    cfg.cluster,
+                    contact::hostname(),
+                    std::process::id()
+                ),
                 _ => format!("{}/{label}", cfg.cluster),
             },
             cluster: cfg.cluster.clone(),

@@ -229,3 +229,41 @@ fn a_consumer_waiting_for_a_dead_producer_is_told_at_once() {
     assert_eq!(a.local().unwrap()[0], 2.0);
     a.release_read().unwrap();
 }
+
+#[test]
+fn a_lost_array_is_listed_as_lost_and_can_be_destroyed() {
+    let fed = LocalFederation::start_with("lost", &[("A", 1)], settings());
+    let client = Federation::join(fed.config("A")).unwrap();
+    let opts = ArrayOptions::new(Layout::one_d(1 << 10, Dist::Block, 1).unwrap())
+        .homes_on_daemons()
+        .redundancy(1, 1);
+    let mut a = client.create::<f64, _>(&SOLO, "life/lost", opts).unwrap();
+    a.acquire().unwrap();
+    a.local_mut().unwrap().fill(1.0);
+    a.release().unwrap();
+    let mut fed = fed;
+    fed.kill("A/provider-0"); // the only copy
+    let health = |c: &Federation| -> Vec<String> {
+        c.status()
+            .unwrap()
+            .iter()
+            .flat_map(|s| &s.arrays)
+            .filter(|x| x.meta.spec.name == "life/lost")
+            .flat_map(|x| x.health.iter().map(|h| h.to_string()))
+            .collect()
+    };
+    wait_for("the array listed as lost", || health(&client) == ["LOST"]);
+    assert!(fed.status_text().contains("LOST"), "{}", fed.status_text());
+    // Reading it says so (typed), and destroying it frees the name.
+    let e = a
+        .acquire_read_timeout(VersionReq::Latest, Duration::from_secs(5))
+        .and_then(|_| a.local().map(|l| l[0]))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Lost, "{e}");
+    a.destroy().unwrap();
+    assert_eq!(
+        client.lookup("life/lost").unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    assert!(health(&client).is_empty());
+}

@@ -49,6 +49,27 @@ fn started_pids(out: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The processes whose `JUXMEM_FEDERATION_DIR` lies under `dir` (daemons and ranks of the
+/// federations there), from /proc.
+fn members_of(dir: &Path) -> Vec<u32> {
+    let want = format!("JUXMEM_FEDERATION_DIR={}", dir.display());
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(e.path().join("environ")) {
+            if env
+                .split(|&b| b == 0)
+                .any(|v| v.starts_with(want.as_bytes()))
+            {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
 /// A scratch directory of fake Slurm jobs: their ids, PIDs and exit statuses. On drop, every
 /// job and every process a job logged as started that is still alive is stopped, by PID.
 struct Jobs {
@@ -188,6 +209,8 @@ impl Drop for Jobs {
                 &std::fs::read_to_string(o).unwrap_or_default(),
             ));
         }
+        // And any process of this test's federations left (a daemon a broken script lost).
+        pids.extend(members_of(&self.root));
         let left: Vec<u32> = pids.into_iter().filter(|&p| alive(p)).collect();
         for &p in &left {
             signal(p, libc::SIGTERM);
@@ -227,6 +250,16 @@ fn check_stopped(out: &str, federation: &Path, cluster: &str, steps: usize) {
     assert!(
         !federation.join(format!("{cluster}.manager")).exists(),
         "{cluster}.manager left behind:\n{out}"
+    );
+}
+
+/// No process of the federation in `dir` is left: every daemon and rank is gone.
+fn check_none_left(dir: &Path) {
+    let left = members_of(dir);
+    assert!(
+        left.is_empty(),
+        "processes of {} still running: {left:?}",
+        dir.display()
     );
 }
 
@@ -331,6 +364,7 @@ fn weather_pipeline_runs_as_three_slurm_jobs() {
         "{out}"
     );
     check_stopped(&out, &federation, "V", 1);
+    check_none_left(&federation);
     // A3 runs two provider daemons (day 3 keeps two copies there).
     let logs = std::fs::read_to_string(federation.join("logs/A3-providers.log")).unwrap();
     assert_eq!(
@@ -401,6 +435,7 @@ fn a_failing_stage_fails_its_job_and_a_cancelled_job_stops_everything() {
         "1"
     );
     check_stopped(&out_f, &fed_f, "F", 2);
+    check_none_left(&fed_f);
 
     let out_c = std::fs::read_to_string(&out_c).unwrap();
     assert_ne!(rcs[1], 0, "a cancelled job fails:\n{out_c}");
@@ -408,6 +443,7 @@ fn a_failing_stage_fails_its_job_and_a_cancelled_job_stops_everything() {
     assert!(out_c.contains("exit status 143"), "{out_c}");
     assert!(!fed_c.join("C.finished").exists(), "{out_c}");
     check_stopped(&out_c, &fed_c, "C", 2);
+    check_none_left(&fed_c);
     // The stage (`sleep 300`) is gone too.
     let stage = out_c
         .lines()

@@ -614,3 +614,23 @@ fn examples_print_errors_and_exit_non_zero() {
         out.stderr
     );
 }
+
+#[test]
+fn lock_benchmark_runs_and_checks_its_results() {
+    let prog = example("bench_lock");
+    let out = run_with_timeout(
+        {
+            let mut cmd = Command::new(prog);
+            cmd.args(["--ops", "10"]);
+            cmd
+        },
+        LIMIT,
+    );
+    check(&out, "lock benchmark");
+    assert!(
+        out.stdout
+            .contains("BENCH name=lock-put-unlock-1mib-4copies-vs-tcp juxmem_s="),
+        "{}",
+        out.stdout
+    );
+}

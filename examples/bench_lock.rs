@@ -1,0 +1,167 @@
+//! Lock-put-unlock of a 1 MiB array with 4 copies (2 clusters x 2 provider daemons, homes on
+//! daemons, on loopback) against what its data movement costs over plain TCP: sending the 3
+//! replica copies (1 MiB each) to 3 receivers and waiting for their acknowledgements, with the
+//! same 4 MiB socket buffers as juxmem, connections made once outside the timing.
+//!
+//! One juxmem operation: acquire the region lock, put 1 MiB, release (the client writes to the
+//! home, the home pushes to the 3 replicas, the manager commits). The two are interleaved
+//! operation by operation; medians (min and max alongside) over `--ops` each. Every put writes
+//! the operation's number; each TCP message is checked whole by its receiver after it
+//! acknowledged (outside the timing), and the array's last version is read back whole.
+//!
+//! Prints `BENCH name=lock-put-unlock-1mib-4copies-vs-tcp juxmem_s=... baseline_s=... ratio=...`.
+//!
+//! `bench_lock [--ops N]` (default 300).
+
+#[path = "../tests/common/federation.rs"]
+mod federation;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use federation::{LocalFederation, Settings};
+use juxmem::element::{as_bytes, as_bytes_mut};
+use juxmem::layout::{Dist, Layout};
+use juxmem::service::protocol::VersionReq;
+use juxmem::{ArrayOptions, Federation, Solo};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+static SOLO: Solo = Solo;
+const LEN: u64 = 1 << 17; // 1 MiB of f64
+const REPLICAS: usize = 3;
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn tune(s: &TcpStream) -> Res<()> {
+    s.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(s);
+    sock.set_send_buffer_size(SOCKET_BUFFER)?;
+    sock.set_recv_buffer_size(SOCKET_BUFFER)?;
+    Ok(())
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn main() {
+    if let Err(e) = bench() {
+        eprintln!("bench_lock: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bench() -> Res<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let ops: usize = match args.iter().position(|a| a == "--ops") {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or("--ops N")?
+            .parse()
+            .map_err(|e| format!("--ops: {e}"))?,
+        None => 300,
+    };
+    let settings = Settings {
+        capacity: "64MiB".into(),
+        ..Settings::default()
+    };
+    let fed = LocalFederation::start_with("lock", &[("A", 2), ("B", 2)], settings);
+    let client = Federation::join(fed.config("A"))?;
+    let opts = ArrayOptions::new(Layout::one_d(LEN, Dist::Block, 1)?)
+        .homes_on_daemons()
+        .redundancy(2, 2);
+    let a = client.create::<f64, _>(&SOLO, "bench/lock", opts)?;
+
+    // The baseline's receivers: one thread and connection each, checking every message after
+    // acknowledging it.
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let (mut senders, mut conns) = (Vec::new(), Vec::new());
+    for _ in 0..REPLICAS {
+        let out = TcpStream::connect(addr)?;
+        tune(&out)?;
+        let (conn, _) = listener.accept()?;
+        tune(&conn)?;
+        senders.push(out);
+        conns.push(conn);
+    }
+    let bad = AtomicU64::new(0);
+    let mut buf = vec![0.0f64; LEN as usize];
+    let (mut j, mut t) = (Vec::with_capacity(ops), Vec::with_capacity(ops));
+    std::thread::scope(|s| -> Res<()> {
+        let mut receivers = Vec::new();
+        for mut conn in conns.drain(..) {
+            let bad = &bad;
+            receivers.push(s.spawn(move || -> std::io::Result<()> {
+                let mut got = vec![0.0f64; LEN as usize];
+                let mut op = 0u64;
+                loop {
+                    match conn.read_exact(as_bytes_mut(&mut got)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                    conn.write_all(&[1])?;
+                    op += 1;
+                    let wrong = got.iter().filter(|&&x| x != op as f64).count();
+                    bad.fetch_add(wrong as u64, Ordering::Relaxed);
+                }
+            }));
+        }
+        for op in 1..=ops {
+            buf.fill(op as f64);
+            // juxmem.
+            let t0 = Instant::now();
+            let mut lock = a.acquire_region(&[0], &[LEN], Duration::from_secs(60))?;
+            lock.put(&buf)?;
+            lock.release()?;
+            j.push(t0.elapsed().as_secs_f64());
+            // Plain TCP: the 3 replica copies.
+            let t0 = Instant::now();
+            for c in senders.iter_mut() {
+                c.write_all(as_bytes(&buf))?;
+            }
+            let mut ack = [0u8; 1];
+            for c in senders.iter_mut() {
+                c.read_exact(&mut ack)?;
+            }
+            t.push(t0.elapsed().as_secs_f64());
+        }
+        for c in &senders {
+            c.shutdown(std::net::Shutdown::Write)?;
+        }
+        senders.clear();
+        for r in receivers {
+            r.join().map_err(|_| "a receiver panicked")??;
+        }
+        Ok(())
+    })?;
+    let wrong = bad.load(Ordering::Relaxed);
+    if wrong != 0 {
+        return Err(format!("plain TCP: {wrong} elements received wrong").into());
+    }
+    // The last version, read back whole from the array.
+    let g = a.acquire_region_read(&[0], &[LEN], VersionReq::Latest, Duration::from_secs(60))?;
+    let mut back = vec![0.0f64; LEN as usize];
+    g.get(&mut back)?;
+    if back.iter().any(|&x| x != ops as f64) {
+        return Err(format!("juxmem: version {} is not the last put", g.version()).into());
+    }
+    drop(g);
+    let (jm, jmin, jmax) = stats(j);
+    let (tm, tmin, tmax) = stats(t);
+    println!(
+        "BENCH name=lock-put-unlock-1mib-4copies-vs-tcp juxmem_s={jm:.6} baseline_s={tm:.6} ratio={:.3}",
+        jm / tm
+    );
+    println!(
+        "lock: {ops} operations each: juxmem median {jm:.5} s (min {jmin:.5}, max {jmax:.5}); 3 replica copies over plain TCP median {tm:.5} s (min {tmin:.5}, max {tmax:.5})"
+    );
+    drop(a);
+    drop(client);
+    drop(fed);
+    Ok(())
+}

@@ -214,7 +214,7 @@ fn producer(a: &Args, world: &SimpleCommunicator, fed: &Federation, block: &Layo
     let mut part = vec![0.0f64; if a.files { plen as usize } else { 0 }];
     for rep in 0..=a.reps {
         // juxmem.
-        arr.acquire()?;
+        arr.acquire_overwrite()?;
         for (i, x) in arr.local_mut()?.iter_mut().enumerate() {
             *x = value(first + i as u64, rep);
         }

@@ -189,7 +189,7 @@ fn run() -> Res<()> {
                 let reference = model::serial(&ctx.params, cycle);
                 let init = model::initial_part(&ctx.params, cycle, &me, ctx.rank())?;
                 let band = model::day1_band(&ctx.params, &world, &me, init);
-                day1.acquire()?;
+                day1.acquire_overwrite()?; // every element is written
                 day1.local_mut()?.copy_from_slice(&band);
                 let v = day1.release()?;
                 ctx.check(
@@ -229,7 +229,7 @@ fn run() -> Res<()> {
                 ctx.picture(&day1, &format!("day1_cycle{cycle}.png"))?;
                 day1.release_read()?;
                 model::day2_rows(&ctx.params, &me, ctx.rank(), &mut rows);
-                day2.acquire()?;
+                day2.acquire_overwrite()?; // every element is written
                 day2.local_mut()?.copy_from_slice(&rows);
                 let v2 = day2.release()?;
                 ctx.check(
@@ -277,7 +277,7 @@ fn run() -> Res<()> {
                 ctx.picture(&day2, &format!("day2_cycle{cycle}.png"))?;
                 day2.release_read()?;
                 model::day3_tiles(&ctx.params, &me, ctx.rank(), &mut part)?;
-                day3.acquire()?;
+                day3.acquire_overwrite()?; // every element is written
                 day3.local_mut()?.copy_from_slice(&part);
                 let v3 = day3.release()?;
                 ctx.check(

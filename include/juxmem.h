@@ -400,6 +400,13 @@ juxmem_status juxmem_array_destroy(struct juxmem_array *array);
 juxmem_status juxmem_array_acquire(struct juxmem_array *array, double timeout_seconds);
 
 /*
+ Takes the write lock (collective) for a writer that overwrites its whole local part before
+ releasing (a time step recomputing its field): the latest version is not loaded, and the
+ local part's contents are unspecified until written. Timeout as `juxmem_array_acquire`.
+ */
+juxmem_status juxmem_array_acquire_overwrite(struct juxmem_array *array, double timeout_seconds);
+
+/*
  Publishes the local parts as a new version (collective); every replica is current when
  this returns. The new version is written to `version` unless it is NULL.
  */

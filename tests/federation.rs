@@ -634,3 +634,55 @@ fn lock_benchmark_runs_and_checks_its_results() {
         out.stdout
     );
 }
+
+#[test]
+fn acquire_overwrite_releases_what_was_written_without_loading() {
+    let fed = LocalFederation::start("overwrite", &[("A", 1)]);
+    let me = Federation::join(fed.config("A")).unwrap();
+    let len = 1u64 << 16;
+    for (name, on_daemons) in [("ow/own", false), ("ow/daemon", true)] {
+        let mut opts = ArrayOptions::new(Layout::one_d(len, Dist::Block, 1).unwrap())
+            .retention(4, juxmem::service::protocol::FullPolicy::Block);
+        if on_daemons {
+            opts = opts.homes_on_daemons();
+        }
+        let mut a = me.create::<f64, _>(&Solo, name, opts).unwrap();
+        a.acquire().unwrap();
+        a.local_mut().unwrap().fill(1.0);
+        assert_eq!(a.release().unwrap(), 1);
+        a.acquire_overwrite().unwrap();
+        for (i, x) in a.local_mut().unwrap().iter_mut().enumerate() {
+            *x = i as f64;
+        }
+        assert_eq!(a.release().unwrap(), 2);
+        // Both versions read back whole: the overwrite changed only version 2.
+        for (v, want) in [(1u64, None), (2, Some(()))] {
+            let g = a
+                .acquire_region_read(
+                    &[0],
+                    &[len],
+                    VersionReq::Exactly(v),
+                    Duration::from_secs(10),
+                )
+                .unwrap();
+            let mut buf = vec![0.0; len as usize];
+            g.get(&mut buf).unwrap();
+            let ok = match want {
+                None => buf.iter().all(|&x| x == 1.0),
+                Some(()) => buf.iter().enumerate().all(|(i, &x)| x == i as f64),
+            };
+            assert!(ok, "{name}: version {v} reads back wrong");
+        }
+        // A plain acquire after an overwrite loads the overwritten version.
+        a.acquire().unwrap();
+        assert!(
+            a.local()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == i as f64),
+            "{name}: acquire after an overwrite"
+        );
+        a.release().unwrap();
+    }
+}

@@ -99,6 +99,9 @@ impl Payload for Data {
     fn thaw(&self) -> juxmem::Result<Data> {
         Ok(*self)
     }
+    fn blank(&self) -> juxmem::Result<Data> {
+        Ok(*self)
+    }
     fn freeze(work: Data) -> juxmem::Result<Data> {
         Ok(work)
     }
@@ -672,7 +675,7 @@ impl State {
                     None => Err(Fail::NotFound),
                     Some(c) => {
                         let c = Arc::make_mut(c);
-                        c.working(term, epoch, base)
+                        c.working(term, epoch, base, false)
                             .and_then(|w| c.set_working(epoch, w.with_half(client, value)))
                             .map_err(|e| fail(&e))
                     }

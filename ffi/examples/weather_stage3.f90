@@ -73,8 +73,9 @@ program weather_stage3
       end do
     end do
 
-    call juxmem_array_acquire(day3, ierr, timeout=WAIT)
-    call check(ierr, "juxmem_array_acquire(day3)")
+    ! The whole local part is written: nothing to load.
+    call juxmem_array_acquire_overwrite(day3, ierr, timeout=WAIT)
+    call check(ierr, "juxmem_array_acquire_overwrite(day3)")
     call juxmem_array_local_write(day3, field, ierr)
     call check(ierr, "juxmem_array_local_write(day3)")
     field = part

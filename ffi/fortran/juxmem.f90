@@ -82,7 +82,7 @@ module juxmem
   public :: juxmem_init, juxmem_finalize, juxmem_error_message
   public :: juxmem_layout_new, juxmem_layout_free
   public :: juxmem_array_create, juxmem_array_open, juxmem_array_close, juxmem_array_destroy
-  public :: juxmem_array_acquire, juxmem_array_release
+  public :: juxmem_array_acquire, juxmem_array_release, juxmem_array_acquire_overwrite
   public :: juxmem_array_acquire_read, juxmem_array_release_read
   public :: juxmem_array_local_read, juxmem_array_local_write
   public :: juxmem_array_get, juxmem_array_put
@@ -167,6 +167,12 @@ module juxmem
       type(c_ptr), value :: array
     end function
     integer(c_int32_t) function c_array_acquire(array, timeout) bind(C, name="juxmem_array_acquire")
+      import :: c_int32_t, c_ptr, c_double
+      type(c_ptr), value :: array
+      real(c_double), value :: timeout
+    end function
+    integer(c_int32_t) function c_array_acquire_overwrite(array, timeout) &
+        bind(C, name="juxmem_array_acquire_overwrite")
       import :: c_int32_t, c_ptr, c_double
       type(c_ptr), value :: array
       real(c_double), value :: timeout
@@ -392,6 +398,18 @@ contains
     t = 0.0_c_double
     if (present(timeout)) t = timeout
     ierr = int(c_array_acquire(array%ptr, t))
+  end subroutine
+
+  !> Takes the write lock (collective) for a writer that overwrites its whole local part: the
+  !> latest version is not loaded; contents unspecified until written. Optional timeout (s).
+  subroutine juxmem_array_acquire_overwrite(array, ierr, timeout)
+    type(juxmem_array), intent(in) :: array
+    integer, intent(out) :: ierr
+    real(c_double), intent(in), optional :: timeout
+    real(c_double) :: t
+    t = 0.0_c_double
+    if (present(timeout)) t = timeout
+    ierr = int(c_array_acquire_overwrite(array%ptr, t))
   end subroutine
 
   !> Publishes the local parts as a new version (collective); optional version out.

@@ -382,6 +382,25 @@ pub unsafe extern "C" fn juxmem_array_acquire(
     })
 }
 
+/// Takes the write lock (collective) for a writer that overwrites its whole local part before
+/// releasing (a time step recomputing its field): the latest version is not loaded, and the
+/// local part's contents are unspecified until written. Timeout as `juxmem_array_acquire`.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_acquire_overwrite(
+    array: *mut juxmem_array,
+    timeout_seconds: f64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array);
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                let t = timeout_of(timeout_seconds, x.default_timeout());
+                status_of(x.acquire_overwrite_timeout(t))
+            })
+        })
+    })
+}
+
 /// Publishes the local parts as a new version (collective); every replica is current when
 /// this returns. The new version is written to `version` unless it is NULL.
 #[no_mangle]

@@ -197,6 +197,24 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
 
     /// [`SharedArray::acquire`] waiting at most `timeout` for the lock.
     pub fn acquire_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.acquire_with(timeout, false)
+    }
+
+    /// Takes the write lock (collective) for a writer that overwrites its whole local part
+    /// before releasing, as a time step that recomputes its field does: the latest version is
+    /// not loaded (no copy of it is made), and the local part's contents are unspecified
+    /// (zeroes, or an older version) until written. Elements left unwritten are released as
+    /// they are.
+    pub fn acquire_overwrite(&mut self) -> Result<()> {
+        self.acquire_with(self.view.fed.timeout(), true)
+    }
+
+    /// [`SharedArray::acquire_overwrite`] waiting at most `timeout` for the lock.
+    pub fn acquire_overwrite_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.acquire_with(timeout, true)
+    }
+
+    fn acquire_with(&mut self, timeout: Duration, overwrite: bool) -> Result<()> {
         self.check_idle("acquire")?;
         let fed = self.view.fed.clone();
         let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
@@ -213,7 +231,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         self.view.meta.committed = base;
         self.access = Access::Write { epoch, base, floor };
         self.puts.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let loaded = self.load_for_write(epoch, base);
+        let loaded = self.load_for_write(epoch, base, overwrite);
         let r = agree(self.group, loaded);
         if r.is_err() {
             self.abort_write();
@@ -221,13 +239,16 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         r
     }
 
-    fn load_for_write(&mut self, epoch: u64, base: u64) -> Result<()> {
+    fn load_for_write(&mut self, epoch: u64, base: u64, overwrite: bool) -> Result<()> {
         if self.owns_block() {
             let (id, rank) = (self.view.meta.id, self.view.rank as u32);
             let p = &self.view.meta.blocks[rank as usize];
             let (term, stamp) = (p.term, p.latest());
             let store = &self.view.fed.inner.store;
-            self.local = Local::Working(store.working(id, rank, term, epoch, stamp)?);
+            self.local = Local::Working(store.working(id, rank, term, epoch, stamp, overwrite)?);
+        } else if overwrite {
+            let v = self.reusable_local()?;
+            self.local = Local::Owned(v);
         } else {
             let v = self.fetch_local(base)?;
             self.local = Local::Owned(v);

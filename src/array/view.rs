@@ -297,7 +297,11 @@ impl View {
         let home = self.home_of(block)?;
         let (id, term, base) = (self.meta.id, p.term, p.latest());
         if self.is_me(&home) {
-            let w = self.fed.inner.store.working(id, block, term, epoch, base)?;
+            let w = self
+                .fed
+                .inner
+                .store
+                .working(id, block, term, epoch, base, false)?;
             let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
             let dst = w.data.typed_mut::<T>();
             // SAFETY: `dst` is exclusively borrowed through the lock guard.

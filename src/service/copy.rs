@@ -22,6 +22,9 @@ pub trait Payload: Clone {
     /// A working copy starting from this snapshot (copy on write); fails if the memory
     /// cannot be had.
     fn thaw(&self) -> Result<Self::Work>;
+    /// A working copy of this snapshot's size that the writer overwrites whole: zeroes,
+    /// without reading (or copying) this one.
+    fn blank(&self) -> Result<Self::Work>;
     /// The working copy becomes a snapshot.
     fn freeze(work: Self::Work) -> Result<Self>;
 }
@@ -131,8 +134,15 @@ impl<P: Payload> BlockCopy<P> {
         Ok(())
     }
 
-    /// The working copy of write epoch `epoch`, created from exactly `base` on first use.
-    pub fn working(&mut self, term: u64, epoch: u64, base: Stamp) -> Result<P::Work> {
+    /// The working copy of write epoch `epoch`, created from exactly `base` on first use (or
+    /// blank, of `base`'s size, when the writer said it `overwrites` the whole block).
+    pub fn working(
+        &mut self,
+        term: u64,
+        epoch: u64,
+        base: Stamp,
+        overwrites: bool,
+    ) -> Result<P::Work> {
         self.check_home(term, "write")?;
         self.check_epoch(epoch, "write")?;
         if let Some((e, w)) = &self.working {
@@ -152,7 +162,11 @@ impl<P: Payload> BlockCopy<P> {
                 "the home does not hold {base}, the state write epoch {epoch} starts from"
             ))
         })?;
-        let w = from.thaw()?;
+        let w = if overwrites && published.is_none() {
+            from.blank()?
+        } else {
+            from.thaw()?
+        };
         self.working = Some((epoch, w.clone()));
         self.newest_epoch = epoch;
         Ok(w)
@@ -279,6 +293,9 @@ mod tests {
         fn thaw(&self) -> Result<u64> {
             Ok(*self)
         }
+        fn blank(&self) -> Result<u64> {
+            Ok(0)
+        }
         fn freeze(w: u64) -> Result<u64> {
             Ok(w)
         }
@@ -295,7 +312,7 @@ mod tests {
     #[test]
     fn an_aborted_epochs_leftover_is_never_read_as_committed() {
         let mut c = home();
-        c.working(1, 1, st(0, 0)).unwrap();
+        c.working(1, 1, st(0, 0), false).unwrap();
         c.set_working(1, 11).unwrap();
         c.publish(1, 1, 1, &[]).unwrap().unwrap(); // epoch 1 published v1 but never committed
                                                    // Epoch 2 commits v1 elsewhere without touching this block: v1/e2 is not here, and a
@@ -303,7 +320,7 @@ mod tests {
         assert_eq!(c.snapshot(st(1, 2)), None);
         assert_eq!(c.snapshot(st(0, 0)), Some(&0));
         // Epoch 3 writes this block from v0/e0 (the committed state), not from the leftover.
-        assert_eq!(c.working(1, 3, st(0, 0)).unwrap(), 0);
+        assert_eq!(c.working(1, 3, st(0, 0), false).unwrap(), 0);
         c.set_working(3, 33).unwrap();
         let (s, v) = c.publish(1, 3, 2, &[st(0, 0)]).unwrap().unwrap();
         assert_eq!((s, v), (st(2, 3), 33));
@@ -317,9 +334,9 @@ mod tests {
     #[test]
     fn a_superseded_epoch_cannot_write_or_publish() {
         let mut c = home();
-        c.working(1, 5, st(0, 0)).unwrap();
-        c.working(1, 6, st(0, 0)).unwrap(); // epoch 5 lost its lock; 6 started
-        let e = c.working(1, 5, st(0, 0)).unwrap_err();
+        c.working(1, 5, st(0, 0), false).unwrap();
+        c.working(1, 6, st(0, 0), false).unwrap(); // epoch 5 lost its lock; 6 started
+        let e = c.working(1, 5, st(0, 0), false).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::NotAcquired);
         assert!(c.publish(1, 5, 1, &[]).is_err());
         let mut r: BlockCopy<u64> = BlockCopy::new(1, Role::Replica, 0);
@@ -335,7 +352,7 @@ mod tests {
         // The manager promotes the replica at term 2 while the old home is paused.
         replica.promote(2).unwrap();
         // The old home comes back and a stale client writes through it: its push is refused.
-        old.working(1, 1, st(0, 0)).unwrap();
+        old.working(1, 1, st(0, 0), false).unwrap();
         old.set_working(1, 9).unwrap();
         let (s, v) = old.publish(1, 1, 1, &[]).unwrap().unwrap();
         let e = replica.install(1, s, v, &[]).unwrap_err();
@@ -343,9 +360,9 @@ mod tests {
         // Once fenced, the old home refuses writes at its old term.
         old.fence(2);
         assert_eq!(old.role(), Role::Replica);
-        assert!(old.working(1, 2, st(0, 0)).is_err());
+        assert!(old.working(1, 2, st(0, 0), false).is_err());
         assert!(
-            old.working(2, 2, st(0, 0)).is_err(),
+            old.working(2, 2, st(0, 0), false).is_err(),
             "a replica is not home"
         );
     }
@@ -378,11 +395,11 @@ mod tests {
     #[test]
     fn a_retried_epoch_writes_on_top_of_what_it_published() {
         let mut c = home();
-        let w = c.working(1, 1, st(0, 0)).unwrap();
+        let w = c.working(1, 1, st(0, 0), false).unwrap();
         c.set_working(1, w + 5).unwrap();
         c.publish(1, 1, 1, &[st(0, 0)]).unwrap().unwrap();
         // The commit failed; the release is retried: a put is written again.
-        let w = c.working(1, 1, st(0, 0)).unwrap();
+        let w = c.working(1, 1, st(0, 0), false).unwrap();
         assert_eq!(
             w, 5,
             "starts from the epoch's own publication, not from the base"
@@ -397,7 +414,7 @@ mod tests {
     #[test]
     fn publishing_twice_is_idempotent() {
         let mut c = home();
-        c.working(1, 1, st(0, 0)).unwrap();
+        c.working(1, 1, st(0, 0), false).unwrap();
         c.set_working(1, 4).unwrap();
         let a = c.publish(1, 1, 1, &[st(0, 0)]).unwrap();
         let b = c.publish(1, 1, 1, &[st(0, 0)]).unwrap();

@@ -307,7 +307,7 @@ impl Handler for Provider {
                     Ok(s) => s,
                     Err(e) => return refuse_bulk(conn, e),
                 };
-                let working = match self.store.working(array, block, term, epoch, base) {
+                let working = match self.store.working(array, block, term, epoch, base, false) {
                     Ok(w) => w,
                     Err(e) => return refuse_bulk(conn, e),
                 };

@@ -102,6 +102,12 @@ impl Payload for Arc<Data> {
         })))
     }
 
+    fn blank(&self) -> Result<Self::Work> {
+        Ok(Arc::new(Mutex::new(Working {
+            data: Data::zeroed(self.len())?,
+        })))
+    }
+
     fn freeze(work: Self::Work) -> Result<Self> {
         match Arc::try_unwrap(work) {
             Ok(m) => Ok(Arc::new(
@@ -279,8 +285,10 @@ impl Store {
         })
     }
 
-    /// The working copy of write epoch `epoch` (created from exactly `base` on first use), if
-    /// this provider is the block's home at `term`.
+    /// The working copy of write epoch `epoch` (created from exactly `base` on first use, or
+    /// blank when the writer `overwrites` the whole block), if this provider is the block's
+    /// home at `term`.
+    #[allow(clippy::too_many_arguments)]
     pub fn working(
         &self,
         array: ArrayId,
@@ -288,6 +296,7 @@ impl Store {
         term: u64,
         epoch: u64,
         base: Stamp,
+        overwrites: bool,
     ) -> Result<Arc<Mutex<Working>>> {
         let fresh = self.working_if_any(array, block, epoch)?.is_none();
         let room = if fresh {
@@ -295,7 +304,9 @@ impl Store {
         } else {
             0
         };
-        self.with_block(array, block, room, |c| c.working(term, epoch, base))
+        self.with_block(array, block, room, |c| {
+            c.working(term, epoch, base, overwrites)
+        })
     }
 
     fn block_bytes(&self, array: ArrayId, block: u32) -> Result<u64> {
@@ -453,13 +464,37 @@ mod tests {
     }
 
     #[test]
+    fn an_overwriting_epoch_starts_blank_and_a_retried_one_from_what_it_published() {
+        let s = Store::new("A/p", 1 << 20);
+        s.host(&meta("A/p"), 0).unwrap();
+        let w = s.working(7, 0, 1, 1, st(0, 0), false).unwrap();
+        w.lock().unwrap().data.typed_mut::<f64>().fill(5.0);
+        drop(w);
+        s.publish(7, 0, 1, 1, 1, &[st(0, 0)]).unwrap().unwrap();
+        // Not a copy of version 1: zeroes of its size.
+        let w = s.working(7, 0, 1, 2, st(1, 1), true).unwrap();
+        assert_eq!(w.lock().unwrap().data.typed::<f64>(), &[0.0; 4]);
+        w.lock().unwrap().data.typed_mut::<f64>()[0] = 6.0;
+        drop(w);
+        s.publish(7, 0, 1, 2, 2, &[st(1, 1)]).unwrap().unwrap();
+        // The same epoch again (a retried release) goes on from what it published.
+        let w = s.working(7, 0, 1, 2, st(1, 1), true).unwrap();
+        assert_eq!(w.lock().unwrap().data.typed::<f64>()[0], 6.0);
+        drop(w);
+        assert_eq!(
+            s.snapshot(7, 0, st(1, 1)).unwrap().typed::<f64>(),
+            &[5.0; 4]
+        );
+    }
+
+    #[test]
     fn versions_are_immutable_snapshots_and_pruned_by_keep() {
         let s = Store::new("A/p", 1 << 20);
         s.host(&meta("A/p"), 0).unwrap();
         assert_eq!(s.used(), 32);
         let mut keep = vec![st(0, 0)];
         for v in 1..=3u64 {
-            let w = s.working(7, 0, 1, v, st(v - 1, v - 1)).unwrap();
+            let w = s.working(7, 0, 1, v, st(v - 1, v - 1), false).unwrap();
             w.lock().unwrap().data.typed_mut::<f64>()[0] = v as f64;
             drop(w);
             s.publish(7, 0, 1, v, v, &keep).unwrap().unwrap();
@@ -469,7 +504,7 @@ mod tests {
         assert_eq!(s.snapshot(7, 0, st(0, 0)).unwrap().typed::<f64>()[0], 0.0);
         assert_eq!(s.used(), 4 * 32);
         // Keep only v2 and v3 besides the new v4.
-        drop(s.working(7, 0, 1, 9, st(3, 3)).unwrap());
+        drop(s.working(7, 0, 1, 9, st(3, 3), false).unwrap());
         s.publish(7, 0, 1, 9, 4, &[st(2, 2), st(3, 3)])
             .unwrap()
             .unwrap();
@@ -484,11 +519,11 @@ mod tests {
     fn only_the_home_at_the_current_term_takes_writes() {
         let s = Store::new("A/p", 1 << 20);
         s.host(&meta("A/other"), 1).unwrap();
-        let e = s.working(7, 1, 1, 1, st(0, 0)).unwrap_err();
+        let e = s.working(7, 1, 1, 1, st(0, 0), false).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::Fenced);
         s.promote(7, 1, 2).unwrap();
-        assert!(s.working(7, 1, 1, 1, st(0, 0)).is_err(), "old term");
-        assert!(s.working(7, 1, 2, 1, st(0, 0)).is_ok());
+        assert!(s.working(7, 1, 1, 1, st(0, 0), false).is_err(), "old term");
+        assert!(s.working(7, 1, 2, 1, st(0, 0), false).is_ok());
         s.fence(7, 1, 3).unwrap();
         assert!(!s.is_home(7, 1));
         assert_eq!(
@@ -502,7 +537,7 @@ mod tests {
     fn capacity_is_a_budget() {
         let s = Store::new("A/p", 40);
         s.host(&meta("A/p"), 0).unwrap();
-        let e = s.working(7, 0, 1, 1, st(0, 0)).unwrap_err();
+        let e = s.working(7, 0, 1, 1, st(0, 0), false).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::Capacity);
         assert!(e.to_string().contains("A/p offers 40 bytes"), "{e}");
         s.clear();

@@ -76,6 +76,27 @@ pub unsafe trait Element:
     const TYPE: ElemType;
 }
 
+/// Asks for transparent huge pages on a large allocation (array data): its first touch then
+/// faults 2 MiB at a time instead of 4 KiB, which makes the first write of a fresh working
+/// copy or local part several times faster. Only a hint: ignored where huge pages are off.
+pub fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
+    const HUGE: usize = 2 << 20;
+    if bytes < 2 * HUGE {
+        return;
+    }
+    // The 2 MiB-aligned range inside the allocation (madvise wants page alignment; huge pages
+    // only ever cover aligned 2 MiB ranges anyway).
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + bytes) / HUGE * HUGE;
+    if end > start {
+        // SAFETY: the range lies within an allocation we own; MADV_HUGEPAGE changes no
+        // contents, only how the kernel backs the pages.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
 /// `n` zero elements, or a `Capacity` error naming `what` if the process cannot get the memory
 /// (never an abort in the allocator). Zeroed pages come from the kernel lazily, as with
 /// `vec![0; n]`.
@@ -100,6 +121,7 @@ pub fn try_zeroed<T: Element>(n: usize, what: &dyn Fn() -> String) -> crate::Res
         if ptr.is_null() {
             return Err(fail());
         }
+        advise_huge_pages(ptr.cast(), layout.size());
         Ok(Vec::from_raw_parts(ptr, n, n))
     }
 }

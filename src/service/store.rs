@@ -31,13 +31,14 @@ impl Data {
 
     /// A copy, or a `Capacity` error if this process cannot get the memory.
     pub fn try_clone(&self) -> Result<Data> {
-        let mut words = Vec::new();
+        let mut words: Vec<u64> = Vec::new();
         words.try_reserve_exact(self.words.len()).map_err(|_| {
             Error::Capacity(format!(
                 "cannot copy {} bytes of array data: this process is out of memory",
                 self.bytes
             ))
         })?;
+        crate::element::advise_huge_pages(words.as_mut_ptr().cast(), self.bytes);
         words.extend_from_slice(&self.words);
         Ok(Data {
             words,

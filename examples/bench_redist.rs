@@ -329,7 +329,10 @@ impl Baseline {
             .map(|d| if d == me { 0 } else { piece(&send[d]) as i32 })
             .collect();
         let displs = prefix(&counts);
-        let recv_total: usize = (0..size).filter(|&s| s != me).map(|s| piece(&recv[s])).sum();
+        let recv_total: usize = (0..size)
+            .filter(|&s| s != me)
+            .map(|s| piece(&recv[s]))
+            .sum();
         let send_total: usize = counts.iter().map(|&c| c as usize).sum();
         let mut b = Baseline {
             size,
@@ -377,7 +380,15 @@ impl Baseline {
             for c in cols {
                 // SAFETY: the groups were built from the local lengths.
                 unsafe {
-                    copy_group(c, sp, rs * self.src_cols, false, dp, rd * self.dst_cols, false)
+                    copy_group(
+                        c,
+                        sp,
+                        rs * self.src_cols,
+                        false,
+                        dp,
+                        rd * self.dst_cols,
+                        false,
+                    )
                 };
             }
         });
@@ -490,7 +501,8 @@ unsafe fn groups_type(groups: &[Group], elem: ffi::MPI_Datatype, unit: usize) ->
     for g in groups {
         let mut t = ffi::RSMPI_DATATYPE_NULL;
         let stride = (g.sa.max(g.len) * unit) as ffi::MPI_Aint;
-        let rc = ffi::MPI_Type_create_hvector(g.count as c_int, g.len as c_int, stride, elem, &mut t);
+        let rc =
+            ffi::MPI_Type_create_hvector(g.count as c_int, g.len as c_int, stride, elem, &mut t);
         assert_eq!(rc, ffi::MPI_SUCCESS as c_int);
         parts.push(t);
         disps.push((g.a * unit) as ffi::MPI_Aint);

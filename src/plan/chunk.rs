@@ -39,6 +39,7 @@ impl Chunked {
     /// elements (the last one shorter). A transfer contiguous on both sides stays one chunk,
     /// whatever its length: it needs no buffer, so cutting it would only add messages.
     pub fn new(spans: &[Span], size: u64) -> Chunked {
+        let spans = &coalesce(spans);
         let size = size.max(1);
         let total: u64 = spans.iter().map(Span::elements).sum();
         let mut out = Chunked::default();
@@ -111,6 +112,57 @@ impl Chunked {
             .map(|c| c.len)
             .max()
     }
+}
+
+/// The same element pairs in the same order, in as few spans as consecutive spans allow: runs
+/// of equal length that continue one stride on both sides become one span. n-D plans give a
+/// span per run pattern of one period (say 2 runs of 16 per row for block-cyclic(64) ->
+/// block-cyclic(16) on 2); merged, a row is one span, so copy loops run long instead of paying
+/// a span's set-up every few elements.
+pub fn coalesce(spans: &[Span]) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+    for s in spans.iter().filter(|s| s.elements() > 0) {
+        if let Some(a) = out.last_mut() {
+            if let Some(m) = merge(a, s) {
+                *a = m;
+                continue;
+            }
+        }
+        out.push(*s);
+    }
+    out
+}
+
+/// `a` followed by `b` as one span, if `b`'s runs continue `a`'s.
+fn merge(a: &Span, b: &Span) -> Option<Span> {
+    if a.count == 1 && b.count == 1 && b.src == a.src + a.len && b.dst == a.dst + a.len {
+        // One run continuing another on both sides: a longer run.
+        return Some(Span {
+            len: a.len + b.len,
+            ..*a
+        });
+    }
+    if a.len != b.len {
+        return None;
+    }
+    let (ss, ds) = if a.count > 1 {
+        (a.src_stride, a.dst_stride)
+    } else {
+        (b.src.checked_sub(a.src)?, b.dst.checked_sub(a.dst)?)
+    };
+    // Runs must not overlap on either side (a zero or short stride would).
+    if ss < a.len || ds < a.len {
+        return None;
+    }
+    let continues = b.src == a.src + a.count * ss
+        && b.dst == a.dst + a.count * ds
+        && (b.count == 1 || (b.src_stride, b.dst_stride) == (ss, ds));
+    continues.then_some(Span {
+        count: a.count + b.count,
+        src_stride: ss,
+        dst_stride: ds,
+        ..*a
+    })
 }
 
 /// Appends the part of `s` at its stream positions `a..b` (within `s`), as up to three spans:
@@ -186,6 +238,28 @@ mod tests {
             }
         }
         v
+    }
+
+    #[test]
+    fn coalescing_keeps_the_pairs_and_merges_rows() {
+        let n = 256;
+        let (b64, b16) = (Dist::BlockCyclic(64), Dist::BlockCyclic(16));
+        for dd in [[b16, b16], [Dist::Cyclic, Dist::Cyclic], [b64, Dist::Block]] {
+            let s = Layout::new(&[n, n], &[b64, b64], &[2, 1]).unwrap();
+            let d = Layout::new(&[n, n], &dd, &[1, 2]).unwrap();
+            let plan = Plan::new(&s, &d).unwrap();
+            for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let spans = plan.spans(a, b).unwrap();
+                let merged = coalesce(&spans);
+                assert_eq!(pairs(&merged), pairs(&spans), "{dd:?} {a}->{b}");
+                // At most one span per source row (128 rows per source rank).
+                assert!(
+                    merged.len() <= 128,
+                    "{dd:?} {a}->{b}: {} spans",
+                    merged.len()
+                );
+            }
+        }
     }
 
     #[test]

@@ -106,6 +106,14 @@ pub fn redistribute<T: Element, C: Communicator>(
     dst: Option<&mut [T]>,
 ) -> Result<()> {
     ranks.validate(plan, comm.size())?;
+    if std::mem::align_of::<T>() > std::mem::align_of::<u64>() {
+        // The pooled buffers are u64 words: a more aligned type would be misaligned in them.
+        return Err(Error::InvalidArgument(format!(
+            "element type {} is aligned to {} bytes; at most 8 is supported",
+            T::TYPE,
+            std::mem::align_of::<T>()
+        )));
+    }
     let me = comm.rank();
     let my_p = ranks.src.iter().position(|&r| r == me).map(|i| i as u64);
     let my_q = ranks.dst.iter().position(|&r| r == me).map(|i| i as u64);
@@ -187,7 +195,8 @@ fn chunk_elements(plan: &Plan, elem: usize) -> u64 {
     (bytes / elem.max(1) as u64).max(1)
 }
 
-/// Reused memory for packed chunks: 8-byte words, so aligned for every element type.
+/// Reused memory for packed chunks: 8-byte words, so aligned for element types aligned to at
+/// most 8 bytes (checked by [`redistribute`]).
 struct Slot(Vec<u64>);
 
 impl Slot {

@@ -9,7 +9,7 @@
 use juxmem::layout::{balanced_grid, Dist, Layout};
 use juxmem::redistribute::mpi::{redistribute, RankMap};
 use juxmem::transport::mpi::check_thread_level;
-use juxmem::{ErrorCode, Plan};
+use juxmem::{Element, ErrorCode, Plan};
 use mpi::collective::SystemOperation;
 use mpi::traits::*;
 
@@ -47,6 +47,51 @@ fn case<C: Communicator>(comm: &C, src: &Layout, dst: &Layout, ranks: &RankMap) 
     let bad = got.iter().zip(&want).filter(|(a, b)| a != b).count() as u64;
     if bad > 0 {
         eprintln!("rank {me}: {src} -> {dst} ranks {ranks:?}: {bad} wrong elements");
+    }
+    bad
+}
+
+/// Runs one case twice with elements of type `T` valued `val(global index)`; returns the number
+/// of wrong elements on this rank.
+fn typed_case<T: Element, C: Communicator>(
+    comm: &C,
+    src: &Layout,
+    dst: &Layout,
+    ranks: &RankMap,
+    val: fn(u64) -> T,
+) -> u64 {
+    let me = comm.rank();
+    let plan = Plan::cached(src, dst).unwrap();
+    let p = ranks.src.iter().position(|&r| r == me).map(|i| i as u64);
+    let q = ranks.dst.iter().position(|&r| r == me).map(|i| i as u64);
+    let part = |layout: &Layout, rank: u64| {
+        let mut v = vec![T::default(); layout.local_len(rank).unwrap() as usize];
+        layout
+            .for_each_local_run(rank, |g, off, len| {
+                let first = layout.linear_index(g).unwrap();
+                for i in 0..len {
+                    v[(off + i) as usize] = val(first + i);
+                }
+            })
+            .unwrap();
+        v
+    };
+    let source = p.map(|p| part(src, p));
+    let mut bad = 0;
+    for _ in 0..2 {
+        let mut dest = q.map(|q| vec![T::default(); dst.local_len(q).unwrap() as usize]);
+        redistribute(comm, &plan, ranks, source.as_deref(), dest.as_deref_mut()).unwrap();
+        if let (Some(q), Some(got)) = (q, dest) {
+            let want = part(dst, q);
+            let wrong = got.iter().zip(&want).filter(|(a, b)| a != b).count() as u64;
+            if wrong > 0 {
+                eprintln!(
+                    "rank {me}: {} {src} -> {dst} ranks {ranks:?}: {wrong} wrong elements",
+                    T::TYPE
+                );
+            }
+            bad += wrong;
+        }
     }
     bad
 }
@@ -105,6 +150,41 @@ fn main() {
                     }
                 }
             }
+        }
+    }
+
+    // Transfers large enough to be cut into many chunks (packed into reused buffers, sent or
+    // received in place where contiguous, unpacked from buffers otherwise), for element types
+    // of every size, each redistributed twice (the second call reuses the first one's buffers).
+    let mut big_sets = vec![RankMap::same(n as usize)];
+    if n > 1 {
+        // Disjoint: source on the first ranks, destination on the others.
+        let p = (n / 2) as usize;
+        big_sets.push(RankMap::ranges(0, p, p as i32, n as usize - p));
+    }
+    for ranks in &big_sets {
+        let (p, q) = (ranks.src.len() as u64, ranks.dst.len() as u64);
+        let len = (1u64 << 20) + 17;
+        for (s, d) in [
+            (Dist::Block, Dist::Cyclic),
+            (Dist::Cyclic, Dist::BlockCyclic(3)),
+            (Dist::BlockCyclic(64), Dist::Block),
+            (Dist::Block, Dist::Block),
+        ] {
+            let src = Layout::one_d(len, s, p).unwrap();
+            let dst = Layout::one_d(len, d, q).unwrap();
+            failures += typed_case::<f64, _>(&comm, &src, &dst, ranks, |x| x as f64 * 0.5);
+            failures += typed_case::<u8, _>(&comm, &src, &dst, ranks, |x| (x % 251) as u8);
+            cases += 2;
+        }
+        let (bc64, bc16, cyc) = (Dist::BlockCyclic(64), Dist::BlockCyclic(16), Dist::Cyclic);
+        for (s, d) in [([bc64, bc64], [bc16, bc16]), ([bc64, bc64], [cyc, cyc])] {
+            let shape = [1024u64, 1000];
+            let src = Layout::new(&shape, &s, &[p, 1]).unwrap();
+            let dst = Layout::new(&shape, &d, &[1, q]).unwrap();
+            failures += typed_case::<f32, _>(&comm, &src, &dst, ranks, |x| (x % 1_000_003) as f32);
+            failures += typed_case::<u64, _>(&comm, &src, &dst, ranks, |x| x * 3);
+            cases += 2;
         }
     }
 

@@ -80,15 +80,22 @@ fn redistribution_benchmark_runs_and_checks_its_results() {
         .lines()
         .filter(|l| l.starts_with("BENCH name="))
         .collect();
-    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    assert_eq!(lines.len(), 10, "{}", out.stdout);
     let against = |b: &str| {
         lines
             .iter()
             .filter(|l| l.contains(b) && l.contains(" ratio="))
             .count()
     };
-    assert_eq!(against("-vs-alltoallv "), 3, "{}", out.stdout);
-    assert_eq!(against("-vs-memcpy "), 3, "{}", out.stdout);
+    assert_eq!(against("-vs-best-mpi "), 5, "{}", out.stdout);
+    assert_eq!(against("-vs-memcpy "), 5, "{}", out.stdout);
+    // Every case also reports each implementation's median, min and max.
+    let details = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("# redist-"))
+        .count();
+    assert_eq!(details, 5, "{}", out.stdout);
 }
 
 /// Runs `mpi_wait_check <mode>` at 3 ranks (MPI waits bounded by `ms` milliseconds); returns

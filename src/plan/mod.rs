@@ -10,6 +10,7 @@
 //! The element order inside one (p, q) transfer is fixed by [`Plan::for_each_span`]; the packing
 //! side and the unpacking side both walk it, so no index lists travel with the data.
 
+pub mod chunk;
 pub mod dim;
 pub mod region;
 pub mod stream;

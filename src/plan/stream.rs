@@ -5,7 +5,7 @@
 use std::io::{self, Read, Write};
 
 use crate::element::{as_bytes, as_bytes_mut, Element};
-use crate::plan::Span;
+use crate::plan::{Packed, Span};
 
 /// Buffer size for small runs (bytes); runs at least this large bypass the buffer.
 const CHUNK_BYTES: usize = 256 << 10;
@@ -273,24 +273,73 @@ pub unsafe fn copy_span_to_ptr<T: Copy>(
         s.dst as usize,
         s.dst_stride as usize,
     );
+    // SAFETY (all branches): every element touched is in bounds (checked above) and the
+    // destination's are exclusive per the contract.
+    let (from, to) = unsafe { (src.as_ptr().add(a), dst.add(b)) };
     if count == 1 || (sa == n && sb == n) {
         // Contiguous on both sides: one copy.
-        let total = n * count;
-        // SAFETY: in bounds (checked); exclusive per the contract.
-        unsafe { std::slice::from_raw_parts_mut(dst.add(b), total) }
-            .copy_from_slice(&src[a..a + total]);
+        unsafe { std::ptr::copy_nonoverlapping(from, to, n * count) };
     } else if n == 1 {
-        for i in 0..count {
-            // SAFETY: as above.
-            unsafe { dst.add(b + i * sb).write(src[a + i * sa]) };
+        // Single elements: tight loops, the contiguous side (if any) made explicit.
+        unsafe {
+            if sb == 1 {
+                for i in 0..count {
+                    to.add(i).write(from.add(i * sa).read());
+                }
+            } else if sa == 1 {
+                for i in 0..count {
+                    to.add(i * sb).write(from.add(i).read());
+                }
+            } else {
+                for i in 0..count {
+                    to.add(i * sb).write(from.add(i * sa).read());
+                }
+            }
         }
     } else {
         for i in 0..count {
-            let (x, y) = (a + i * sa, b + i * sb);
-            // SAFETY: as above.
-            unsafe { std::slice::from_raw_parts_mut(dst.add(y), n) }
-                .copy_from_slice(&src[x..x + n]);
+            unsafe { std::ptr::copy_nonoverlapping(from.add(i * sa), to.add(i * sb), n) };
         }
+    }
+    Ok(())
+}
+
+/// Packs the elements the spans select from `src` into `out`: consecutive, in span order (the
+/// layout of a message).
+///
+/// # Safety
+/// `out` must be valid for writes of `out_len` elements, and nothing else may access them
+/// while this runs.
+pub unsafe fn pack_to_ptr<T: Copy>(
+    spans: &[Span],
+    src: &[T],
+    out: *mut T,
+    out_len: usize,
+) -> io::Result<()> {
+    let mut pos = 0;
+    for s in spans {
+        // SAFETY: per this function's contract.
+        unsafe { copy_span_to_ptr(&s.packed_at(Packed::Dst, pos), src, out, out_len)? };
+        pos += s.elements();
+    }
+    Ok(())
+}
+
+/// Unpacks a message laid out by [`pack_to_ptr`] (the same spans) into `dst`.
+///
+/// # Safety
+/// As for [`copy_span_to_ptr`], for every span.
+pub unsafe fn unpack_to_ptr<T: Copy>(
+    spans: &[Span],
+    data: &[T],
+    dst: *mut T,
+    len: usize,
+) -> io::Result<()> {
+    let mut pos = 0;
+    for s in spans {
+        // SAFETY: per this function's contract.
+        unsafe { copy_span_to_ptr(&s.packed_at(Packed::Src, pos), data, dst, len)? };
+        pos += s.elements();
     }
     Ok(())
 }

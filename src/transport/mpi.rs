@@ -255,6 +255,18 @@ impl<'a, T: Element> Exchange<'a, T> {
         Ok(id)
     }
 
+    /// Sends `len` elements at `data` to `peer`, from memory the caller keeps alive (a reused
+    /// buffer): no copy, no ownership.
+    ///
+    /// # Safety
+    /// `data` must be valid for `len` reads and not be written until the message completes (or
+    /// the exchange is dropped).
+    pub unsafe fn send_raw(&mut self, peer: i32, data: *const T, len: usize) -> Result<MsgId> {
+        let id = self.push(peer, Buffer::Send { _keep_alive: None });
+        self.post_sends(id, peer, data.cast(), len * std::mem::size_of::<T>())?;
+        Ok(id)
+    }
+
     /// Sends `data` (typically a packed buffer) to `peer`; the exchange keeps it alive.
     pub fn send(&mut self, peer: i32, data: Vec<T>) -> Result<MsgId> {
         let (ptr, len) = (
@@ -340,6 +352,21 @@ impl<'a, T: Element> Exchange<'a, T> {
                 });
             }
         }
+    }
+
+    /// A message that has fully completed, if any, without waiting: tests the requests in
+    /// flight once (which also lets MPI progress them). `None` when nothing has completed yet
+    /// (or nothing is in flight).
+    pub fn test_any(&mut self) -> Result<Option<MsgId>> {
+        if self.ready.is_empty() {
+            self.test_some()?;
+        }
+        Ok(self.ready.pop().map(MsgId))
+    }
+
+    /// True while some message is in flight or completed but not yet returned.
+    pub fn busy(&self) -> bool {
+        !self.requests.is_empty() || !self.ready.is_empty()
     }
 
     /// Tests every request once (`MPI_Testsome`): drops the completed ones and queues the

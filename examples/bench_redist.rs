@@ -51,17 +51,18 @@ fn f(linear: u64) -> f64 {
 }
 
 /// Source part of `rank`, each element f(global row-major index).
-fn fill(layout: &Layout, rank: u64) -> Vec<f64> {
-    let mut v = vec![0.0; layout.local_len(rank).unwrap() as usize];
-    layout
-        .for_each_local_run(rank, |g, off, len| {
-            let first = layout.linear_index(g).unwrap();
+fn fill(layout: &Layout, rank: u64) -> juxmem::Result<Vec<f64>> {
+    let mut v = vec![0.0; layout.local_len(rank)? as usize];
+    let mut bad = None;
+    layout.for_each_local_run(rank, |g, off, len| match layout.linear_index(g) {
+        Ok(first) => {
             for (i, x) in v[off as usize..(off + len) as usize].iter_mut().enumerate() {
                 *x = f(first + i as u64);
             }
-        })
-        .unwrap();
-    v
+        }
+        Err(e) => bad = Some(e),
+    })?;
+    bad.map_or(Ok(v), Err)
 }
 
 /// The baselines' view of one axis: the block-cyclic formulas users write by hand.
@@ -549,7 +550,7 @@ struct Stats {
 }
 
 fn stats(mut v: Vec<f64>) -> Stats {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(f64::total_cmp);
     Stats {
         median: v[v.len() / 2],
         min: v[0],
@@ -581,11 +582,18 @@ fn check(name: &str, what: &str, me: i32, out: &mut [f64], want: &[f64]) {
     out.iter_mut().for_each(|x| *x = 0.0);
 }
 
-fn run_case<C: Communicator>(comm: &C, name: &str, src: &Layout, dst: &Layout, reps: usize) {
+fn run_case<C: Communicator>(
+    comm: &C,
+    name: &str,
+    src: &Layout,
+    dst: &Layout,
+    reps: usize,
+) -> juxmem::Result<()> {
     let me = comm.rank();
     let ranks = RankMap::same(comm.size() as usize);
-    let data = fill(src, me as u64);
-    let want = fill(dst, me as u64);
+    let data = fill(src, me as u64)?;
+    let want = fill(dst, me as u64)?;
+    let plan = Plan::cached(src, dst)?;
     let mut out = vec![0.0; want.len()];
     let mut base = Baseline::new(comm, src, dst);
     let mut copy = vec![0.0f64; data.len()];
@@ -593,10 +601,10 @@ fn run_case<C: Communicator>(comm: &C, name: &str, src: &Layout, dst: &Layout, r
     let names = ["juxmem", "alltoallv", "alltoallw", "memcpy"];
     let mut times: [Vec<f64>; 4] = Default::default();
     for rep in 0..=reps {
+        let mut failed = Ok(());
         let t = [
             timed(comm, || {
-                let plan = Plan::cached(src, dst).unwrap();
-                redistribute(comm, &plan, &ranks, Some(&data), Some(&mut out)).unwrap();
+                failed = redistribute(comm, &plan, &ranks, Some(&data), Some(&mut out));
             }),
             {
                 check(name, "juxmem", me, &mut out, &want);
@@ -611,6 +619,7 @@ fn run_case<C: Communicator>(comm: &C, name: &str, src: &Layout, dst: &Layout, r
                 timed(comm, || copy.copy_from_slice(&data))
             },
         ];
+        failed?;
         assert!(copy == data, "{name}: memcpy wrong on rank {me}");
         if rep > 0 {
             for (v, x) in times.iter_mut().zip(t) {
@@ -642,12 +651,20 @@ fn run_case<C: Communicator>(comm: &C, name: &str, src: &Layout, dst: &Layout, r
             names[best]
         );
     }
+    Ok(())
 }
 
 fn main() {
-    let (universe, level) =
-        mpi::initialize_with_threading(mpi::Threading::Funneled).expect("MPI init");
-    check_thread_level(level).unwrap();
+    if let Err(e) = run() {
+        eprintln!("bench_redist: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let (universe, level) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+        .ok_or("MPI is already initialised")?;
+    check_thread_level(level)?;
     let world = universe.world();
     let comm = world.duplicate();
     let args: Vec<String> = std::env::args().collect();
@@ -674,39 +691,40 @@ fn main() {
              repetitions"
         );
     }
-    let l = |shape: &[u64], dists: &[Dist], grid: &[u64]| Layout::new(shape, dists, grid).unwrap();
-    let grid2 = balanced_grid(np, 2).unwrap();
+    let l = |shape: &[u64], dists: &[Dist], grid: &[u64]| Layout::new(shape, dists, grid);
+    let grid2 = balanced_grid(np, 2)?;
     let (bc64, bc16) = (Dist::BlockCyclic(64), Dist::BlockCyclic(16));
     let cases = [
         (
             "redist-1d-block-to-cyclic",
-            l(&[n1], &[Dist::Block], &[np]),
-            l(&[n1], &[Dist::Cyclic], &[np]),
+            l(&[n1], &[Dist::Block], &[np])?,
+            l(&[n1], &[Dist::Cyclic], &[np])?,
         ),
         (
             "redist-1d-block-to-bc64",
-            l(&[n1], &[Dist::Block], &[np]),
-            l(&[n1], &[bc64], &[np]),
+            l(&[n1], &[Dist::Block], &[np])?,
+            l(&[n1], &[bc64], &[np])?,
         ),
         (
             "redist-2d-block-block-to-cyclic-cyclic",
-            l(&[n2, n2], &[Dist::Block, Dist::Block], &grid2),
-            l(&[n2, n2], &[Dist::Cyclic, Dist::Cyclic], &grid2),
+            l(&[n2, n2], &[Dist::Block, Dist::Block], &grid2)?,
+            l(&[n2, n2], &[Dist::Cyclic, Dist::Cyclic], &grid2)?,
         ),
         (
             "redist-2d-bc64-grid-px1-to-bc16-grid-1xp",
-            l(&[n3, n3], &[bc64, bc64], &[np, 1]),
-            l(&[n3, n3], &[bc16, bc16], &[1, np]),
+            l(&[n3, n3], &[bc64, bc64], &[np, 1])?,
+            l(&[n3, n3], &[bc16, bc16], &[1, np])?,
         ),
         (
             "redist-2d-bc64-grid-px1-to-cyclic-grid-1xp",
-            l(&[n3, n3], &[bc64, bc64], &[np, 1]),
-            l(&[n3, n3], &[Dist::Cyclic, Dist::Cyclic], &[1, np]),
+            l(&[n3, n3], &[bc64, bc64], &[np, 1])?,
+            l(&[n3, n3], &[Dist::Cyclic, Dist::Cyclic], &[1, np])?,
         ),
     ];
     for (name, src, dst) in &cases {
         if name.contains(only.as_str()) {
-            run_case(&comm, name, src, dst, reps);
+            run_case(&comm, name, src, dst, reps)?;
         }
     }
+    Ok(())
 }

@@ -80,29 +80,29 @@ fn ok<C: Communicator>(comm: &C) {
     assert_eq!(comm.max_u32(me as u32 * 10), (n as u32 - 1) * 10);
 
     // Every pair exchanges a message of 1000 + sender elements, of value 1000 * sender + i.
-    let mut ex: Exchange<'_, u64> = Exchange::new(comm, TAG);
-    for peer in (0..n).filter(|&p| p != me) {
-        let data: Vec<u64> = (0..1000 + me as u64)
-            .map(|i| 1000 * me as u64 + i)
-            .collect();
-        ex.send(peer, data).unwrap();
-        ex.recv(peer, 1000 + peer as usize).unwrap();
-    }
-    let mut received = 0;
-    while let Some(id) = ex.wait_any().unwrap() {
-        if ex.is_receive(id) {
-            let v = ex.take_received(id).unwrap();
-            let from = v[0] / 1000;
-            assert_eq!(v.len() as u64, 1000 + from);
-            assert!(v
-                .iter()
-                .enumerate()
-                .all(|(i, &x)| x == 1000 * from + i as u64));
-            received += 1;
+    Exchange::scope(comm, TAG, |ex: &mut Exchange<'_, u64>| {
+        for peer in (0..n).filter(|&p| p != me) {
+            let data: Vec<u64> = (0..1000 + me as u64)
+                .map(|i| 1000 * me as u64 + i)
+                .collect();
+            ex.send(peer, data).unwrap();
+            ex.recv(peer, 1000 + peer as usize).unwrap();
         }
-    }
-    assert_eq!(received, n - 1);
-    drop(ex);
+        let mut received = 0;
+        while let Some(id) = ex.wait_any().unwrap() {
+            if ex.is_receive(id) {
+                let v = ex.take_received(id).unwrap();
+                let from = v[0] / 1000;
+                assert_eq!(v.len() as u64, 1000 + from);
+                assert!(v
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &x)| x == 1000 * from + i as u64));
+                received += 1;
+            }
+        }
+        assert_eq!(received, n - 1);
+    });
     Group::barrier(comm);
     if me == 0 {
         println!("WAIT-CHECK ok ranks={n}");
@@ -115,20 +115,25 @@ fn exchange<C: Communicator>(comm: &C) {
     let n = Communicator::size(comm);
     let limit = wait_timeout();
     if me == 0 {
-        let mut ex: Exchange<'_, u32> = Exchange::new(comm, TAG);
-        for peer in 1..n {
-            ex.recv(peer, 16).unwrap();
-        }
-        let start = Instant::now();
-        let mut got = 0;
-        let err = loop {
-            match ex.wait_any() {
-                Ok(Some(_)) => got += 1,
-                Ok(None) => panic!("every receive completed, but rank 1 sent nothing"),
-                Err(e) => break e,
-            }
-        };
-        let waited = start.elapsed();
+        // The scope's end completes what is left: the receive from rank 1 is cancelled there,
+        // at once (the wait already timed out).
+        let (got, err, waited, closed) =
+            Exchange::scope(comm, TAG, |ex: &mut Exchange<'_, u32>| {
+                for peer in 1..n {
+                    ex.recv(peer, 16).unwrap();
+                }
+                let start = Instant::now();
+                let mut got = 0;
+                let err = loop {
+                    match ex.wait_any() {
+                        Ok(Some(_)) => got += 1,
+                        Ok(None) => panic!("every receive completed, but rank 1 sent nothing"),
+                        Err(e) => break e,
+                    }
+                };
+                (got, err, start.elapsed(), Instant::now())
+            });
+        let cancel = closed.elapsed();
         assert_eq!(got, n - 2, "the messages of the ranks that sent");
         assert!(
             matches!(err, Error::Timeout { .. }),
@@ -143,18 +148,14 @@ fn exchange<C: Communicator>(comm: &C) {
             waited.as_secs_f64(),
             limit.as_secs_f64()
         );
-        // The receive from rank 1 is cancelled here, at once (the wait already timed out).
-        let start = Instant::now();
-        drop(ex);
-        let cancel = start.elapsed();
 
-        // An early return with a receive in flight and no wait yet: the drop gives the
+        // An early return with a receive in flight and no wait yet: the scope's end gives the
         // message its chance (one bound), then cancels the receive.
-        let mut ex: Exchange<'_, u32> = Exchange::new(comm, TAG + 1);
-        ex.recv(1, 16).unwrap();
-        let start = Instant::now();
-        drop(ex);
-        let early = start.elapsed();
+        let closed = Exchange::scope(comm, TAG + 1, |ex: &mut Exchange<'_, u32>| {
+            ex.recv(1, 16).unwrap();
+            Instant::now()
+        });
+        let early = closed.elapsed();
         assert!(early >= limit, "early drop returned after {early:?}");
         println!(
             "WAIT-CHECK exchange-drop cancel_s={:.3} early_drop_s={:.3}",
@@ -162,9 +163,10 @@ fn exchange<C: Communicator>(comm: &C) {
             early.as_secs_f64()
         );
     } else if me != 1 {
-        let mut ex: Exchange<'_, u32> = Exchange::new(comm, TAG);
-        ex.send(0, vec![me as u32; 16]).unwrap();
-        while ex.wait_any().unwrap().is_some() {}
+        Exchange::scope(comm, TAG, |ex: &mut Exchange<'_, u32>| {
+            ex.send(0, vec![me as u32; 16]).unwrap();
+            while ex.wait_any().unwrap().is_some() {}
+        });
     }
     // Everybody returns: rank 0 from its timeout, the others at once. A plain blocking MPI
     // barrier, so the ranks waiting for rank 0 here do not count against the bound.
@@ -177,11 +179,11 @@ fn exchange<C: Communicator>(comm: &C) {
 /// Rank 0 sends more than MPI sends eagerly to rank 1, which never receives.
 fn send_abort<C: Communicator>(comm: &C) {
     if Communicator::rank(comm) == 0 {
-        let mut ex: Exchange<'_, u8> = Exchange::new(comm, TAG);
-        ex.send(1, vec![7; 8 << 20]).unwrap();
-        let err = ex.wait_any().expect_err("the send cannot complete");
-        println!("WAIT-CHECK send-timeout error={err}");
-        drop(ex); // aborts the job
+        Exchange::scope(comm, TAG, |ex: &mut Exchange<'_, u8>| {
+            ex.send(1, vec![7; 8 << 20]).unwrap();
+            let err = ex.wait_any().expect_err("the send cannot complete");
+            println!("WAIT-CHECK send-timeout error={err}");
+        }); // the scope's end aborts the job
         println!("WAIT-CHECK send-abort dropped without aborting");
         std::process::exit(2);
     }

@@ -161,19 +161,20 @@ pub fn redistribute<T: Element, C: Communicator>(
     };
     let mut pooled = Pooled::take(plan, my_p, my_q, std::mem::size_of::<T>())?;
     pooled.get().reset();
-    // Declared after `pooled`, so dropped first: the exchange completes (or cancels) every
-    // request before the buffers it uses go back to the pool.
-    let mut run = Run {
-        ex: Exchange::new(comm, REDISTRIBUTE_TAG),
-        prep: pooled.get(),
-        ranks,
-        src: src.unwrap_or(&[]),
-        dst_ptr,
-        dst_len,
-    };
-    run.execute()?;
-    drop(run);
-    Ok(())
+    // The exchange's scope ends inside `pooled`'s: every request is completed (or cancelled)
+    // before the buffers it uses go back to the pool.
+    let prep = pooled.get();
+    Exchange::scope(comm, REDISTRIBUTE_TAG, |ex| {
+        Run {
+            ex,
+            prep,
+            ranks,
+            src: src.unwrap_or(&[]),
+            dst_ptr,
+            dst_len,
+        }
+        .execute()
+    })
 }
 
 /// Bytes of the chunks a transfer is cut into when it has to be packed or unpacked, for
@@ -393,8 +394,8 @@ impl Drop for Pooled {
 }
 
 /// One call in progress.
-struct Run<'a, 'p, T: Element> {
-    ex: Exchange<'a, T>,
+struct Run<'a, 'p, 'e, T: Element> {
+    ex: &'e mut Exchange<'a, T>,
     prep: &'p mut Prepared,
     ranks: &'p RankMap,
     src: &'a [T],
@@ -406,7 +407,7 @@ fn piece_error(e: std::io::Error) -> Error {
     Error::InvalidArgument(format!("placing a piece: {e}"))
 }
 
-impl<T: Element> Run<'_, '_, T> {
+impl<T: Element> Run<'_, '_, '_, T> {
     /// Posts every receive, sends chunk after chunk (one per destination in turn) while
     /// buffers are free, copies the same-process piece a chunk at a time in between, and
     /// unpacks what arrives in buffers, until everything has been sent and received.

@@ -228,8 +228,33 @@ pub struct Exchange<'a, T: Element> {
 }
 
 impl<'a, T: Element> Exchange<'a, T> {
-    /// A new exchange on `comm` using message tag `tag`.
-    pub fn new<C: Communicator>(comm: &'a C, tag: i32) -> Exchange<'a, T> {
+    /// Runs `f` with a new exchange on `comm` using message tag `tag`; whatever is still in
+    /// flight when `f` returns (or unwinds) is completed or cancelled before `scope` returns
+    /// (see [`Exchange`]). Only a scope makes exchanges, and `f` only borrows this one, so it
+    /// cannot be leaked (`mem::forget`) while MPI still reads a buffer borrowed for `'a`, as
+    /// rsmpi's request scopes:
+    ///
+    /// ```compile_fail,E0507
+    /// use juxmem::transport::mpi::Exchange;
+    /// fn leak<C: mpi::traits::Communicator>(comm: &C, data: &[u64]) {
+    ///     Exchange::scope(comm, 7, |ex| {
+    ///         ex.send_borrowed(1, data).unwrap();
+    ///         std::mem::forget(*ex); // cannot move out of a borrow: refused
+    ///     });
+    /// }
+    /// ```
+    pub fn scope<C: Communicator, R>(
+        comm: &'a C,
+        tag: i32,
+        f: impl FnOnce(&mut Exchange<'a, T>) -> R,
+    ) -> R {
+        let mut ex = Exchange::new(comm, tag);
+        let r = f(&mut ex);
+        drop(ex);
+        r
+    }
+
+    fn new<C: Communicator>(comm: &'a C, tag: i32) -> Exchange<'a, T> {
         Exchange {
             comm: comm.as_raw(),
             tag,

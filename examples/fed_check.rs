@@ -368,6 +368,54 @@ fn collective_write(name: &str, rounds: u64) {
     }
 }
 
+/// Two ranks, each home of its block: rank 0 takes a raw pointer to its part (as C's
+/// `juxmem_array_local_write`) and writes through it; meanwhile rank 1's one-sided get and put
+/// of rank 0's block are refused (Busy), while rank 0's own get works. After the release both
+/// read what the pointer wrote.
+fn lend() {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let me = world.rank() as u64;
+    let fed = join(&format!("lend{me}"));
+    let len = 1u64 << 10;
+    let layout = Layout::one_d(2 * len, Dist::Block, 2).unwrap();
+    let mut a = fed
+        .create::<f64, _>(&world, "lend/a", juxmem::ArrayOptions::new(layout))
+        .unwrap();
+    a.acquire().unwrap();
+    if me == 0 {
+        let (ptr, n) = a.local_raw(true).unwrap();
+        // SAFETY: the handle's local part, valid until release.
+        let part = unsafe { std::slice::from_raw_parts_mut(ptr, n) };
+        for (i, x) in part.iter_mut().enumerate() {
+            *x = i as f64 + 0.5;
+        }
+        let mut buf = [0.0; 2];
+        a.get(&[3], &[5], &mut buf).unwrap();
+        assert_eq!(buf, [3.5, 4.5], "own get during the loan");
+    }
+    world.barrier();
+    if me == 1 {
+        let mut buf = [0.0; 2];
+        let e = a.get(&[3], &[5], &mut buf).unwrap_err();
+        println!("LEND get {:?} {e}", e.code());
+        let e = a.put(&[3], &[5], &buf).unwrap_err();
+        println!("LEND put {:?} {e}", e.code());
+    }
+    world.barrier();
+    let v = a.release().unwrap();
+    a.acquire_read(VersionReq::Exactly(v)).unwrap();
+    let mut all = vec![0.0; 2 * len as usize];
+    a.get(&[0], &[2 * len], &mut all).unwrap();
+    let wrong = all[..len as usize]
+        .iter()
+        .enumerate()
+        .filter(|&(i, &x)| x != i as f64 + 0.5)
+        .count();
+    a.release_read().unwrap();
+    println!("LEND rank={me} version={v} wrong={wrong}");
+}
+
 /// Locks the whole array, writes `value` everywhere, then (with `hold`) waits for a line on
 /// stdin before releasing.
 fn write_all(name: &str, value: f64, hold: bool) {
@@ -490,6 +538,7 @@ fn main() {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     match arg(1).as_str() {
         "pairs-produce" => pairs_produce(),
+        "lend" => lend(),
         "pairs-consume" => pairs_consume(),
         "counter-init" => counter_init(&arg(2)),
         "counter-inc" => counter_inc(&arg(2), arg(3).parse().unwrap()),

@@ -448,7 +448,10 @@ juxmem_status juxmem_array_local_read(struct juxmem_array *array,
 
 /*
  Direct write access to this process's local part, under a write acquire (otherwise
- JUXMEM_E_NOT_ACQUIRED). As juxmem_array_local_read otherwise.
+ JUXMEM_E_NOT_ACQUIRED). As juxmem_array_local_read otherwise. Until the release, the
+ pointer has the block to itself: other processes' one-sided get and put of this block in
+ the same epoch fail with JUXMEM_E_BUSY (this process's own get and put still work; do not
+ write through the pointer while another thread is inside a juxmem call on this array).
  */
 juxmem_status juxmem_array_local_write(struct juxmem_array *array,
                                        void **data,

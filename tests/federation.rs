@@ -686,3 +686,30 @@ fn acquire_overwrite_releases_what_was_written_without_loading() {
         a.release().unwrap();
     }
 }
+
+#[test]
+fn a_raw_local_pointer_keeps_other_ranks_out_of_its_block_until_release() {
+    let fed = LocalFederation::start("lend", &[("A", 0)]);
+    let out = run_with_timeout(mpi_client(&fed, "A", 2, &["lend"]), LIMIT);
+    check(&out, "lend");
+    // Rank 1's one-sided get and put of rank 0's lent block: refused, with the reason.
+    for op in ["get", "put"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("LEND {op} ")))
+            .unwrap_or_else(|| panic!("no LEND {op} line:\n{}", out.stdout));
+        assert!(
+            line.contains("Busy") && line.contains("raw pointer"),
+            "{line}"
+        );
+    }
+    for rank in 0..2 {
+        assert!(
+            out.stdout
+                .contains(&format!("LEND rank={rank} version=1 wrong=0")),
+            "{}",
+            out.stdout
+        );
+    }
+}

@@ -280,6 +280,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             )));
         };
         let version = base + 1;
+        self.return_lent();
         if let Err(e) = self.release_rounds(epoch, version, floor) {
             self.abort_write();
             return Err(e);
@@ -594,11 +595,22 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             Local::Snapshot(d) => Ok((d.typed::<T>().as_ptr().cast_mut(), d.typed::<T>().len())),
             Local::Owned(v) => Ok((v.as_mut_ptr(), v.len())),
             Local::Working(w) => {
-                // The working copy's memory stays put while the handle holds the Arc.
+                // The working copy's memory stays put while the handle holds the Arc. Foreign
+                // code may write it at any time until release, so the provider's threads
+                // (other ranks' gets and puts of this epoch) are refused meanwhile: they would
+                // race it.
                 let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
+                g.lent = true;
                 let s = g.data.typed_mut::<T>();
                 Ok((s.as_mut_ptr(), s.len()))
             }
+        }
+    }
+
+    /// Ends a loan of the working copy to foreign code (at release: the pointer is void).
+    fn return_lent(&mut self) {
+        if let Local::Working(w) = &self.local {
+            w.lock().unwrap_or_else(|e| e.into_inner()).lent = false;
         }
     }
 

@@ -78,12 +78,24 @@ impl RunningProvider {
             name: match kind {
                 // Job processes on several nodes reuse labels and may share a PID: the host
                 // tells them apart (and tells operators where a rank ran).
-                NodeKind::Rank => format!(
-                    "{}/{label}@{}-{}",
-                    cfg.cluster,
-                    contact::hostname(),
-                    std::process::id()
-                ),
+                // A process joining twice (two handles, or a test) gets `.2`, `.3`, ...: a
+                // second registration under the same name would replace the first.
+                NodeKind::Rank => {
+                    static JOINS: std::sync::atomic::AtomicU32 =
+                        std::sync::atomic::AtomicU32::new(0);
+                    let n = JOINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let again = if n == 0 {
+                        String::new()
+                    } else {
+                        format!(".{}", n + 1)
+                    };
+                    format!(
+                        "{}/{label}@{}-{}{again}",
+                        cfg.cluster,
+                        contact::hostname(),
+                        std::process::id()
+                    )
+                }
                 _ => format!("{}/{label}", cfg.cluster),
             },
             cluster: cfg.cluster.clone(),

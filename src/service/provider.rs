@@ -312,6 +312,10 @@ impl Handler for Provider {
                     Err(e) => return refuse_bulk(conn, e),
                 };
                 let mut w = working.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(e) = w.check_not_lent("writing") {
+                    drop(w);
+                    return refuse_bulk(conn, e);
+                }
                 let stream = conn.stream();
                 with_elem_size!(size, T => unpack_from::<T, _>(&spans, stream, w.data.typed_mut::<T>()))
                     .map_err(|e| io_error("receiving written data", e))?;
@@ -363,6 +367,11 @@ impl Handler for Provider {
                         Some(e) => self.store.working_if_any(array, block, e)?,
                         None => None,
                     };
+                    if let Some(w) = &working {
+                        w.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .check_not_lent("reading")?;
+                    }
                     let snap = match &working {
                         Some(_) => None,
                         None => Some(self.store.snapshot(array, block, stamp)?),

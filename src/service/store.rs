@@ -92,6 +92,24 @@ impl Data {
 pub struct Working {
     /// The data being written.
     pub data: Data,
+    /// The rank's own handle gave foreign code a raw pointer to `data` (C's
+    /// `juxmem_array_local_write`) that it may write at any time until release: the provider's
+    /// threads must not read or write this epoch's copy meanwhile (a data race). The handle's
+    /// own calls still may: they run while the foreign code is inside them.
+    pub lent: bool,
+}
+
+impl Working {
+    /// The error for the provider's threads while the data is lent.
+    pub fn check_not_lent(&self, what: &str) -> Result<()> {
+        if self.lent {
+            return Err(Error::Busy(format!(
+                "{what}: this block's working copy is being written by its rank through a raw \
+                 pointer (juxmem_array_local_write) until that rank releases"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Payload for Arc<Data> {
@@ -100,12 +118,14 @@ impl Payload for Arc<Data> {
     fn thaw(&self) -> Result<Self::Work> {
         Ok(Arc::new(Mutex::new(Working {
             data: self.try_clone()?,
+            lent: false,
         })))
     }
 
     fn blank(&self) -> Result<Self::Work> {
         Ok(Arc::new(Mutex::new(Working {
             data: Data::zeroed(self.len())?,
+            lent: false,
         })))
     }
 

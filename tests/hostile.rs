@@ -340,11 +340,12 @@ fn a_trickling_peer_is_cut_off_at_the_frame_deadline_while_others_are_served() {
     frame.extend([0u8; 100]);
     let every = Duration::from_millis(500);
     let slow = std::thread::spawn(move || trickle(&mut s, &frame, every, Duration::from_secs(30)));
-    // Meanwhile everyone else is served.
+    // Meanwhile everyone else is served (each connection has its own thread; the bound is
+    // loose for a loaded machine).
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     still_serves(&fed);
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let cut = slow
         .join()
         .unwrap()

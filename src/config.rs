@@ -11,7 +11,10 @@
 //! | `JUXMEM_CAPACITY` | half the node's available memory, shared by the job's ranks on the node | Bytes a rank's embedded provider offers (daemons: `--capacity`). `unlimited` lifts the bound. |
 //! | `JUXMEM_TIMEOUT` | `60` | Seconds: the default timeout of every network wait. |
 //! | `JUXMEM_FAILURE_TIMEOUT` | `3` | Seconds without a heartbeat after which a process is declared dead (its copies fail over, its locks and pins are released). Heartbeats go every quarter of it. |
-//! | `JUXMEM_MAX_FRAME` | `16777216` | Largest control frame accepted, in bytes. |
+//! | `JUXMEM_MAX_FRAME` | `16777216` | Largest control frame accepted, in bytes (before the handshake: 64 KiB). |
+//! | `JUXMEM_HANDSHAKE_TIMEOUT` | `10` | Seconds a service gives a new connection to complete its handshake (at most `JUXMEM_TIMEOUT`). |
+//! | `JUXMEM_MAX_CONNECTIONS` | `4096` | Open connections a manager or provider accepts in all; extra ones are refused. |
+//! | `JUXMEM_MAX_CONNECTIONS_PER_HOST` | `1024` | Open connections a manager or provider accepts from one peer address. |
 //! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
 //!
 //! Nothing else is read from the environment; the builder methods override any of it.
@@ -80,6 +83,14 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         })
 }
 
+fn parse_count(name: &str, v: &str) -> Result<usize> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::InvalidArgument(format!("{name}={v:?} is not a positive integer")))
+}
+
 fn parse_seconds(name: &str, v: &str) -> Result<Duration> {
     v.parse::<f64>()
         .ok()
@@ -136,6 +147,15 @@ impl Config {
         }
         if let Some(v) = var("JUXMEM_MAX_FRAME") {
             c.net.max_frame = parse_bytes(&v)? as usize;
+        }
+        if let Some(v) = var("JUXMEM_HANDSHAKE_TIMEOUT") {
+            c.net.handshake_timeout = parse_seconds("JUXMEM_HANDSHAKE_TIMEOUT", &v)?;
+        }
+        if let Some(v) = var("JUXMEM_MAX_CONNECTIONS") {
+            c.net.max_connections = parse_count("JUXMEM_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = var("JUXMEM_MAX_CONNECTIONS_PER_HOST") {
+            c.net.max_connections_per_host = parse_count("JUXMEM_MAX_CONNECTIONS_PER_HOST", &v)?;
         }
         Ok(c)
     }

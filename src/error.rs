@@ -321,3 +321,21 @@ impl Error {
         Error::Overflow(what.to_string())
     }
 }
+
+thread_local! {
+    /// Why the last value refused while decoding on this thread was refused: serde's custom
+    /// errors lose their message in postcard, and the peer deserves a clear one.
+    static DECODE_REFUSAL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records why a decoded value is invalid (see [`take_decode_error`]) and returns the message,
+/// for `#[serde(try_from)]` conversions.
+pub(crate) fn note_decode_error(msg: String) -> String {
+    DECODE_REFUSAL.with(|r| *r.borrow_mut() = Some(msg.clone()));
+    msg
+}
+
+/// The reason recorded by the last refused conversion on this thread, if any (and clears it).
+pub(crate) fn take_decode_error() -> Option<String> {
+    DECODE_REFUSAL.with(|r| r.borrow_mut().take())
+}

@@ -100,3 +100,59 @@ fn wrong_buffer_lengths() {
     let e = juxmem::redistribute::local(&plan, &srcs, &mut dsts).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
 }
+
+#[test]
+fn grids_over_the_process_limit() {
+    let n = juxmem::layout::MAX_PROCS;
+    assert!(Layout::one_d(n, Dist::Cyclic, n).is_ok());
+    let e = Layout::new(&[4, 4], &[Dist::Cyclic; 2], &[n, 2]).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadGrid);
+    assert!(e.to_string().contains("at most 1048576"), "{e}");
+}
+
+/// A layout as it travels, unchecked (the fields of `Layout` / `DimLayout`).
+#[derive(serde::Serialize)]
+struct RawLayout {
+    dims: Vec<(u64, u64, u64, Dist)>,
+}
+
+#[test]
+fn layouts_are_checked_when_decoded() {
+    use juxmem::transport::tcp::decode;
+    let decode_raw = |dims: Vec<(u64, u64, u64, Dist)>| {
+        decode::<Layout>(&postcard::to_stdvec(&RawLayout { dims }).unwrap())
+    };
+    // The raw form is the real encoding.
+    let l = Layout::new(&[10, 7], &[Dist::Block, Dist::BlockCyclic(3)], &[3, 2]).unwrap();
+    let raw = vec![(10, 3, 4, Dist::Block), (7, 2, 3, Dist::BlockCyclic(3))];
+    assert_eq!(
+        postcard::to_stdvec(&l).unwrap(),
+        postcard::to_stdvec(&RawLayout { dims: raw.clone() }).unwrap()
+    );
+    assert_eq!(decode_raw(raw).unwrap(), l);
+    for (dims, why) in [
+        (vec![(10, 0, 1, Dist::Block)], "0 processes"),
+        (vec![(10, 2, 0, Dist::BlockCyclic(0))], "block size of 0"),
+        (vec![(10, 2, 0, Dist::Block)], "does not match"),
+        (vec![(10, 2, 7, Dist::Cyclic)], "does not match"),
+        (vec![(1 << 40, 1 << 21, 1, Dist::Cyclic)], "at most 1048576"),
+        (
+            vec![(u64::MAX, 1, u64::MAX, Dist::Block)],
+            "memory addresses",
+        ),
+        (vec![], "at least one dimension"),
+    ] {
+        let e = decode_raw(dims).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Protocol, "{e}");
+        assert!(
+            e.to_string().contains("invalid layout") && e.to_string().contains(why),
+            "expected {why:?}: {e}"
+        );
+    }
+    // A zero block size never reaches the index arithmetic (it would divide by zero).
+    let e = decode::<juxmem::layout::DimLayout>(
+        &postcard::to_stdvec(&(8u64, 2u64, 0u64, Dist::Block)).unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
+}

@@ -68,12 +68,48 @@ impl std::str::FromStr for Dist {
 }
 
 /// A resolved dimension: `extent` indices in blocks of `block`, round robin over `procs`.
+///
+/// Decoding goes through [`DimLayout::new`] (`try_from`): a zero `procs` or `block`, or a
+/// `block` other than the one `dist` resolves to, is refused (every division here trusts them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawDim")]
 pub struct DimLayout {
     extent: u64,
     procs: u64,
     block: u64,
     dist: Dist,
+}
+
+/// A dimension as it travels, unchecked (the same fields, so the encoding is unchanged).
+#[derive(Deserialize)]
+struct RawDim {
+    extent: u64,
+    procs: u64,
+    block: u64,
+    dist: Dist,
+}
+
+impl TryFrom<RawDim> for DimLayout {
+    type Error = String;
+
+    fn try_from(raw: RawDim) -> std::result::Result<DimLayout, String> {
+        let note = |m: String| crate::error::note_decode_error(format!("invalid layout: {m}"));
+        if raw.procs == 0 {
+            return Err(note("a dimension over 0 processes".into()));
+        }
+        if raw.dist == Dist::BlockCyclic(0) {
+            return Err(note("a block size of 0".into()));
+        }
+        let d =
+            DimLayout::new(raw.extent, raw.procs, raw.dist, 0).map_err(|e| note(e.to_string()))?;
+        if d.block != raw.block {
+            return Err(note(format!(
+                "block size {} does not match distribution {} of {} indices over {} processes",
+                raw.block, raw.dist, raw.extent, raw.procs
+            )));
+        }
+        Ok(d)
+    }
 }
 
 impl DimLayout {

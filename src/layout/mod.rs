@@ -15,18 +15,46 @@ use crate::error::{Error, Result};
 /// Largest number of dimensions an array may have.
 pub const MAX_DIMS: usize = 16;
 
+/// Largest process grid (processes, i.e. blocks of an array). A grid sizes per-block state
+/// (placements, homes, plans), so a layout received from a peer must not name more; 2^20 is
+/// already more blocks than a `Create` request of one frame can carry homes for.
+pub const MAX_PROCS: u64 = 1 << 20;
+
 /// An n-D array layout: global shape, per-dimension distribution, process grid.
+///
+/// A layout from the wire goes through [`Layout::new`]'s checks (`try_from`): a zero grid or
+/// block, an overflowing shape or a grid over [`MAX_PROCS`] is refused while decoding, so no
+/// invalid layout exists anywhere.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawLayout")]
 pub struct Layout {
     dims: Vec<DimLayout>,
+}
+
+/// A layout as it travels, unchecked (the same fields, so the encoding is unchanged).
+#[derive(Deserialize)]
+struct RawLayout {
+    dims: Vec<DimLayout>,
+}
+
+impl TryFrom<RawLayout> for Layout {
+    type Error = String;
+
+    fn try_from(raw: RawLayout) -> std::result::Result<Layout, String> {
+        let shape: Vec<u64> = raw.dims.iter().map(|d| d.extent()).collect();
+        let dists: Vec<Dist> = raw.dims.iter().map(|d| d.dist()).collect();
+        let grid: Vec<u64> = raw.dims.iter().map(|d| d.procs()).collect();
+        Layout::new(&shape, &dists, &grid)
+            .map_err(|e| crate::error::note_decode_error(format!("invalid layout: {e}")))
+    }
 }
 
 impl Layout {
     /// A layout of `shape` with `dists[i]` along dimension `i` over a process grid of `grid`.
     ///
-    /// Fails on mismatched dimension counts, zero grid extents, zero block sizes, and shapes or
-    /// grids whose element counts do not fit in 64 bits (or local parts that do not fit in
-    /// memory addresses).
+    /// Fails on mismatched dimension counts, zero grid extents, zero block sizes, grids of more
+    /// than [`MAX_PROCS`] processes, and shapes or grids whose element counts do not fit in 64
+    /// bits (or local parts that do not fit in memory addresses).
     pub fn new(shape: &[u64], dists: &[Dist], grid: &[u64]) -> Result<Layout> {
         if shape.is_empty() {
             return Err(Error::InvalidArgument(
@@ -53,11 +81,16 @@ impl Layout {
                 "global shape {shape:?} has more than 2^64 - 1 elements"
             ))
         })?;
-        checked_product(grid).ok_or_else(|| {
+        let nprocs = checked_product(grid).ok_or_else(|| {
             Error::overflow(format!(
                 "process grid {grid:?} has more than 2^64 - 1 processes"
             ))
         })?;
+        if nprocs > MAX_PROCS {
+            return Err(Error::BadGrid(format!(
+                "process grid {grid:?} has {nprocs} processes; at most {MAX_PROCS} are supported"
+            )));
+        }
         let dims = shape
             .iter()
             .zip(dists)

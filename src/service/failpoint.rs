@@ -5,7 +5,8 @@
 //!
 //! `JUXMEM_FAILPOINTS=NAME=ACTION[@FILE][,...]`, where ACTION is `sleep:MILLISECONDS` (the
 //! process says so on stderr, then sleeps: the test kills it meanwhile), `kill` (the process
-//! SIGKILLs itself) or `fail` (the operation fails there as if the network had failed). With
+//! SIGKILLs itself), `fail` (the operation fails there as if the network had failed) or
+//! `panic` (the thread panics there: tests of the servers' panic boundary). With
 //! `@FILE`, the point is armed by creating FILE and fires once, in the first process that
 //! removes it: several daemons can share one setting and exactly one acts, at the moment the
 //! test chose. A test can also [`arm`] a point in its own process. Unset, a point costs one
@@ -23,6 +24,8 @@ pub enum Action {
     Kill,
     /// Make the operation fail there (the caller turns it into a network error).
     Fail,
+    /// Panic there.
+    Panic,
 }
 
 /// Points armed in this process by [`arm`], each firing once.
@@ -59,6 +62,7 @@ fn points() -> &'static [Point] {
                 let action = match action.trim() {
                     "kill" => Action::Kill,
                     "fail" => Action::Fail,
+                    "panic" => Action::Panic,
                     a => Action::Sleep(Duration::from_millis(
                         a.strip_prefix("sleep:")?.parse().ok()?,
                     )),
@@ -101,6 +105,7 @@ pub fn hit(name: &str) -> bool {
                 }
             }
             Action::Fail => fail = true,
+            Action::Panic => panic!("failpoint {name}"),
         }
     }
     fail

@@ -53,7 +53,7 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, addr: &str, conn: Conn) {
+    fn checkin(&self, addr: &str, mut conn: Conn) {
         let _ = conn.set_timeouts(self.cfg.io_timeout);
         self.idle
             .lock()

@@ -6,6 +6,11 @@
 //! travels after a message as raw bytes whose length the message announced and the receiver
 //! checked against what it expects.
 //!
+//! Reading a frame has a deadline for the whole frame, not per system call: once its first byte
+//! arrived, the rest must arrive within the I/O timeout, so a peer trickling bytes cannot hold
+//! a thread. Before the handshake, frames are small ([`HANDSHAKE_MAX_FRAME`]) and the whole
+//! handshake has a deadline ([`NetConfig::handshake_timeout`]).
+//!
 //! The first frame in each direction is the handshake: 8 magic bytes, the protocol version as a
 //! fixed `u32` (so that a peer speaking another version is recognised even if the message
 //! schema changed), then the postcard-encoded [`Hello`]. A mismatched peer is refused by name
@@ -13,7 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -28,6 +33,20 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Default largest control frame accepted (bytes); bulk data is not a frame.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// Largest frame accepted before the handshake is done: a hello is a few hundred bytes, and an
+/// unknown peer must not make us allocate more.
+pub const HANDSHAKE_MAX_FRAME: usize = 64 << 10;
+
+/// Default deadline of a whole handshake on the accepting side.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default limit on open connections a service accepts, in all.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Default limit on open connections a service accepts from one peer address (every rank of a
+/// node shares one, each with a control connection and a few pooled ones).
+pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: usize = 1024;
 
 /// Who is speaking, sent by both sides when a connection opens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +71,10 @@ pub enum HelloReply {
     /// Refused, with the reason.
     Refused(String),
 }
+
+/// What a timeout says when no frame started within the read timeout (an idle connection, as
+/// opposed to a frame that started but did not arrive in time).
+pub const WAITING_FOR_A_FRAME: &str = "waiting for a frame";
 
 /// Writes one frame.
 pub fn write_frame<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<()> {
@@ -89,9 +112,103 @@ pub fn send<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<()> {
 
 /// Reads and decodes one message of at most `max` bytes.
 pub fn recv<R: Read, T: DeserializeOwned>(r: &mut R, max: usize) -> Result<T> {
-    let bytes = read_frame(r, max)?;
-    postcard::from_bytes(&bytes)
-        .map_err(|e| Error::Protocol(format!("malformed message ({} bytes): {e}", bytes.len())))
+    decode(&read_frame(r, max)?)
+}
+
+/// Decodes one message. Values with invariants (layouts) are checked while decoding; a refused
+/// one is a `Protocol` error naming why.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let _ = crate::error::take_decode_error(); // nothing stale from an earlier decode
+    postcard::from_bytes(bytes).map_err(|e| {
+        let why = crate::error::take_decode_error().unwrap_or_else(|| e.to_string());
+        Error::Protocol(format!("malformed message ({} bytes): {why}", bytes.len()))
+    })
+}
+
+/// Fills `buf` from `stream`, all of it before `deadline` (the socket's timeout is lowered to
+/// the time left before each read; the caller restores it). `limit` is the deadline's length,
+/// for the message.
+fn read_exact_by(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+    limit: Duration,
+    doing: &str,
+) -> Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout {
+                what: format!("{doing}: the whole frame did not arrive in time"),
+                seconds: limit.as_secs_f64(),
+            });
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| io_error("setting a read timeout", e))?;
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => {
+                return Err(io_error(
+                    doing,
+                    io::Error::from(io::ErrorKind::UnexpectedEof),
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {} // the deadline is checked above
+            Err(e) => return Err(io_error(doing, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one frame of at most `max` bytes: the first byte as long as the socket's current read
+/// timeout allows (an idle wait), the rest within `frame_timeout` of it.
+fn read_frame_timed(
+    stream: &mut TcpStream,
+    max: usize,
+    first: Option<Instant>,
+    frame_timeout: Duration,
+) -> Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    let deadline = match first {
+        Some(d) => d,
+        None => {
+            stream
+                .read_exact(&mut len[..1])
+                .map_err(|e| io_error(WAITING_FOR_A_FRAME, e))?;
+            Instant::now() + frame_timeout
+        }
+    };
+    let start = if first.is_some() { 0 } else { 1 };
+    read_exact_by(
+        stream,
+        &mut len[start..],
+        deadline,
+        frame_timeout,
+        "reading a frame header",
+    )?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(Error::Protocol(format!(
+            "frame of {len} bytes exceeds the limit of {max} bytes"
+        )));
+    }
+    let mut buf = vec![0u8; len];
+    read_exact_by(
+        stream,
+        &mut buf,
+        deadline,
+        frame_timeout,
+        "reading a frame body",
+    )?;
+    Ok(buf)
 }
 
 /// Maps an I/O error to a typed error, naming what we were doing.
@@ -114,6 +231,10 @@ pub struct Conn {
     stream: TcpStream,
     peer: Hello,
     max_frame: usize,
+    /// The read timeout set by the owner (the wait for a frame's first byte).
+    read_timeout: Option<Duration>,
+    /// The deadline of the rest of a frame once its first byte arrived.
+    frame_timeout: Duration,
 }
 
 impl Conn {
@@ -127,9 +248,15 @@ impl Conn {
         send(&mut self.stream, msg)
     }
 
-    /// Receives a message.
+    /// Receives a message: its first byte within the read timeout, the whole frame within the
+    /// I/O timeout of that.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
-        recv(&mut self.stream, self.max_frame)
+        let frame = read_frame_timed(&mut self.stream, self.max_frame, None, self.frame_timeout);
+        // The deadline lowered the socket's timeout; bulk reads after the message use it.
+        let restored = self.stream.set_read_timeout(self.read_timeout);
+        let frame = frame?;
+        restored.map_err(|e| io_error("setting a read timeout", e))?;
+        decode(&frame)
     }
 
     /// The underlying stream, for bulk data after a message.
@@ -150,15 +277,17 @@ impl Conn {
     }
 
     /// Changes the read timeout (for requests that legitimately wait long, like version waits).
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> Result<()> {
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<()> {
+        self.read_timeout = t;
         self.stream
             .set_read_timeout(t)
             .map_err(|e| io_error("setting a read timeout", e))
     }
 
     /// Changes both the read and the write timeout.
-    pub fn set_timeouts(&self, t: Duration) -> Result<()> {
+    pub fn set_timeouts(&mut self, t: Duration) -> Result<()> {
         self.set_read_timeout(Some(t))?;
+        self.frame_timeout = t;
         self.stream
             .set_write_timeout(Some(t))
             .map_err(|e| io_error("setting a write timeout", e))
@@ -168,10 +297,16 @@ impl Conn {
 /// Settings for connections.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
-    /// Timeout for connecting and for every read or write.
+    /// Timeout for connecting, for every write, and for a whole frame once it started.
     pub io_timeout: Duration,
     /// Largest control frame accepted.
     pub max_frame: usize,
+    /// Deadline of a whole handshake on the accepting side (capped by `io_timeout`).
+    pub handshake_timeout: Duration,
+    /// Open connections a service accepts, in all.
+    pub max_connections: usize,
+    /// Open connections a service accepts from one peer address.
+    pub max_connections_per_host: usize,
 }
 
 impl Default for NetConfig {
@@ -179,6 +314,9 @@ impl Default for NetConfig {
         NetConfig {
             io_timeout: Duration::from_secs(60),
             max_frame: DEFAULT_MAX_FRAME,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_host: DEFAULT_MAX_CONNECTIONS_PER_HOST,
         }
     }
 }
@@ -251,12 +389,24 @@ pub fn connect(addr: &str, me: &Hello, cfg: &NetConfig) -> Result<Conn> {
     })?;
     tune(&stream, cfg)?;
     write_frame(&mut stream, &hello_bytes(me)?).map_err(|e| io_error("sending hello", e))?;
-    let reply: HelloReply = recv(&mut stream, cfg.max_frame)?;
-    match reply {
+    let deadline = Instant::now() + cfg.io_timeout;
+    let reply = read_frame_timed(
+        &mut stream,
+        HANDSHAKE_MAX_FRAME.min(cfg.max_frame),
+        Some(deadline),
+        cfg.io_timeout,
+    )
+    .and_then(|f| decode::<HelloReply>(&f));
+    stream
+        .set_read_timeout(Some(cfg.io_timeout))
+        .map_err(|e| io_error("setting a read timeout", e))?;
+    match reply? {
         HelloReply::Welcome(peer) => Ok(Conn {
             stream,
             peer,
             max_frame: cfg.max_frame,
+            read_timeout: Some(cfg.io_timeout),
+            frame_timeout: cfg.io_timeout,
         }),
         HelloReply::Refused(why) => Err(Error::Refused(format!("{addr} refused us: {why}"))),
     }
@@ -270,7 +420,24 @@ pub fn accept(
     check: impl Fn(&Hello) -> std::result::Result<(), String>,
 ) -> Result<Conn> {
     tune(&stream, cfg)?;
-    let frame = read_frame(&mut stream, cfg.max_frame)?;
+    // An unknown peer gets a small frame and a deadline for the whole handshake.
+    let limit = cfg.handshake_timeout.min(cfg.io_timeout);
+    let frame = read_frame_timed(
+        &mut stream,
+        HANDSHAKE_MAX_FRAME.min(cfg.max_frame),
+        Some(Instant::now() + limit),
+        limit,
+    );
+    stream
+        .set_read_timeout(Some(cfg.io_timeout))
+        .map_err(|e| io_error("setting a read timeout", e))?;
+    let frame = frame.map_err(|e| match e {
+        Error::Timeout { seconds, .. } => Error::Timeout {
+            what: "the handshake".into(),
+            seconds,
+        },
+        other => other,
+    })?;
     let verdict = parse_hello(&frame).and_then(|h| match check(&h) {
         Ok(()) => Ok(h),
         Err(why) => Err(Error::Refused(why)),
@@ -282,6 +449,8 @@ pub fn accept(
                 stream,
                 peer,
                 max_frame: cfg.max_frame,
+                read_timeout: Some(cfg.io_timeout),
+                frame_timeout: cfg.io_timeout,
             })
         }
         Err(e) => {

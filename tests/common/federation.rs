@@ -59,6 +59,8 @@ pub struct LocalFederation {
     pub settings: Settings,
     managers: Vec<Daemon>,
     providers: Vec<Daemon>,
+    /// Variables set for every daemon (after the others, so they win).
+    daemon_env: Vec<(String, String)>,
 }
 
 /// The `juxmem` command: Cargo's path in tests, else next to the running example.
@@ -88,6 +90,16 @@ impl LocalFederation {
 
     /// [`LocalFederation::start`] with settings.
     pub fn start_with(name: &str, clusters: &[(&str, u32)], settings: Settings) -> LocalFederation {
+        Self::start_with_env(name, clusters, settings, &[])
+    }
+
+    /// [`LocalFederation::start_with`], with variables set for every daemon.
+    pub fn start_with_env(
+        name: &str,
+        clusters: &[(&str, u32)],
+        settings: Settings,
+        daemon_env: &[(&str, &str)],
+    ) -> LocalFederation {
         let dir = std::env::temp_dir().join(format!("juxmem-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -98,6 +110,10 @@ impl LocalFederation {
             settings,
             managers: vec![],
             providers: vec![],
+            daemon_env: daemon_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         for (cluster, _) in clusters {
             let d = fed.spawn(
@@ -131,6 +147,9 @@ impl LocalFederation {
             (Some(f), true) => cmd.env("JUXMEM_FAILPOINTS", f),
             _ => cmd.env_remove("JUXMEM_FAILPOINTS"),
         };
+        for (k, v) in &self.daemon_env {
+            cmd.env(k, v);
+        }
         Daemon {
             name: name.to_string(),
             cluster: cluster.to_string(),

@@ -74,6 +74,9 @@ pub struct Manager {
     stop: AtomicBool,
 }
 
+/// Longest name pattern a listing accepts (bytes).
+const MAX_PATTERN: usize = 1024;
+
 fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
@@ -296,6 +299,18 @@ impl Manager {
                 spec.redundancy.clusters, spec.redundancy.providers_per_cluster, spec.name
             )));
         }
+        // Copies are counted in u32 (`Redundancy::copies`).
+        if spec
+            .redundancy
+            .clusters
+            .checked_mul(spec.redundancy.providers_per_cluster)
+            .is_none()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "redundancy {}x{} of {}: too many copies",
+                spec.redundancy.clusters, spec.redundancy.providers_per_cluster, spec.name
+            )));
+        }
         if spec.homes == HomePlacement::Creator && homes.len() as u64 != nblocks {
             return Err(Error::InvalidArgument(format!(
                 "{} has {nblocks} blocks but {} homes were given",
@@ -487,6 +502,9 @@ impl Manager {
         mut poll: impl FnMut(&mut State) -> Result<Poll<T>>,
         on_timeout: impl FnOnce(&mut State),
     ) -> Result<T> {
+        // A timeout from the wire may be anything: a year is as good as forever, and adding it
+        // to now cannot overflow.
+        let timeout = timeout.min(Duration::from_secs(365 * 24 * 3600));
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
@@ -813,7 +831,13 @@ impl Manager {
                 self.evict(&node, &format!("gone from cluster {}", node.cluster));
                 Ok(Response::Ok)
             }
-            Request::Members => Ok(Response::Members(self.lock().membership.nodes())),
+            Request::Members => {
+                let st = self.lock();
+                // Tests of the panic boundary panic here, holding the state's lock: the lock
+                // is poisoned, and every later request must still be served.
+                let _ = crate::service::failpoint::hit("manager.members");
+                Ok(Response::Members(st.membership.nodes()))
+            }
             Request::Reserve {
                 bytes,
                 count,
@@ -851,6 +875,14 @@ impl Manager {
                 Ok(Response::Meta(self.lookup(&name, forwarded)?))
             }
             Request::List { pattern, forwarded } => {
+                // Matching is quadratic in the worst case: a pattern longer than any name
+                // (255 bytes) plus its stars is refused rather than matched.
+                if pattern.len() > MAX_PATTERN {
+                    return Err(Error::InvalidArgument(format!(
+                        "a name pattern of {} bytes; at most {MAX_PATTERN} are accepted",
+                        pattern.len()
+                    )));
+                }
                 Ok(Response::Names(self.list(&pattern, forwarded)))
             }
             Request::Status { forwarded } => Ok(Response::Status(self.status(forwarded))),

@@ -8,11 +8,11 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::federation::LocalFederation;
+use common::federation::{hello_frame, manager_addr, LocalFederation};
 use common::mpirun::{example, mpi_env, mpirun, run_with_timeout, Output};
 use juxmem::layout::{Dist, Layout};
 use juxmem::service::protocol::VersionReq;
-use juxmem::transport::tcp::{self, Hello, HelloReply, MAGIC, PROTOCOL_VERSION};
+use juxmem::transport::tcp::{self, HelloReply, PROTOCOL_VERSION};
 use juxmem::{ArrayOptions, ErrorCode, Federation, Solo};
 
 const LIMIT: Duration = Duration::from_secs(240);
@@ -356,30 +356,6 @@ fn bad_names_types_and_shapes_get_typed_errors_without_hanging() {
     assert_eq!(names, vec!["bad/x".to_string()]);
 }
 
-fn hello_frame(version: u32, federation: &str) -> Vec<u8> {
-    let h = Hello {
-        name: "test/raw".into(),
-        cluster: "A".into(),
-        federation: federation.into(),
-        incarnation: 1,
-        software: "test".into(),
-    };
-    let mut body = MAGIC.to_vec();
-    body.extend_from_slice(&version.to_le_bytes());
-    body.extend(postcard::to_stdvec(&h).unwrap());
-    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
-    frame.extend(body);
-    frame
-}
-
-fn manager_addr(fed: &LocalFederation, cluster: &str) -> String {
-    let text = std::fs::read_to_string(fed.dir().join(format!("{cluster}.manager"))).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("addr="))
-        .unwrap()
-        .to_string()
-}
-
 /// Reads until the peer closes (true) or 5 s pass (false).
 fn closed_by_peer(s: &mut TcpStream) -> bool {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -407,7 +383,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     assert!(closed_by_peer(&mut s), "a foreign hello must be refused");
     // A good hello, then a frame announcing 2 GiB.
     let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(&hello_frame(PROTOCOL_VERSION, "frames"))
+    s.write_all(&hello_frame("test/raw", PROTOCOL_VERSION, "frames"))
         .unwrap();
     let reply: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
@@ -418,7 +394,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     );
     // A good hello, then a frame of garbage.
     let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(&hello_frame(PROTOCOL_VERSION, "frames"))
+    s.write_all(&hello_frame("test/raw", PROTOCOL_VERSION, "frames"))
         .unwrap();
     let _: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
     tcp::write_frame(&mut s, &[0xff; 64]).unwrap();
@@ -443,7 +419,7 @@ fn peers_of_another_protocol_version_or_federation_are_refused_by_name() {
     let fed = LocalFederation::start("versions", &[("A", 0)]);
     let addr = manager_addr(&fed, "A");
     let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(&hello_frame(PROTOCOL_VERSION + 1, "versions"))
+    s.write_all(&hello_frame("test/raw", PROTOCOL_VERSION + 1, "versions"))
         .unwrap();
     let reply: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
     match reply {

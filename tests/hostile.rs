@@ -9,45 +9,22 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::federation::{wait_for, LocalFederation, Settings};
+use common::federation::{hello_frame, manager_addr, wait_for, LocalFederation, Settings};
 use juxmem::layout::Dist;
 use juxmem::service::protocol::{
     ArraySpec, HomePlacement, NodeInfo, NodeKind, Redundancy, Request, Response, Retention,
     Selection, Stamp,
 };
-use juxmem::transport::tcp::{self, Hello, HelloReply, MAGIC, PROTOCOL_VERSION};
+use juxmem::transport::tcp::{self, HelloReply, PROTOCOL_VERSION};
 use juxmem::{ElemType, ErrorCode, Federation, Layout};
 use serde::Serialize;
-
-fn hello_frame(name: &str, federation: &str) -> Vec<u8> {
-    let h = Hello {
-        name: name.into(),
-        cluster: "A".into(),
-        federation: federation.into(),
-        incarnation: 1,
-        software: "test".into(),
-    };
-    let mut body = MAGIC.to_vec();
-    body.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    body.extend(postcard::to_stdvec(&h).unwrap());
-    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
-    frame.extend(body);
-    frame
-}
-
-fn manager_addr(fed: &LocalFederation, cluster: &str) -> String {
-    let text = std::fs::read_to_string(fed.dir().join(format!("{cluster}.manager"))).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("addr="))
-        .unwrap()
-        .to_string()
-}
 
 /// A handshaken raw connection, as `name`.
 fn raw_conn(addr: &str, fed: &LocalFederation, name: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&hello_frame(name, &fed.name)).unwrap();
+    s.write_all(&hello_frame(name, PROTOCOL_VERSION, &fed.name))
+        .unwrap();
     let reply: HelloReply = tcp::recv(&mut s, 1 << 16).unwrap();
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     s
@@ -356,7 +333,7 @@ fn a_trickling_peer_is_cut_off_at_the_frame_deadline_while_others_are_served() {
     );
     // Before the handshake: the hello trickled; the handshake has 2 s.
     let mut s = TcpStream::connect(&addr).unwrap();
-    let hello = hello_frame("test/slow", &fed.name);
+    let hello = hello_frame("test/slow", PROTOCOL_VERSION, &fed.name);
     let cut = trickle(&mut s, &hello, every, Duration::from_secs(30))
         .expect("a trickled handshake must be cut off");
     assert!(
@@ -380,7 +357,7 @@ fn oversized_frames_before_the_handshake_are_refused() {
     assert!(closed_by_peer(&mut s), "an oversized hello must be refused");
     // A hello padded past 64 KiB, whole.
     let mut s = TcpStream::connect(&addr).unwrap();
-    let mut body = hello_frame("test/big", &fed.name)[4..].to_vec();
+    let mut body = hello_frame("test/big", PROTOCOL_VERSION, &fed.name)[4..].to_vec();
     body.resize(70 << 10, 0);
     let _ = tcp::write_frame(&mut s, &body);
     assert!(closed_by_peer(&mut s), "an oversized hello must be refused");
@@ -409,7 +386,7 @@ fn connect_from(source: &str, addr: &str) -> TcpStream {
 /// Connects from `source` and handshakes; the server's answer.
 fn hello_from(source: &str, addr: &str, fed: &LocalFederation) -> (TcpStream, HelloReply) {
     let mut s = connect_from(source, addr);
-    let _ = s.write_all(&hello_frame("test/many", &fed.name));
+    let _ = s.write_all(&hello_frame("test/many", PROTOCOL_VERSION, &fed.name));
     let reply = tcp::recv(&mut s, 1 << 16).unwrap();
     (s, reply)
 }

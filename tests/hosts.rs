@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::federation::juxmem_bin;
+use common::federation::{contact_addr, juxmem_bin};
 use common::mpirun::{example, mpi_env, run_with_timeout, Output};
 use common::netlab::Lab;
 
@@ -66,15 +66,6 @@ fn check(out: &Output, what: &str) {
     );
 }
 
-/// The address the contact file of cluster `A<k>`'s manager advertises.
-fn contact_addr(lab: &Lab, k: u32) -> String {
-    let text = std::fs::read_to_string(lab.dir.join(format!("A{k}.manager"))).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("addr="))
-        .unwrap_or_else(|| panic!("no addr= in the contact file of A{k}:\n{text}"))
-        .to_string()
-}
-
 /// Managers and daemons as in `examples/weather.pipeline`, cluster `A<k>` on host `k`, then the
 /// four stages at once (stage k on host k, the verifying stage on host 3).
 fn weather_across_hosts(tag: &str, addressing: Addressing) {
@@ -98,7 +89,7 @@ fn weather_across_hosts(tag: &str, addressing: Addressing) {
             contact.exists()
         });
         // Every cluster's manager advertises its host's address, whichever way it was chosen.
-        let addr = contact_addr(&lab, k);
+        let addr = contact_addr(&lab.dir, &format!("A{k}"));
         assert!(
             addr.starts_with(&format!("{}:", Lab::addr(k))),
             "{addressing:?}: manager of A{k} advertises {addr}, not host {k}'s address"

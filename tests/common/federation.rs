@@ -332,3 +332,37 @@ pub fn wait_for_within(what: &str, limit: Duration, mut ready: impl FnMut() -> b
     }
     start.elapsed()
 }
+
+/// A hello frame as a raw client sends it (length prefix, magic, protocol `version`, postcard
+/// hello), for tests that speak the wire by hand.
+pub fn hello_frame(name: &str, version: u32, federation: &str) -> Vec<u8> {
+    use juxmem::transport::tcp::{Hello, MAGIC};
+    let h = Hello {
+        name: name.into(),
+        cluster: "A".into(),
+        federation: federation.into(),
+        incarnation: 1,
+        software: "test".into(),
+    };
+    let mut body = MAGIC.to_vec();
+    body.extend_from_slice(&version.to_le_bytes());
+    body.extend(postcard::to_stdvec(&h).unwrap());
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+/// The address a contact file in `dir` gives for `cluster`'s manager.
+pub fn contact_addr(dir: &Path, cluster: &str) -> String {
+    let text = std::fs::read_to_string(dir.join(format!("{cluster}.manager")))
+        .unwrap_or_else(|e| panic!("contact file of {cluster}: {e}"));
+    text.lines()
+        .find_map(|l| l.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in the contact file of {cluster}:\n{text}"))
+        .to_string()
+}
+
+/// The address of `cluster`'s manager in `fed`.
+pub fn manager_addr(fed: &LocalFederation, cluster: &str) -> String {
+    contact_addr(fed.dir(), cluster)
+}

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use juxmem::config::Config;
 use juxmem::element::{as_bytes, as_bytes_mut};
 use juxmem::layout::{Dist, Layout};
+// juxmem's own socket settings, so the baseline has exactly the same.
 use juxmem::service::protocol::{FullPolicy, VersionReq};
+use juxmem::transport::tcp::{tune_bulk, SOCKET_BUFFER};
 use juxmem::{ArrayOptions, Federation};
 use mpi::collective::SystemOperation;
 use mpi::topology::SimpleCommunicator;
@@ -40,8 +42,6 @@ use mpi::traits::*;
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const WAIT: Duration = Duration::from_secs(300);
-/// juxmem's socket buffers (`transport::tcp`), given to the baseline too.
-const SOCKET_BUFFER: usize = 4 << 20;
 
 fn slowest(world: &SimpleCommunicator, t: f64) -> f64 {
     let mut m = 0.0;
@@ -81,14 +81,6 @@ fn write_atomic(p: &Path, text: &str) -> Res<()> {
 
 fn value(g: u64, rep: u64) -> f64 {
     (g as f64) * 0.5 + rep as f64
-}
-
-fn tune(s: &TcpStream) -> Res<()> {
-    s.set_nodelay(true)?;
-    let sock = socket2::SockRef::from(s);
-    sock.set_send_buffer_size(SOCKET_BUFFER)?;
-    sock.set_recv_buffer_size(SOCKET_BUFFER)?;
-    Ok(())
 }
 
 /// Elements of consumer rank `c` (cyclic over `n`) inside producer block `[first, first+len)`:
@@ -194,7 +186,7 @@ fn producer(a: &Args, world: &SimpleCommunicator, fed: &Federation, block: &Layo
     let mut conns: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     for _ in 0..n {
         let (mut s, _) = listener.accept()?;
-        tune(&s)?;
+        tune_bulk(&s)?;
         let mut who = [0u8; 8];
         s.read_exact(&mut who)?;
         let c = u64::from_le_bytes(who);
@@ -307,7 +299,7 @@ fn consumer(
             f
         })?;
         let mut s = TcpStream::connect(addr.trim())?;
-        tune(&s)?;
+        tune_bulk(&s)?;
         s.write_all(&me.to_le_bytes())?;
         conns.push(s);
     }

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use federation::{LocalFederation, Settings};
 use juxmem::element::{as_bytes, as_bytes_mut};
 use juxmem::layout::{Dist, Layout};
+// juxmem's own socket settings, so the baseline has exactly the same.
 use juxmem::service::protocol::VersionReq;
+use juxmem::transport::tcp::tune_bulk;
 use juxmem::{ArrayOptions, Federation, Solo};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -32,15 +34,6 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 static SOLO: Solo = Solo;
 const LEN: u64 = 1 << 17; // 1 MiB of f64
 const REPLICAS: usize = 3;
-const SOCKET_BUFFER: usize = 4 << 20;
-
-fn tune(s: &TcpStream) -> Res<()> {
-    s.set_nodelay(true)?;
-    let sock = socket2::SockRef::from(s);
-    sock.set_send_buffer_size(SOCKET_BUFFER)?;
-    sock.set_recv_buffer_size(SOCKET_BUFFER)?;
-    Ok(())
-}
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -82,9 +75,9 @@ fn bench() -> Res<()> {
     let (mut senders, mut conns) = (Vec::new(), Vec::new());
     for _ in 0..REPLICAS {
         let out = TcpStream::connect(addr)?;
-        tune(&out)?;
+        tune_bulk(&out)?;
         let (conn, _) = listener.accept()?;
-        tune(&conn)?;
+        tune_bulk(&conn)?;
         senders.push(out);
         conns.push(conn);
     }

@@ -16,6 +16,8 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::{Duration, Instant};
 
+use juxmem::transport::tcp::tune_bulk;
+
 /// Chunks read at once; at most `QUEUED` of them wait per direction (bounded memory).
 const CHUNK: usize = 256 << 10;
 const QUEUED: usize = 64;
@@ -42,13 +44,6 @@ fn original_destination(s: &TcpStream) -> std::io::Result<SocketAddr> {
         Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
         u16::from_be(addr.sin_port),
     )))
-}
-
-fn tune(s: &TcpStream) {
-    let _ = s.set_nodelay(true);
-    let sock = socket2::SockRef::from(s);
-    let _ = sock.set_send_buffer_size(4 << 20);
-    let _ = sock.set_recv_buffer_size(4 << 20);
 }
 
 /// One direction: a reader stamps chunks, a writer sends each once its delay has passed.
@@ -103,8 +98,8 @@ fn relay(client: TcpStream, delay: Duration) {
             return;
         }
     };
-    tune(&client);
-    tune(&server);
+    let _ = tune_bulk(&client);
+    let _ = tune_bulk(&server);
     let (c2, s2) = match (client.try_clone(), server.try_clone()) {
         (Ok(c), Ok(s)) => (c, s),
         _ => return,

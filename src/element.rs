@@ -181,3 +181,64 @@ macro_rules! with_elem_size {
         }
     };
 }
+
+/// Runs `$body` with `$T` bound to the Rust type of the runtime element type `$elem` (an
+/// [`ElemType`](crate::ElemType)): one place for the dispatch the command and the C ABI need.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_elem_type {
+    ($elem:expr, $T:ident => $body:expr) => {
+        match $elem {
+            $crate::ElemType::I8 => {
+                #[allow(dead_code)]
+                type $T = i8;
+                $body
+            }
+            $crate::ElemType::U8 => {
+                #[allow(dead_code)]
+                type $T = u8;
+                $body
+            }
+            $crate::ElemType::I16 => {
+                #[allow(dead_code)]
+                type $T = i16;
+                $body
+            }
+            $crate::ElemType::U16 => {
+                #[allow(dead_code)]
+                type $T = u16;
+                $body
+            }
+            $crate::ElemType::I32 => {
+                #[allow(dead_code)]
+                type $T = i32;
+                $body
+            }
+            $crate::ElemType::U32 => {
+                #[allow(dead_code)]
+                type $T = u32;
+                $body
+            }
+            $crate::ElemType::I64 => {
+                #[allow(dead_code)]
+                type $T = i64;
+                $body
+            }
+            $crate::ElemType::U64 => {
+                #[allow(dead_code)]
+                type $T = u64;
+                $body
+            }
+            $crate::ElemType::F32 => {
+                #[allow(dead_code)]
+                type $T = f32;
+                $body
+            }
+            $crate::ElemType::F64 => {
+                #[allow(dead_code)]
+                type $T = f64;
+                $body
+            }
+        }
+    };
+}

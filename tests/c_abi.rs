@@ -12,22 +12,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::federation::LocalFederation;
-use common::mpirun::{example, mpi_env, run_with_timeout, Output};
+use common::mpirun::{example, mpi_env, run_ok, Output};
+use common::repo;
 
 const LIMIT: Duration = Duration::from_secs(300);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn run(cmd: Command, what: &str) -> Output {
-    let out = run_with_timeout(cmd, LIMIT);
-    assert!(
-        out.success,
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-    out
+    run_ok(cmd, what, LIMIT)
 }
 
 fn shell(script: &str, dir: &Path, env: &[(&str, String)]) -> Output {

@@ -7,26 +7,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::federation::LocalFederation;
-use common::mpirun::{mpi_env, run_with_timeout, Output};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(cmd: Command, what: &str, limit: Duration) -> Output {
-    let out = run_with_timeout(cmd, limit);
-    assert!(
-        out.success,
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-    out
-}
+use common::mpirun::{mpi_env, run_ok, run_with_timeout};
+use common::repo;
 
 fn cmake_configure(src: &Path, build: &Path, prefix: &Path) -> Command {
     let mut cmd = Command::new("cmake");
@@ -78,20 +65,20 @@ fn cmake_package_builds_and_runs_the_readme_programs() {
 
     let mut install = Command::new(repo().join("ci/install-lib"));
     install.arg(&prefix);
-    run(install, "ci/install-lib", limit);
+    run_ok(install, "ci/install-lib", limit);
     let config = prefix.join("lib/cmake/juxmem");
     assert!(config.join("juxmemConfig.cmake").exists());
     assert!(config.join("juxmemConfigVersion.cmake").exists());
 
     let build = root.join("build");
-    run(
+    run_ok(
         cmake_configure(&example, &build, &prefix),
         "cmake configure",
         limit,
     );
     let mut make = Command::new("cmake");
     make.arg("--build").arg(&build);
-    run(make, "cmake --build", limit);
+    run_ok(make, "cmake --build", limit);
 
     let fed = LocalFederation::start("cmake-hello", &[("A", 0)]);
     for prog in ["hello_c", "hello_f"] {
@@ -99,7 +86,7 @@ fn cmake_package_builds_and_runs_the_readme_programs() {
         mpi_env(&mut cmd);
         fed.env(&mut cmd, "A");
         cmd.args(["-np", "2"]).arg(build.join(prog));
-        let out = run(cmd, prog, Duration::from_secs(120));
+        let out = run_ok(cmd, prog, Duration::from_secs(120));
         for rank in 0..2 {
             let want = format!("rank {rank}: 500 elements read back in cyclic layout, 0 wrong");
             assert!(
@@ -125,14 +112,14 @@ fn cmake_package_builds_and_runs_the_readme_programs() {
     )
     .unwrap();
     let conly_build = root.join("c-only-build");
-    run(
+    run_ok(
         cmake_configure(&conly, &conly_build, &prefix),
         "cmake configure (C only)",
         limit,
     );
     let mut make = Command::new("cmake");
     make.arg("--build").arg(&conly_build);
-    run(make, "cmake --build (C only)", limit);
+    run_ok(make, "cmake --build (C only)", limit);
     assert!(conly_build.join("hello_c").exists());
 
     // A version newer than the installed one is refused, naming the version found.

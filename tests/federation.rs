@@ -3,13 +3,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::federation::{hello_frame, manager_addr, LocalFederation};
-use common::mpirun::{example, mpi_env, mpirun, run_with_timeout, Output};
+use common::federation::{closed_by_peer, hello_frame, manager_addr, LocalFederation};
+use common::mpirun::{check, example, mpi_env, mpirun, run_with_timeout, Output};
 use juxmem::layout::{Dist, Layout};
 use juxmem::service::protocol::VersionReq;
 use juxmem::transport::tcp::{self, HelloReply, PROTOCOL_VERSION};
@@ -31,14 +31,6 @@ fn client(fed: &LocalFederation, cluster: &str, args: &[&str]) -> Command {
     fed.env(&mut cmd, cluster);
     cmd.args(args);
     cmd
-}
-
-fn check(out: &Output, what: &str) {
-    assert!(
-        out.success,
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
 }
 
 fn run_together(cmds: Vec<(&'static str, Command)>) -> Vec<Output> {
@@ -356,19 +348,6 @@ fn bad_names_types_and_shapes_get_typed_errors_without_hanging() {
     assert_eq!(names, vec!["bad/x".to_string()]);
 }
 
-/// Reads until the peer closes (true) or 5 s pass (false).
-fn closed_by_peer(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
-        }
-    }
-}
-
 #[test]
 fn malformed_and_oversized_frames_close_only_that_connection() {
     let fed = LocalFederation::start("frames", &[("A", 0)]);
@@ -376,11 +355,17 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     // Not our protocol at all.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert!(closed_by_peer(&mut s), "an HTTP request must be refused");
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(5)),
+        "an HTTP request must be refused"
+    );
     // A small frame that is not a juxmem hello.
     let mut s = TcpStream::connect(&addr).unwrap();
     tcp::write_frame(&mut s, b"HELLO, I SPEAK SOMETHING ELSE").unwrap();
-    assert!(closed_by_peer(&mut s), "a foreign hello must be refused");
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(5)),
+        "a foreign hello must be refused"
+    );
     // A good hello, then a frame announcing 2 GiB.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(&hello_frame("test/raw", PROTOCOL_VERSION, "frames"))
@@ -389,7 +374,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     s.write_all(&(2u32 << 30).to_le_bytes()).unwrap();
     assert!(
-        closed_by_peer(&mut s),
+        closed_by_peer(&mut s, Duration::from_secs(5)),
         "an oversized frame must close the connection"
     );
     // A good hello, then a frame of garbage.
@@ -399,7 +384,7 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
     let _: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
     tcp::write_frame(&mut s, &[0xff; 64]).unwrap();
     assert!(
-        closed_by_peer(&mut s),
+        closed_by_peer(&mut s, Duration::from_secs(5)),
         "a malformed frame must close the connection"
     );
     // The manager keeps serving everyone else.

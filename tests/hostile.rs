@@ -9,7 +9,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::federation::{hello_frame, manager_addr, wait_for, LocalFederation, Settings};
+use common::federation::{
+    closed_by_peer, hello_frame, manager_addr, wait_for, LocalFederation, Settings,
+};
 use juxmem::layout::Dist;
 use juxmem::service::protocol::{
     ArraySpec, HomePlacement, NodeInfo, NodeKind, Redundancy, Request, Response, Retention,
@@ -28,19 +30,6 @@ fn raw_conn(addr: &str, fed: &LocalFederation, name: &str) -> TcpStream {
     let reply: HelloReply = tcp::recv(&mut s, 1 << 16).unwrap();
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     s
-}
-
-/// Reads until the peer closes (true) or 10 s pass (false).
-fn closed_by_peer(s: &mut TcpStream) -> bool {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
-        }
-    }
 }
 
 /// A layout dimension as it travels, without the checks of `Layout::new`.
@@ -122,7 +111,10 @@ fn expect_refused(addr: &str, fed: &LocalFederation, frame: &[u8], why: &str) {
         }
         other => panic!("expected an error naming {why:?}, got {other:?}"),
     }
-    assert!(closed_by_peer(&mut s), "the connection must be closed");
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(10)),
+        "the connection must be closed"
+    );
 }
 
 /// A normal client still gets served by the manager of A.
@@ -354,13 +346,19 @@ fn oversized_frames_before_the_handshake_are_refused() {
     // 1 MiB is far below the frame limit after the handshake, far above a hello.
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(&(1u32 << 20).to_le_bytes()).unwrap();
-    assert!(closed_by_peer(&mut s), "an oversized hello must be refused");
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(10)),
+        "an oversized hello must be refused"
+    );
     // A hello padded past 64 KiB, whole.
     let mut s = TcpStream::connect(&addr).unwrap();
     let mut body = hello_frame("test/big", PROTOCOL_VERSION, &fed.name)[4..].to_vec();
     body.resize(70 << 10, 0);
     let _ = tcp::write_frame(&mut s, &body);
-    assert!(closed_by_peer(&mut s), "an oversized hello must be refused");
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(10)),
+        "an oversized hello must be refused"
+    );
     // The refusal is logged just after the connection closes.
     wait_for("both refusals in the manager's log", || {
         let log = fed.log("A-manager");
@@ -491,7 +489,10 @@ fn a_panicking_handler_closes_only_its_connection_and_cleans_up_its_session() {
     );
     std::fs::write(&arm, "").unwrap();
     tcp::send(&mut s, &Request::Members).unwrap();
-    assert!(closed_by_peer(&mut s), "a panic closes that connection");
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(10)),
+        "a panic closes that connection"
+    );
     let log = fed.log("A-manager");
     assert!(
         log.contains("handling Members panicked: failpoint manager.members"),

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::federation::{contact_addr, juxmem_bin};
-use common::mpirun::{example, mpi_env, run_with_timeout, Output};
+use common::mpirun::{check, example, mpi_env, run_with_timeout, Output};
 use common::netlab::Lab;
 
 /// One lab at a time: each runs eight ranks and six daemons on this machine's two cores.
@@ -56,14 +56,6 @@ fn cluster_env(lab: &Lab, k: u32, addressing: Addressing) -> Vec<(&'static str, 
     ];
     env.extend(addressing.env());
     env
-}
-
-fn check(out: &Output, what: &str) {
-    assert!(
-        out.success,
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
 }
 
 /// Managers and daemons as in `examples/weather.pipeline`, cluster `A<k>` on host `k`, then the

@@ -12,10 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::mpirun::example;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::repo;
 
 fn scripts() -> Vec<PathBuf> {
     let s = repo().join("examples/slurm");

@@ -301,7 +301,7 @@ pub unsafe extern "C" fn juxmem_array_create(
                 if o.homes_on_daemons != 0 {
                     opts = opts.homes_on_daemons();
                 }
-                for_elem!(elem, T => fed.create::<T, dyn Group>(group, name, opts).map(AnyArray::from))
+                jx::with_elem_type!(elem, T => fed.create::<T, dyn Group>(group, name, opts).map(AnyArray::from))
             },
         )
     })
@@ -329,7 +329,7 @@ pub unsafe extern "C" fn juxmem_array_open(
             elem_type,
             layout,
             out,
-            |fed, group, name, elem, layout| for_elem!(elem, T => fed.open_wait::<T, dyn Group>(group, name, layout, wait).map(AnyArray::from)),
+            |fed, group, name, elem, layout| jx::with_elem_type!(elem, T => fed.open_wait::<T, dyn Group>(group, name, layout, wait).map(AnyArray::from)),
         )
     })
 }
@@ -370,13 +370,25 @@ pub unsafe extern "C" fn juxmem_array_acquire(
     array: *mut juxmem_array,
     timeout_seconds: f64,
 ) -> juxmem_status {
+    acquire(array, timeout_seconds, false)
+}
+
+/// The write acquires, loading the latest version or (`overwrite`) not.
+unsafe fn acquire(
+    array: *mut juxmem_array,
+    timeout_seconds: f64,
+    overwrite: bool,
+) -> juxmem_status {
     boundary!({
         check_null!(array);
         (*array).with(|a| {
             each_array!(a, x, T => {
                 let t = timeout_of(timeout_seconds, x.default_timeout());
-
-                status_of(x.acquire_timeout(t))
+                status_of(if overwrite {
+                    x.acquire_overwrite_timeout(t)
+                } else {
+                    x.acquire_timeout(t)
+                })
             })
         })
     })
@@ -390,15 +402,7 @@ pub unsafe extern "C" fn juxmem_array_acquire_overwrite(
     array: *mut juxmem_array,
     timeout_seconds: f64,
 ) -> juxmem_status {
-    boundary!({
-        check_null!(array);
-        (*array).with(|a| {
-            each_array!(a, x, T => {
-                let t = timeout_of(timeout_seconds, x.default_timeout());
-                status_of(x.acquire_overwrite_timeout(t))
-            })
-        })
-    })
+    acquire(array, timeout_seconds, true)
 }
 
 /// Publishes the local parts as a new version (collective); every replica is current when

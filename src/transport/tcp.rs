@@ -321,15 +321,27 @@ impl Default for NetConfig {
     }
 }
 
+/// Send and receive buffer size of every juxmem connection.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// No Nagle delay and [`SOCKET_BUFFER`]-byte buffers, as on every juxmem connection: large
+/// buffers keep bulk streams from stalling on loopback and LANs alike. Public so that
+/// benchmarks give their plain-TCP baselines exactly the same settings.
+pub fn tune_bulk(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(stream);
+    // Sizes are a request the kernel may cap: no reason to fail.
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    Ok(())
+}
+
 fn tune(stream: &TcpStream, cfg: &NetConfig) -> Result<()> {
     let e = |e| io_error("configuring a socket", e);
-    stream.set_nodelay(true).map_err(e)?;
+    tune_bulk(stream).map_err(e)?;
     stream.set_read_timeout(Some(cfg.io_timeout)).map_err(e)?;
     stream.set_write_timeout(Some(cfg.io_timeout)).map_err(e)?;
     let sock = socket2::SockRef::from(stream);
-    // Large socket buffers keep bulk streams from stalling on loopback and LANs alike.
-    let _ = sock.set_send_buffer_size(4 << 20);
-    let _ = sock.set_recv_buffer_size(4 << 20);
     // Keepalive detects a dead peer on connections that legitimately sit idle (a write lock
     // held while the writer computes).
     let keepalive = socket2::TcpKeepalive::new()

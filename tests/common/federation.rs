@@ -366,3 +366,17 @@ pub fn contact_addr(dir: &Path, cluster: &str) -> String {
 pub fn manager_addr(fed: &LocalFederation, cluster: &str) -> String {
     contact_addr(fed.dir(), cluster)
 }
+
+/// Reads from a raw connection until the peer closes it (true) or `limit` passes (false).
+pub fn closed_by_peer(s: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}

@@ -5,6 +5,11 @@ pub mod federation;
 pub mod mpirun;
 pub mod netlab;
 
+/// The repository's root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 use juxmem::layout::Layout;
 use juxmem::plan::Plan;
 use juxmem::redistribute;

@@ -125,3 +125,19 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
         stderr: err_t.join().unwrap_or_default(),
     }
 }
+
+/// Fails the test with both outputs unless the run succeeded.
+pub fn check(out: &Output, what: &str) {
+    assert!(
+        out.success,
+        "{what} failed\nstdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+}
+
+/// [`run_with_timeout`], failing the test unless the command succeeds.
+pub fn run_ok(cmd: Command, what: &str, timeout: Duration) -> Output {
+    let out = run_with_timeout(cmd, timeout);
+    check(&out, what);
+    out
+}

@@ -8,11 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::federation::juxmem_bin;
 use super::mpirun::example;
-
-/// The repository's root (where `ci/netlab` lives).
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::repo;
 
 /// Hosts `1..=n`, each a network namespace with address `198.18.<k>.2` on `jxnet0`.
 pub struct Lab {

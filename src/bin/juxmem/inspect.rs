@@ -15,7 +15,7 @@ use juxmem::config::Config;
 use juxmem::error::{Error, Result};
 use juxmem::layout::{Dist, Layout};
 use juxmem::service::protocol::{ArrayMeta, VersionReq};
-use juxmem::{ElemType, Element, Federation, Solo};
+use juxmem::{Element, Federation, Solo};
 
 use crate::picture;
 use crate::Args;
@@ -93,54 +93,6 @@ macro_rules! value {
 
 value!(i8 => "|i1", u8 => "|u1", i16 => "<i2", u16 => "<u2", i32 => "<i4", u32 => "<u4",
        i64 => "<i8", u64 => "<u8", f32 => "<f4", f64 => "<f8");
-
-/// Runs `$body` with `$T` the Rust type of element type `$elem`.
-macro_rules! with_type {
-    ($elem:expr, $T:ident => $body:expr) => {
-        match $elem {
-            ElemType::I8 => {
-                type $T = i8;
-                $body
-            }
-            ElemType::U8 => {
-                type $T = u8;
-                $body
-            }
-            ElemType::I16 => {
-                type $T = i16;
-                $body
-            }
-            ElemType::U16 => {
-                type $T = u16;
-                $body
-            }
-            ElemType::I32 => {
-                type $T = i32;
-                $body
-            }
-            ElemType::U32 => {
-                type $T = u32;
-                $body
-            }
-            ElemType::I64 => {
-                type $T = i64;
-                $body
-            }
-            ElemType::U64 => {
-                type $T = u64;
-                $body
-            }
-            ElemType::F32 => {
-                type $T = f32;
-                $body
-            }
-            ElemType::F64 => {
-                type $T = f64;
-                $body
-            }
-        }
-    };
-}
 
 /// The `.npy` (format version 1.0) encoding of a C-order array of `shape`.
 fn npy<T: Value>(shape: &[u64], data: &[T]) -> Result<Vec<u8>> {
@@ -339,7 +291,7 @@ pub fn run_get(cfg: Config, args: &Args) -> Result<()> {
         .map_err(|e| about(&c.target, e))?;
     let shape = meta.spec.layout.shape();
     let elem = meta.spec.elem;
-    let (version, bytes) = with_type!(elem, T => {
+    let (version, bytes) = juxmem::with_elem_type!(elem, T => {
         let (v, data) = read_whole::<T>(&fed, &meta, &c).map_err(|e| about(&c.target, e))?;
         (v, npy(&shape, &data)?)
     });
@@ -448,7 +400,7 @@ pub fn run_show(cfg: Config, args: &Args) -> Result<()> {
     lo.extend([0, 0]);
     let mut hi: Vec<u64> = slice.iter().map(|i| i + 1).collect();
     hi.extend([rows, cols]);
-    let (version, field) = with_type!(elem, T => {
+    let (version, field) = juxmem::with_elem_type!(elem, T => {
         read_region::<T>(&fed, &meta, &c, &lo, &hi).map_err(|e| about(&c.target, e))?
     });
     let dims = shape

@@ -134,7 +134,11 @@ fn spawn_echoed(
     board: &Arc<Board>,
     stage: Option<usize>,
 ) -> Result<Supervised> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Never the launcher's own stdin: mpirun forwards a terminal's input to rank 0, and two
+    // stages (or a stage started in the background) reading one terminal can stop on it.
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::InvalidArgument(format!("cannot start {name} ({cmd:?}): {e}")))?;

@@ -63,6 +63,45 @@ pub struct Hello {
     pub software: String,
 }
 
+/// A peer's role in the federation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// A cluster's manager.
+    Manager,
+    /// Anything else: a provider daemon, a job process (client and embedded provider), a tool.
+    Provider,
+}
+
+/// Who a peer is, as far as authorization goes: its cluster and role. Requests are authorized
+/// against this, never against names the peer chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The peer's cluster.
+    pub cluster: String,
+    /// Its role.
+    pub role: Role,
+}
+
+impl Identity {
+    /// The identity a hello claims: a manager is named `<cluster>/manager`.
+    pub fn claimed_by(h: &Hello) -> Identity {
+        let manager = h.name.strip_suffix("/manager") == Some(h.cluster.as_str());
+        Identity {
+            cluster: h.cluster.clone(),
+            role: if manager {
+                Role::Manager
+            } else {
+                Role::Provider
+            },
+        }
+    }
+
+    /// Whether this is the manager of `cluster`.
+    pub fn is_manager_of(&self, cluster: &str) -> bool {
+        self.role == Role::Manager && self.cluster == cluster
+    }
+}
+
 /// Answer to a [`Hello`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
@@ -230,6 +269,7 @@ pub fn io_error(doing: &str, e: io::Error) -> Error {
 pub struct Conn {
     stream: TcpStream,
     peer: Hello,
+    identity: Identity,
     max_frame: usize,
     /// The read timeout set by the owner (the wait for a frame's first byte).
     read_timeout: Option<Duration>,
@@ -241,6 +281,11 @@ impl Conn {
     /// The peer's hello.
     pub fn peer(&self) -> &Hello {
         &self.peer
+    }
+
+    /// The peer's identity, for authorization (see [`Identity`]).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// Sends a message.
@@ -415,6 +460,7 @@ pub fn connect(addr: &str, me: &Hello, cfg: &NetConfig) -> Result<Conn> {
     match reply? {
         HelloReply::Welcome(peer) => Ok(Conn {
             stream,
+            identity: Identity::claimed_by(&peer),
             peer,
             max_frame: cfg.max_frame,
             read_timeout: Some(cfg.io_timeout),
@@ -459,6 +505,7 @@ pub fn accept(
             send(&mut stream, &HelloReply::Welcome(me.clone()))?;
             Ok(Conn {
                 stream,
+                identity: Identity::claimed_by(&peer),
                 peer,
                 max_frame: cfg.max_frame,
                 read_timeout: Some(cfg.io_timeout),

@@ -15,15 +15,20 @@
 //! | `JUXMEM_HANDSHAKE_TIMEOUT` | `10` | Seconds a service gives a new connection to complete its handshake (at most `JUXMEM_TIMEOUT`). |
 //! | `JUXMEM_MAX_CONNECTIONS` | `4096` | Open connections a manager or provider accepts in all; extra ones are refused. |
 //! | `JUXMEM_MAX_CONNECTIONS_PER_HOST` | `1024` | Open connections a manager or provider accepts from one peer address. |
+//! | `JUXMEM_CREDENTIALS` | the federation directory's `credentials/<cluster>`, if there | This cluster's TLS credentials directory (`juxmem credentials issue`): `trust.pem`, `manager.pem`/`.key`, `provider.pem`/`.key`. |
+//! | `JUXMEM_INSECURE` | unset | `1`: plain TCP, unauthenticated and unencrypted (a warning is printed). Without it, a process without credentials refuses to connect. |
 //! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
 //!
 //! Nothing else is read from the environment; the builder methods override any of it.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::transport::tcp::NetConfig;
+use crate::transport::tcp::{NetConfig, Security};
+use crate::transport::tls::Credentials;
 
 /// Where the managers of the federation are found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +58,11 @@ pub struct Config {
     pub net: NetConfig,
     /// Failure detection: a process whose lease is not renewed for this long is declared dead.
     pub failure_timeout: Duration,
+    /// This cluster's TLS credentials directory (`None`: the federation directory's
+    /// `credentials/<cluster>`, if there).
+    pub credentials: Option<PathBuf>,
+    /// Plain TCP, asked for explicitly.
+    pub insecure: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -154,6 +164,20 @@ impl Config {
         if let Some(v) = var("JUXMEM_MAX_CONNECTIONS") {
             c.net.max_connections = parse_count("JUXMEM_MAX_CONNECTIONS", &v)?;
         }
+        if let Some(v) = var("JUXMEM_CREDENTIALS") {
+            c.credentials = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("JUXMEM_INSECURE") {
+            c.insecure = match v.trim() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "JUXMEM_INSECURE={other:?}: expected 1 or 0"
+                    )))
+                }
+            };
+        }
         if let Some(v) = var("JUXMEM_MAX_CONNECTIONS_PER_HOST") {
             c.net.max_connections_per_host = parse_count("JUXMEM_MAX_CONNECTIONS_PER_HOST", &v)?;
         }
@@ -172,6 +196,45 @@ impl Config {
         self
     }
 
+    /// The network settings with their security resolved: this cluster's credentials (loaded
+    /// once per directory and process), or plain TCP if asked for (with a warning, once), or
+    /// an error saying how to get credentials.
+    pub fn net(&self) -> Result<NetConfig> {
+        let mut net = self.net.clone();
+        net.security = if self.insecure {
+            static WARNED: OnceLock<()> = OnceLock::new();
+            WARNED.get_or_init(|| {
+                tracing::warn!("JUXMEM_INSECURE=1: plain TCP, unauthenticated and unencrypted");
+                eprintln!(
+                    "juxmem: warning: JUXMEM_INSECURE=1: connections are plain TCP, \
+                     unauthenticated and unencrypted"
+                );
+            });
+            Security::Insecure
+        } else {
+            match self.credentials_dir() {
+                Some(dir) => Security::Tls(load_credentials(&dir)?),
+                None => Security::Missing,
+            }
+        };
+        Ok(net)
+    }
+
+    /// Where this process's credentials are: `JUXMEM_CREDENTIALS`, else the federation
+    /// directory's `credentials/<cluster>` if it exists.
+    pub fn credentials_dir(&self) -> Option<PathBuf> {
+        if let Some(d) = &self.credentials {
+            return Some(d.clone());
+        }
+        match &self.rendezvous {
+            Some(Rendezvous::Dir(d)) => {
+                let dir = local_credentials(d).join(&self.cluster);
+                dir.exists().then_some(dir)
+            }
+            _ => None,
+        }
+    }
+
     /// The default timeout of network waits.
     pub fn timeout(&self) -> Duration {
         self.net.io_timeout
@@ -188,6 +251,26 @@ impl Config {
     pub fn push_timeout(&self) -> Duration {
         (self.failure_timeout * 2).min(self.net.io_timeout)
     }
+}
+
+/// Where a local federation's credentials live in its directory (one directory per cluster,
+/// and `ca` for its authority): what `juxmem launch` and the test harness make.
+pub fn local_credentials(federation_dir: &Path) -> PathBuf {
+    federation_dir.join("credentials")
+}
+
+fn load_credentials(dir: &Path) -> Result<Arc<Credentials>> {
+    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<Credentials>>>> = OnceLock::new();
+    let mut loaded = LOADED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = loaded.get(dir) {
+        return Ok(c.clone());
+    }
+    let c = Arc::new(Credentials::load(dir)?);
+    loaded.insert(dir.to_path_buf(), c.clone());
+    Ok(c)
 }
 
 /// The default memory a rank's embedded provider offers: half of the node's available memory
@@ -231,6 +314,8 @@ impl Default for Config {
             capacity: default_capacity(),
             net: NetConfig::default(),
             failure_timeout: Duration::from_secs(3),
+            credentials: None,
+            insecure: false,
         }
     }
 }

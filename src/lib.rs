@@ -19,6 +19,7 @@
 
 pub mod array;
 pub mod config;
+pub mod credentials;
 pub mod element;
 pub mod error;
 pub mod history;

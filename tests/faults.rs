@@ -125,7 +125,7 @@ fn raw_pool(fed: &LocalFederation) -> Pool {
         kind: NodeKind::Rank,
         incarnation: new_incarnation(),
     };
-    Pool::new(hello_of(&me, &cfg), cfg.net)
+    Pool::new(hello_of(&me, &cfg), cfg.net().expect("credentials"))
 }
 
 /// Block `b` of `array` at `stamp`, read straight from the copy on `node`.

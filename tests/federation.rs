@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::federation::{closed_by_peer, hello_frame, manager_addr, LocalFederation};
+use common::federation::{
+    closed_by_peer, hello_frame, manager_addr, raw_tls, tls_closed_by_peer, LocalFederation,
+};
 use common::mpirun::{check, example, mpi_env, mpirun, run_with_timeout, Output};
 use juxmem::layout::{Dist, Layout};
 use juxmem::service::protocol::VersionReq;
@@ -196,10 +198,16 @@ fn managers_found_through_an_address_list() {
             .port()
     };
     let list = format!("A=127.0.0.1:{},B=127.0.0.1:{}", free(), free());
+    // No directory to find credentials in: each process is given its cluster's.
+    let creds = std::env::temp_dir().join(format!("juxmem-by-address-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&creds);
+    juxmem::credentials::local_federation(&creds, "by-address", &["A", "B"]).unwrap();
     let mut managers = Vec::new();
     for (cluster, addr) in list.split(',').filter_map(|e| e.split_once('=')) {
         let mut m = Command::new(env!("CARGO_BIN_EXE_juxmem"));
         m.args(["manager", "--cluster", cluster, "--listen", addr])
+            .env("JUXMEM_CREDENTIALS", creds.join(cluster))
+            .env_remove("JUXMEM_INSECURE")
             .env("JUXMEM_FEDERATION", &list)
             .env("JUXMEM_FEDERATION_ID", "by-address")
             .env_remove("JUXMEM_FEDERATION_DIR")
@@ -217,6 +225,7 @@ fn managers_found_through_an_address_list() {
                     .collect(),
             ));
         c.federation = "by-address".into();
+        c.credentials = Some(creds.join(cluster));
         c
     };
     let start = Instant::now();
@@ -359,32 +368,42 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
         closed_by_peer(&mut s, Duration::from_secs(5)),
         "an HTTP request must be refused"
     );
-    // A small frame that is not a juxmem hello.
+    // A small frame that is not a juxmem hello, from a peer without TLS.
     let mut s = TcpStream::connect(&addr).unwrap();
     tcp::write_frame(&mut s, b"HELLO, I SPEAK SOMETHING ELSE").unwrap();
     assert!(
         closed_by_peer(&mut s, Duration::from_secs(5)),
         "a foreign hello must be refused"
     );
+    // The same inside TLS, with valid credentials.
+    let mut s = raw_tls(&fed, &addr, "A");
+    tcp::write_frame(&mut s, b"HELLO, I SPEAK SOMETHING ELSE").unwrap();
+    s.flush().unwrap();
+    assert!(
+        tls_closed_by_peer(&mut s, Duration::from_secs(5)),
+        "a foreign hello must be refused"
+    );
     // A good hello, then a frame announcing 2 GiB.
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(&hello_frame("test/raw", PROTOCOL_VERSION, "frames"))
+    let mut s = raw_tls(&fed, &addr, "A");
+    s.write_all(&hello_frame("A/raw", PROTOCOL_VERSION, "frames"))
         .unwrap();
     let reply: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
     assert!(matches!(reply, HelloReply::Welcome(_)), "{reply:?}");
     s.write_all(&(2u32 << 30).to_le_bytes()).unwrap();
+    s.flush().unwrap();
     assert!(
-        closed_by_peer(&mut s, Duration::from_secs(5)),
+        tls_closed_by_peer(&mut s, Duration::from_secs(5)),
         "an oversized frame must close the connection"
     );
     // A good hello, then a frame of garbage.
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(&hello_frame("test/raw", PROTOCOL_VERSION, "frames"))
+    let mut s = raw_tls(&fed, &addr, "A");
+    s.write_all(&hello_frame("A/raw", PROTOCOL_VERSION, "frames"))
         .unwrap();
     let _: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
     tcp::write_frame(&mut s, &[0xff; 64]).unwrap();
+    s.flush().unwrap();
     assert!(
-        closed_by_peer(&mut s, Duration::from_secs(5)),
+        tls_closed_by_peer(&mut s, Duration::from_secs(5)),
         "a malformed frame must close the connection"
     );
     // The manager keeps serving everyone else.
@@ -403,8 +422,8 @@ fn malformed_and_oversized_frames_close_only_that_connection() {
 fn peers_of_another_protocol_version_or_federation_are_refused_by_name() {
     let fed = LocalFederation::start("versions", &[("A", 0)]);
     let addr = manager_addr(&fed, "A");
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.write_all(&hello_frame("test/raw", PROTOCOL_VERSION + 1, "versions"))
+    let mut s = raw_tls(&fed, &addr, "A");
+    s.write_all(&hello_frame("A/raw", PROTOCOL_VERSION + 1, "versions"))
         .unwrap();
     let reply: HelloReply = tcp::recv(&mut s, 1 << 20).unwrap();
     match reply {
@@ -428,6 +447,7 @@ fn peers_of_another_protocol_version_or_federation_are_refused_by_name() {
 #[test]
 fn stale_contact_files_are_recognised_not_trusted() {
     let fed = LocalFederation::start("stale", &[("A", 0)]);
+    fed.add_cluster_credentials("Z");
     // A contact file left by a crashed manager of cluster Z: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -29,6 +29,17 @@ cycles="${CYCLES:-4}"
 export JUXMEM_FEDERATION_DIR="$run/federation"
 echo weather >"$JUXMEM_FEDERATION_DIR/federation"
 
+# TLS credentials: a CA for this run (its key stays in RUN_DIR/ca, never on the compute nodes'
+# command lines) and each cluster's credentials where its processes look for them without
+# being told: the federation directory's credentials/<cluster> (docs/SECURITY.md).
+if [[ "${JUXMEM_INSECURE:-0}" != 1 ]]; then
+  "${JUXMEM_BIN:-juxmem}" federation init "$run/ca" --name weather --days 30 >/dev/null
+  for cluster in A1 A2 A3 V; do
+    "${JUXMEM_BIN:-juxmem}" credentials issue --ca "$run/ca" --cluster "$cluster" --days 30 \
+      --out "$JUXMEM_FEDERATION_DIR/credentials/$cluster" >/dev/null
+  done
+fi
+
 # cluster  nodes  ranks  providers/node  stage  after
 jobs=(
   "A1 1 2 1 1 -"

@@ -2,13 +2,17 @@
 //! `<dir>/<cluster>.manager` with its address, incarnation and pid. A file whose address
 //! answers with another incarnation, or does not answer, is stale (left by a crashed run) and
 //! is reported as such, never trusted.
+//!
+//! A contact file also names the manager's certificate (SHA-256): a client checks that the
+//! manager answering at the address presents that very certificate. Contact files are private
+//! (mode 0600).
 
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, Rendezvous};
 use crate::error::{Error, Result};
 use crate::service::protocol::NodeInfo;
-use crate::transport::tcp::{self, Hello};
+use crate::transport::tcp::{self, Hello, Role, Security};
 
 /// A manager's contact file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub struct Contact {
     pub pid: Option<u32>,
     /// The host it runs on.
     pub host: Option<String>,
+    /// SHA-256 of the manager's TLS certificate (`None`: plain TCP, or an address list).
+    pub fingerprint: Option<String>,
 }
 
 /// This host's name.
@@ -43,7 +49,7 @@ fn path(dir: &Path, cluster: &str) -> PathBuf {
 
 /// Writes a contact file atomically (write, then rename).
 pub fn write(dir: &Path, c: &Contact) -> Result<()> {
-    let text = format!(
+    let mut text = format!(
         "cluster={}\naddr={}\nincarnation={}\npid={}\nhost={}\n",
         c.cluster,
         c.addr,
@@ -51,6 +57,9 @@ pub fn write(dir: &Path, c: &Contact) -> Result<()> {
         c.pid.unwrap_or(0),
         c.host.as_deref().unwrap_or("")
     );
+    if let Some(f) = &c.fingerprint {
+        text.push_str(&format!("cert=sha256:{f}\n"));
+    }
     let tmp = dir.join(format!(".{}.manager.{}", c.cluster, std::process::id()));
     let io = |e: std::io::Error| {
         Error::Network(format!(
@@ -59,7 +68,18 @@ pub fn write(dir: &Path, c: &Contact) -> Result<()> {
         ))
     };
     std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(&tmp, text).map_err(io)?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+    }
     std::fs::rename(&tmp, path(dir, &c.cluster)).map_err(io)
 }
 
@@ -91,6 +111,9 @@ fn read_file(p: &Path) -> Result<Contact> {
         ),
         pid: get("pid").and_then(|v| v.parse().ok()),
         host: get("host").filter(|h| !h.is_empty()).map(str::to_string),
+        fingerprint: get("cert")
+            .and_then(|c| c.strip_prefix("sha256:"))
+            .map(str::to_string),
     })
 }
 
@@ -110,6 +133,7 @@ pub fn managers(cfg: &Config) -> Result<Vec<Contact>> {
                 incarnation: None,
                 pid: None,
                 host: None,
+                fingerprint: None,
             })
             .collect()),
         Some(Rendezvous::Dir(dir)) => {
@@ -214,6 +238,10 @@ pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<PathBu
             incarnation: Some(me.incarnation),
             pid: Some(std::process::id()),
             host: Some(hostname()),
+            fingerprint: match &cfg.net.security {
+                Security::Tls(c) => c.fingerprint(Role::Manager).map(str::to_string),
+                _ => None,
+            },
         },
     )?;
     Ok(Some(dir.clone()))
@@ -227,5 +255,39 @@ pub fn of_node(node: &NodeInfo) -> Contact {
         incarnation: Some(node.incarnation),
         pid: None,
         host: None,
+        fingerprint: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn contact_files_are_private_and_name_the_certificate() {
+        let dir = std::env::temp_dir().join(format!("juxmem-contact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let c = Contact {
+            cluster: "A1".into(),
+            addr: "127.0.0.1:4000".into(),
+            incarnation: Some(7),
+            pid: Some(42),
+            host: Some("node1".into()),
+            fingerprint: Some("ab".repeat(32)),
+        };
+        write(&dir, &c).unwrap();
+        let p = path(&dir, "A1");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "contact file mode {mode:o}");
+        assert_eq!(read_file(&p).unwrap(), c);
+        // Without TLS there is no certificate to name.
+        let plain = Contact {
+            fingerprint: None,
+            ..c
+        };
+        write(&dir, &plain).unwrap();
+        assert_eq!(read_file(&p).unwrap(), plain);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

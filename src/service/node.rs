@@ -63,6 +63,10 @@ impl RunningProvider {
         label: &str,
         capacity: u64,
     ) -> Result<RunningProvider> {
+        let cfg = &Config {
+            net: cfg.net()?,
+            ..cfg.clone()
+        };
         let manager = contact::manager_of(cfg, &cfg.cluster)?;
         let endpoint = address::choose(
             cfg.listen.as_deref(),

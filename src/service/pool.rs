@@ -46,8 +46,11 @@ impl Pool {
                 .get_mut(addr)
                 .and_then(Vec::pop);
             match pooled {
-                Some(c) if !c.peer_closed() => return Ok(c),
-                Some(_) => continue, // closed meanwhile (idle timeout, peer restarted)
+                Some(mut c) => {
+                    if !c.peer_closed() {
+                        return Ok(c);
+                    } // else closed meanwhile (idle timeout, peer restarted)
+                }
                 None => return tcp::connect(addr, &self.me, &self.cfg),
             }
         }
@@ -95,8 +98,10 @@ impl Pool {
     /// Calls a manager known from a contact, checking that it is the incarnation the contact
     /// names (another incarnation or no answer means the contact is stale).
     pub fn call_manager(&self, contact: &Contact, req: &Request) -> Result<Response> {
-        let incarnation = self
-            .with(&contact.addr, |c| Ok(c.peer().incarnation))
+        let (incarnation, fingerprint) = self
+            .with(&contact.addr, |c| {
+                Ok((c.peer().incarnation, c.peer_fingerprint()))
+            })
             .map_err(|e| match e {
                 Error::Network(m) => {
                     contact::stale(contact, &format!("nothing answers there ({m})"))
@@ -109,6 +114,16 @@ impl Pool {
                     contact,
                     &format!("the manager answering there has incarnation {incarnation}"),
                 ));
+            }
+        }
+        // The contact names the manager's certificate: another one answering there is not it.
+        if let (Some(want), Some(got)) = (&contact.fingerprint, &fingerprint) {
+            if want != got {
+                return Err(Error::Refused(format!(
+                    "the manager of {} at {} presents certificate sha256:{got}, its contact file \
+                     names sha256:{want}",
+                    contact.cluster, contact.addr
+                )));
             }
         }
         self.call(&contact.addr, req)

@@ -2,8 +2,10 @@
 //!
 //! - [`mpi`]: MPI point-to-point inside one job.
 //! - [`tcp`]: framed messages and bulk data between processes (always between clusters).
+//! - [`tls`]: mutual TLS on every TCP connection (credentials per cluster and role).
 //! - [`address`]: which address a process listens on and advertises.
 
 pub mod address;
 pub mod mpi;
 pub mod tcp;
+pub mod tls;

@@ -15,15 +15,24 @@
 //! fixed `u32` (so that a peer speaking another version is recognised even if the message
 //! schema changed), then the postcard-encoded [`Hello`]. A mismatched peer is refused by name
 //! and version and the connection closed.
+//!
+//! With credentials ([`Security::Tls`], the default) every connection is mutual TLS first
+//! (see [`super::tls`]) and the handshake above runs inside it; each side then checks that the
+//! peer's certificate is valid for the identity its hello claims. Plain TCP is only for
+//! [`Security::Insecure`] (`JUXMEM_INSECURE=1`).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::{ClientConnection, ServerConnection, StreamOwned};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::transport::tls::{self, Credentials};
 
 /// Magic bytes opening every connection.
 pub const MAGIC: [u8; 8] = *b"JUXMEM\0\0";
@@ -168,7 +177,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// the time left before each read; the caller restores it). `limit` is the deadline's length,
 /// for the message.
 fn read_exact_by(
-    stream: &mut TcpStream,
+    stream: &mut Link,
     buf: &mut [u8],
     deadline: Instant,
     limit: Duration,
@@ -184,6 +193,7 @@ fn read_exact_by(
             });
         }
         stream
+            .tcp()
             .set_read_timeout(Some(left))
             .map_err(|e| io_error("setting a read timeout", e))?;
         match stream.read(&mut buf[got..]) {
@@ -210,7 +220,7 @@ fn read_exact_by(
 /// Reads one frame of at most `max` bytes: the first byte as long as the socket's current read
 /// timeout allows (an idle wait), the rest within `frame_timeout` of it.
 fn read_frame_timed(
-    stream: &mut TcpStream,
+    stream: &mut Link,
     max: usize,
     first: Option<Instant>,
     frame_timeout: Duration,
@@ -260,14 +270,105 @@ pub fn io_error(doing: &str, e: io::Error) -> Error {
         io::ErrorKind::UnexpectedEof => {
             Error::Network(format!("{doing}: the peer closed the connection"))
         }
+        // What TLS reports for a record that fails authentication (a bit flipped on the way,
+        // a forged record): the peer sent something invalid.
+        io::ErrorKind::InvalidData => Error::Protocol(format!("{doing}: {e}")),
         _ => Error::Network(format!("{doing}: {e}")),
+    }
+}
+
+/// The byte stream of a connection: plain TCP, or TLS over it.
+pub enum Link {
+    /// Plain TCP (`JUXMEM_INSECURE=1`).
+    Plain(TcpStream),
+    /// TLS, as the side that connected.
+    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// TLS, as the side that accepted.
+    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Link::Plain(_) => "plain",
+            Link::Client(_) | Link::Server(_) => "tls",
+        };
+        write!(f, "Link({kind}, {:?})", self.tcp().peer_addr().ok())
+    }
+}
+
+impl Link {
+    /// The TCP socket underneath (timeouts, peeking, shutdown).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Link::Plain(s) => s,
+            Link::Client(s) => &s.sock,
+            Link::Server(s) => &s.sock,
+        }
+    }
+
+    /// Whether this link is encrypted and authenticated.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Link::Plain(_))
+    }
+
+    /// The peer's certificate (TLS only).
+    fn peer_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        let certs = match self {
+            Link::Plain(_) => None,
+            Link::Client(s) => s.conn.peer_certificates(),
+            Link::Server(s) => s.conn.peer_certificates(),
+        };
+        certs
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned())
+    }
+
+    /// Whether decrypted bytes wait unread (TLS only).
+    fn buffered(&mut self) -> bool {
+        let state = match self {
+            Link::Plain(_) => return false,
+            Link::Client(s) => s.conn.process_new_packets(),
+            Link::Server(s) => s.conn.process_new_packets(),
+        };
+        state.map_or(true, |st| {
+            st.plaintext_bytes_to_read() > 0 || st.peer_has_closed()
+        })
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Client(s) => s.read(buf),
+            Link::Server(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Client(s) => s.write(buf),
+            Link::Server(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Client(s) => s.flush(),
+            Link::Server(s) => s.flush(),
+        }
     }
 }
 
 /// One established, handshaken connection.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Link,
     peer: Hello,
     identity: Identity,
     max_frame: usize,
@@ -283,6 +384,11 @@ impl Conn {
         &self.peer
     }
 
+    /// SHA-256 of the peer's certificate (TLS only).
+    pub fn peer_fingerprint(&self) -> Option<String> {
+        self.stream.peer_certificate().map(|c| tls::fingerprint(&c))
+    }
+
     /// The peer's identity, for authorization (see [`Identity`]).
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -290,7 +396,10 @@ impl Conn {
 
     /// Sends a message.
     pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<()> {
-        send(&mut self.stream, msg)
+        send(&mut self.stream, msg)?;
+        self.stream
+            .flush()
+            .map_err(|e| io_error("sending a message", e))
     }
 
     /// Receives a message: its first byte within the read timeout, the whole frame within the
@@ -298,33 +407,38 @@ impl Conn {
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T> {
         let frame = read_frame_timed(&mut self.stream, self.max_frame, None, self.frame_timeout);
         // The deadline lowered the socket's timeout; bulk reads after the message use it.
-        let restored = self.stream.set_read_timeout(self.read_timeout);
+        let restored = self.stream.tcp().set_read_timeout(self.read_timeout);
         let frame = frame?;
         restored.map_err(|e| io_error("setting a read timeout", e))?;
         decode(&frame)
     }
 
-    /// The underlying stream, for bulk data after a message.
-    pub fn stream(&mut self) -> &mut TcpStream {
+    /// The underlying stream, for bulk data after a message. Flush it after writing (TLS
+    /// buffers).
+    pub fn stream(&mut self) -> &mut Link {
         &mut self.stream
     }
 
     /// Whether the peer closed the connection (or sent something unasked), checked without
     /// blocking: a pooled connection that fails this is not reused.
-    pub fn peer_closed(&self) -> bool {
-        if self.stream.set_nonblocking(true).is_err() {
+    pub fn peer_closed(&mut self) -> bool {
+        if self.stream.buffered() {
+            return true;
+        }
+        let tcp = self.stream.tcp();
+        if tcp.set_nonblocking(true).is_err() {
             return true;
         }
         let mut b = [0u8; 1];
-        let closed =
-            !matches!(self.stream.peek(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        closed || self.stream.set_nonblocking(false).is_err()
+        let closed = !matches!(tcp.peek(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        closed || tcp.set_nonblocking(false).is_err()
     }
 
     /// Changes the read timeout (for requests that legitimately wait long, like version waits).
     pub fn set_read_timeout(&mut self, t: Option<Duration>) -> Result<()> {
         self.read_timeout = t;
         self.stream
+            .tcp()
             .set_read_timeout(t)
             .map_err(|e| io_error("setting a read timeout", e))
     }
@@ -334,6 +448,7 @@ impl Conn {
         self.set_read_timeout(Some(t))?;
         self.frame_timeout = t;
         self.stream
+            .tcp()
             .set_write_timeout(Some(t))
             .map_err(|e| io_error("setting a write timeout", e))
     }
@@ -352,7 +467,25 @@ pub struct NetConfig {
     pub max_connections: usize,
     /// Open connections a service accepts from one peer address.
     pub max_connections_per_host: usize,
+    /// TLS credentials, or plain TCP.
+    pub security: Security,
 }
+
+/// Whether connections are mutual TLS.
+#[derive(Clone, Debug, Default)]
+pub enum Security {
+    /// No credentials were found, and plain TCP was not asked for: every connection fails
+    /// with this explanation.
+    #[default]
+    Missing,
+    /// Mutual TLS with these credentials.
+    Tls(Arc<Credentials>),
+    /// Plain TCP, unauthenticated and unencrypted (`JUXMEM_INSECURE=1`).
+    Insecure,
+}
+
+/// What a process without credentials is told.
+pub const NO_CREDENTIALS: &str = "no TLS credentials: set JUXMEM_CREDENTIALS to this cluster's     credentials directory (made by `juxmem credentials issue`; `juxmem launch` makes its own), or     JUXMEM_INSECURE=1 for plain, unauthenticated TCP";
 
 impl Default for NetConfig {
     fn default() -> Self {
@@ -362,6 +495,7 @@ impl Default for NetConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_host: DEFAULT_MAX_CONNECTIONS_PER_HOST,
+            security: Security::Missing,
         }
     }
 }
@@ -421,8 +555,14 @@ fn parse_hello(frame: &[u8]) -> Result<Hello> {
     postcard::from_bytes(&frame[12..]).map_err(|e| Error::Protocol(format!("malformed hello: {e}")))
 }
 
-/// Connects to `addr` and performs the handshake as `me`.
+/// Connects to `addr` and performs the handshake as `me`: TLS first unless insecure, then
+/// the hellos; the peer's certificate must be valid for the identity its hello claims.
 pub fn connect(addr: &str, me: &Hello, cfg: &NetConfig) -> Result<Conn> {
+    let tls_config = match &cfg.security {
+        Security::Missing => return Err(Error::InvalidArgument(NO_CREDENTIALS.into())),
+        Security::Tls(c) => Some(c.client(Identity::claimed_by(me).role)?),
+        Security::Insecure => None,
+    };
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
         .map_err(|e| Error::Network(format!("cannot resolve {addr}: {e}")))?
@@ -438,41 +578,150 @@ pub fn connect(addr: &str, me: &Hello, cfg: &NetConfig) -> Result<Conn> {
             Err(e) => last = Some(e),
         }
     }
-    let mut stream = stream.ok_or_else(|| {
+    let stream = stream.ok_or_else(|| {
         Error::Network(format!(
             "cannot connect to {addr}: {}",
             last.map_or("no address".to_string(), |e| e.to_string())
         ))
     })?;
     tune(&stream, cfg)?;
-    write_frame(&mut stream, &hello_bytes(me)?).map_err(|e| io_error("sending hello", e))?;
     let deadline = Instant::now() + cfg.io_timeout;
+    let mut link = match tls_config {
+        None => Link::Plain(stream),
+        Some(config) => {
+            let conn = ClientConnection::new(config, tls::server_name())
+                .map_err(|e| Error::Network(format!("TLS with {addr}: {e}")))?;
+            let mut s = StreamOwned::new(conn, stream);
+            tls_handshake(&mut *s.conn, &mut s.sock, deadline, cfg.io_timeout)
+                .map_err(|e| prefixed(e, &format!("TLS handshake with {addr}")))?;
+            Link::Client(Box::new(s))
+        }
+    };
+    let sent = write_frame(&mut link, &hello_bytes(me)?).and_then(|()| link.flush());
+    sent.map_err(|e| io_error("sending hello", e))?;
     let reply = read_frame_timed(
-        &mut stream,
+        &mut link,
         HANDSHAKE_MAX_FRAME.min(cfg.max_frame),
         Some(deadline),
         cfg.io_timeout,
     )
     .and_then(|f| decode::<HelloReply>(&f));
-    stream
+    link.tcp()
         .set_read_timeout(Some(cfg.io_timeout))
         .map_err(|e| io_error("setting a read timeout", e))?;
-    match reply? {
-        HelloReply::Welcome(peer) => Ok(Conn {
-            stream,
-            identity: Identity::claimed_by(&peer),
-            peer,
-            max_frame: cfg.max_frame,
-            read_timeout: Some(cfg.io_timeout),
-            frame_timeout: cfg.io_timeout,
-        }),
+    let reply = reply.map_err(|e| match (&e, link.is_tls()) {
+        // A TLS peer that refused our certificate closes, with an alert saying why.
+        (Error::Network(why) | Error::Protocol(why), true) => Error::Refused(format!(
+            "{addr} closed the connection during the handshake ({why}): does it trust our \
+             credentials (same federation, not expired)?"
+        )),
+        _ => e,
+    })?;
+    match reply {
+        HelloReply::Welcome(peer) => {
+            let identity = Identity::claimed_by(&peer);
+            if let Some(cert) = link.peer_certificate() {
+                tls::check_identity(&cert, &identity)
+                    .map_err(|e| prefixed(e, &format!("{addr} says it is {}", peer.name)))?;
+            }
+            Ok(Conn {
+                stream: link,
+                identity,
+                peer,
+                max_frame: cfg.max_frame,
+                read_timeout: Some(cfg.io_timeout),
+                frame_timeout: cfg.io_timeout,
+            })
+        }
         HelloReply::Refused(why) => Err(Error::Refused(format!("{addr} refused us: {why}"))),
     }
 }
 
-/// Accepts the handshake on a freshly accepted stream, as `me`. `check` may refuse the peer.
+/// `e` with `what` in front of its message.
+fn prefixed(e: Error, what: &str) -> Error {
+    match e {
+        Error::Refused(m) => Error::Refused(format!("{what}: {m}")),
+        Error::Network(m) => Error::Network(format!("{what}: {m}")),
+        Error::Timeout { what: w, seconds } => Error::Timeout {
+            what: format!("{what}: {w}"),
+            seconds,
+        },
+        other => other,
+    }
+}
+
+/// Runs a TLS handshake to its end before `deadline` (a peer trickling bytes cannot hold it
+/// longer).
+fn tls_handshake<D>(
+    conn: &mut rustls::ConnectionCommon<D>,
+    sock: &mut TcpStream,
+    deadline: Instant,
+    limit: Duration,
+) -> Result<()> {
+    while conn.is_handshaking() || conn.wants_write() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout {
+                what: "the TLS handshake".into(),
+                seconds: limit.as_secs_f64(),
+            });
+        }
+        let timeouts = sock
+            .set_read_timeout(Some(left))
+            .and_then(|()| sock.set_write_timeout(Some(left)));
+        timeouts.map_err(|e| io_error("setting a timeout", e))?;
+        match conn.complete_io(sock) {
+            Ok((0, 0)) if conn.is_handshaking() => {
+                return Err(Error::Refused(
+                    "the peer closed the connection during the TLS handshake".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {} // the deadline is checked above
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Error::Refused(e.to_string()))
+            }
+            Err(e) => return Err(io_error("the TLS handshake", e)),
+        }
+    }
+    let restore = sock
+        .set_read_timeout(Some(limit))
+        .and_then(|()| sock.set_write_timeout(Some(limit)));
+    restore.map_err(|e| io_error("setting a timeout", e))
+}
+
+/// What the first bytes of a new connection say it speaks, looked at without reading them:
+/// `Some(true)` for TLS, `Some(false)` for juxmem's plain handshake, `None` if nothing came
+/// before `deadline`.
+fn speaks_tls(stream: &TcpStream, deadline: Instant) -> Option<bool> {
+    let mut b = [0u8; 2];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
+        match stream.peek(&mut b) {
+            Ok(0) => return None,
+            // A TLS handshake record: content type 22, version 3.x.
+            Ok(n) if n >= 2 || b[0] != 0x16 => return Some(b[0] == 0x16 && b[1] == 0x03),
+            Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Accepts the handshake on a freshly accepted stream, as `me`: TLS first unless insecure,
+/// then the hellos. `check` may refuse the peer; so does a certificate not valid for the
+/// identity its hello claims.
 pub fn accept(
-    mut stream: TcpStream,
+    stream: TcpStream,
     me: &Hello,
     cfg: &NetConfig,
     check: impl Fn(&Hello) -> std::result::Result<(), String>,
@@ -480,31 +729,74 @@ pub fn accept(
     tune(&stream, cfg)?;
     // An unknown peer gets a small frame and a deadline for the whole handshake.
     let limit = cfg.handshake_timeout.min(cfg.io_timeout);
-    let frame = read_frame_timed(
-        &mut stream,
-        HANDSHAKE_MAX_FRAME.min(cfg.max_frame),
-        Some(Instant::now() + limit),
-        limit,
-    );
-    stream
-        .set_read_timeout(Some(cfg.io_timeout))
-        .map_err(|e| io_error("setting a read timeout", e))?;
-    let frame = frame.map_err(|e| match e {
+    let deadline = Instant::now() + limit;
+    let handshake_timeout = |e| match e {
         Error::Timeout { seconds, .. } => Error::Timeout {
             what: "the handshake".into(),
             seconds,
         },
         other => other,
-    })?;
-    let verdict = parse_hello(&frame).and_then(|h| match check(&h) {
-        Ok(()) => Ok(h),
-        Err(why) => Err(Error::Refused(why)),
+    };
+    let tls = speaks_tls(&stream, deadline);
+    let mut link = match &cfg.security {
+        Security::Missing => return Err(Error::InvalidArgument(NO_CREDENTIALS.into())),
+        Security::Insecure if tls == Some(true) => {
+            return Err(Error::Refused(
+                "the peer speaks TLS; this process runs with JUXMEM_INSECURE=1".into(),
+            ))
+        }
+        Security::Insecure => Link::Plain(stream),
+        Security::Tls(_) if tls == Some(false) => {
+            // A plain-TCP juxmem peer is told why, in its own framing.
+            let mut link = Link::Plain(stream);
+            let _ = read_frame_timed(&mut link, HANDSHAKE_MAX_FRAME, Some(deadline), limit);
+            let why = "this federation requires TLS: the peer has no credentials (plain TCP)";
+            let _ = send(&mut link, &HelloReply::Refused(why.into()));
+            return Err(Error::Refused(why.into()));
+        }
+        Security::Tls(c) => {
+            let config = c.server(Identity::claimed_by(me).role)?;
+            let conn = ServerConnection::new(config)
+                .map_err(|e| Error::Network(format!("TLS set-up: {e}")))?;
+            let mut s = StreamOwned::new(conn, stream);
+            tls_handshake(&mut *s.conn, &mut s.sock, deadline, limit)
+                .map_err(handshake_timeout)
+                .map_err(|e| prefixed(e, "TLS handshake"))?;
+            let restore = s
+                .sock
+                .set_read_timeout(Some(cfg.io_timeout))
+                .and_then(|()| s.sock.set_write_timeout(Some(cfg.io_timeout)));
+            restore.map_err(|e| io_error("setting a timeout", e))?;
+            Link::Server(Box::new(s))
+        }
+    };
+    let frame = read_frame_timed(
+        &mut link,
+        HANDSHAKE_MAX_FRAME.min(cfg.max_frame),
+        Some(deadline),
+        limit,
+    );
+    link.tcp()
+        .set_read_timeout(Some(cfg.io_timeout))
+        .map_err(|e| io_error("setting a read timeout", e))?;
+    let frame = frame.map_err(handshake_timeout)?;
+    let cert = link.peer_certificate();
+    let verdict = parse_hello(&frame).and_then(|h| {
+        if let Some(cert) = &cert {
+            tls::check_identity(cert, &Identity::claimed_by(&h))
+                .map_err(|e| prefixed(e, &format!("{} (cluster {})", h.name, h.cluster)))?;
+        }
+        match check(&h) {
+            Ok(()) => Ok(h),
+            Err(why) => Err(Error::Refused(why)),
+        }
     });
     match verdict {
         Ok(peer) => {
-            send(&mut stream, &HelloReply::Welcome(me.clone()))?;
+            send(&mut link, &HelloReply::Welcome(me.clone()))?;
+            link.flush().map_err(|e| io_error("sending hello", e))?;
             Ok(Conn {
-                stream,
+                stream: link,
                 identity: Identity::claimed_by(&peer),
                 peer,
                 max_frame: cfg.max_frame,
@@ -518,7 +810,8 @@ pub fn accept(
                 other => other.to_string(),
             };
             // Best effort: tell the peer why before closing.
-            let _ = send(&mut stream, &HelloReply::Refused(why));
+            let _ = send(&mut link, &HelloReply::Refused(why));
+            let _ = link.flush();
             Err(e)
         }
     }

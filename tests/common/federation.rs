@@ -104,6 +104,14 @@ impl LocalFederation {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("federation"), name).unwrap();
+        // Every connection is mutual TLS, with the federation's own CA (as `juxmem launch`).
+        let names: Vec<&str> = clusters.iter().map(|c| c.0).collect();
+        juxmem::credentials::local_federation(
+            &juxmem::config::local_credentials(&dir),
+            name,
+            &names,
+        )
+        .expect("credentials");
         let mut fed = LocalFederation {
             dir,
             name: name.to_string(),
@@ -266,6 +274,8 @@ impl LocalFederation {
             .env_remove("JUXMEM_FEDERATION")
             .env_remove("JUXMEM_FEDERATION_ID")
             .env_remove("JUXMEM_INTERFACE")
+            .env_remove("JUXMEM_CREDENTIALS")
+            .env_remove("JUXMEM_INSECURE")
             // Everything on loopback (a manager with nothing set would take the default route).
             .env("JUXMEM_LISTEN", "127.0.0.1:0");
     }
@@ -279,6 +289,16 @@ impl LocalFederation {
         c.net.io_timeout = Duration::from_secs_f64(self.settings.timeout);
         c.failure_timeout = Duration::from_secs_f64(self.settings.failure_timeout);
         c
+    }
+
+    /// Issues credentials for a cluster the federation did not start with.
+    pub fn add_cluster_credentials(&self, cluster: &str) {
+        juxmem::credentials::local_federation(
+            &juxmem::config::local_credentials(&self.dir),
+            &self.name,
+            &[cluster],
+        )
+        .expect("credentials");
     }
 
     /// The contact directory.
@@ -377,6 +397,44 @@ pub fn closed_by_peer(s: &mut std::net::TcpStream, limit: Duration) -> bool {
             Ok(0) => return true,
             Ok(_) => continue,
             Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// A byte stream inside TLS, for tests that speak the wire by hand once authenticated.
+pub type RawTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// Opens a TLS connection to `addr` with `cluster`'s provider credentials in `fed` (the TLS
+/// handshake happens at the first write).
+pub fn raw_tls(fed: &LocalFederation, addr: &str, cluster: &str) -> RawTls {
+    use juxmem::transport::tcp::Role;
+    let creds = juxmem::transport::tls::Credentials::load(
+        &juxmem::config::local_credentials(fed.dir()).join(cluster),
+    )
+    .expect("credentials");
+    let config = creds.client(Role::Provider).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let conn =
+        rustls::ClientConnection::new(config, juxmem::transport::tls::server_name()).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// [`closed_by_peer`] inside TLS: a close, a reset or a TLS alert.
+pub fn tls_closed_by_peer(s: &mut RawTls, limit: Duration) -> bool {
+    use std::io::Read;
+    s.sock.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            }
         }
     }
 }

@@ -480,6 +480,17 @@ pub fn run_launch(args: &Args) -> Result<()> {
         .map_err(|e| Error::InvalidArgument(format!("cannot create {}: {e}", dir.display())))?;
     std::fs::write(dir.join("federation"), &spec.federation)
         .map_err(|e| Error::InvalidArgument(format!("cannot write in {}: {e}", dir.display())))?;
+    // The local federation's own CA and credentials, found by its processes in the directory
+    // (`Config::credentials_dir`): the main job stays one command.
+    let insecure = Config::from_env()?.insecure;
+    if !insecure {
+        let clusters: Vec<&str> = spec.clusters.iter().map(|c| c.name.as_str()).collect();
+        juxmem::credentials::local_federation(
+            &juxmem::config::local_credentials(&dir),
+            &spec.federation,
+            &clusters,
+        )?;
+    }
     install_signal_handlers();
     let exe =
         std::env::current_exe().map_err(|e| Error::InvalidArgument(format!("own path: {e}")))?;
@@ -487,7 +498,8 @@ pub fn run_launch(args: &Args) -> Result<()> {
         cmd.env("JUXMEM_FEDERATION_DIR", &dir)
             .env("JUXMEM_FEDERATION_ID", &spec.federation)
             .env("JUXMEM_CLUSTER", cluster)
-            .env_remove("JUXMEM_FEDERATION");
+            .env_remove("JUXMEM_FEDERATION")
+            .env_remove("JUXMEM_CREDENTIALS");
     };
     let plain =
         args.flags.iter().any(|f| f == "plain") || std::env::var("TERM").is_ok_and(|t| t == "dumb");
@@ -527,6 +539,9 @@ pub fn run_launch(args: &Args) -> Result<()> {
         let mut cfg = Config::from_env()?;
         cfg.rendezvous = Some(Rendezvous::Dir(dir.clone()));
         cfg.federation = spec.federation.clone();
+        // The launcher asks as a member of the first cluster, with its credentials.
+        cfg.cluster = spec.clusters[0].name.clone();
+        cfg.credentials = None;
         for c in &spec.clusters {
             for k in 0..c.providers {
                 let mut cmd = Command::new(&exe);

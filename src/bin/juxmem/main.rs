@@ -11,11 +11,15 @@
 //! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
 //!                                                          start a local federation and run a pipeline
 //! juxmem destroy NAME [--force]                            free an array's name and copies
+//! juxmem federation init DIR [--name NAME] [--days N]      create a federation's CA
+//! juxmem credentials issue --ca DIR --cluster NAME [--role manager|provider|both] [--out DIR]
+//!                                                          a cluster's TLS credentials
 //! ```
 //!
 //! The federation is found through `JUXMEM_FEDERATION_DIR` or `JUXMEM_FEDERATION` (see the
 //! README's environment table); `--dir` sets the directory for all commands.
 
+mod credentials;
 mod inspect;
 mod launch;
 mod picture;
@@ -137,7 +141,13 @@ pub(crate) const USAGE: &str = "usage:
                   [--dir DIR]
   juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
   juxmem destroy  NAME [--force] [--dir DIR]
+  juxmem federation init DIR [--name NAME] [--days N]
+  juxmem credentials issue --ca DIR --cluster NAME [--role manager|provider|both] [--out DIR]
+                  [--days N]
 The federation is found through JUXMEM_FEDERATION_DIR (or --dir) or JUXMEM_FEDERATION.
+Connections are mutual TLS: each process needs its cluster's credentials (JUXMEM_CREDENTIALS,
+or the federation directory's credentials/<cluster>; launch makes them), or JUXMEM_INSECURE=1
+for plain TCP.
 get writes the array (latest version, or VERSION) as a NumPy .npy file; show draws a 2-D
 array, or the slice of an n-D one at the leading indices --slice I,J,.. (default 0,..), as a
 PNG heat map with a colour bar (colours over the data's range, or --range LO,HI). A VERSION
@@ -180,6 +190,11 @@ fn main() -> ExitCode {
             only_flags(&a, &["force"])?;
             run_destroy(&a)
         }),
+        "federation" => {
+            parse_args(rest, &["name", "days"]).and_then(|a| credentials::run_federation(&a))
+        }
+        "credentials" => parse_args(rest, &["ca", "cluster", "role", "out", "days"])
+            .and_then(|a| credentials::run_credentials(&a)),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -257,7 +272,7 @@ fn run_destroy(args: &Args) -> Result<()> {
         .ok_or_else(|| Error::InvalidArgument(format!("destroy needs an array name\n{USAGE}")))?;
     juxmem::service::protocol::check_name(name)?;
     let cfg = config(args)?;
-    let pool = status::client_pool(&cfg, "destroy");
+    let pool = status::client_pool(&cfg, "destroy")?;
     let home = juxmem::service::contact::manager_of(&cfg, &cfg.cluster)?;
     let meta = match pool.call_manager(
         &home,

@@ -13,7 +13,7 @@ use juxmem::service::protocol::{
     NodeKind, Request, Response,
 };
 
-pub fn client_pool(cfg: &Config, what: &str) -> Pool {
+pub fn client_pool(cfg: &Config, what: &str) -> Result<Pool> {
     let me = NodeInfo {
         name: format!("{}/{what}-{}", cfg.cluster, std::process::id()),
         cluster: cfg.cluster.clone(),
@@ -21,11 +21,11 @@ pub fn client_pool(cfg: &Config, what: &str) -> Pool {
         kind: NodeKind::Rank,
         incarnation: new_incarnation(),
     };
-    Pool::new(hello_of(&me, cfg), cfg.net.clone())
+    Ok(Pool::new(hello_of(&me, cfg), cfg.net()?))
 }
 
 pub fn federation_status(cfg: &Config) -> Result<Vec<ClusterStatus>> {
-    let pool = client_pool(cfg, "status");
+    let pool = client_pool(cfg, "status")?;
     let managers = contact::managers(cfg)?;
     let first = managers
         .first()

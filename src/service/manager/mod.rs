@@ -125,7 +125,8 @@ impl Manager {
     /// (see [`crate::transport::address`]), and (with a federation directory) writes its contact
     /// file. Refuses to start if a live manager already answers
     /// for the cluster; replaces a stale contact file.
-    pub fn start(cfg: Config) -> Result<RunningManager> {
+    pub fn start(mut cfg: Config) -> Result<RunningManager> {
+        cfg.net = cfg.net()?;
         // Reachable from the other clusters' managers (the first one the rendezvous names).
         let toward = contact::managers(&cfg)
             .unwrap_or_default()

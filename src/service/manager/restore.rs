@@ -41,6 +41,7 @@ impl Manager {
                     incarnation: Some(self.me.incarnation),
                     pid: None,
                     host: None,
+                    fingerprint: None,
                 })
             } else {
                 peers.iter().find(|c| c.cluster == cluster).cloned()

@@ -10,7 +10,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::federation::{
-    closed_by_peer, hello_frame, manager_addr, wait_for, LocalFederation, Settings,
+    closed_by_peer, hello_frame, manager_addr, raw_tls, tls_closed_by_peer, tls_over, wait_for,
+    LocalFederation, RawTls, Settings,
 };
 use juxmem::layout::Dist;
 use juxmem::service::protocol::{
@@ -21,10 +22,9 @@ use juxmem::transport::tcp::{self, HelloReply, PROTOCOL_VERSION};
 use juxmem::{ElemType, ErrorCode, Federation, Layout};
 use serde::Serialize;
 
-/// A handshaken raw connection, as `name`.
-fn raw_conn(addr: &str, fed: &LocalFederation, name: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+/// A handshaken raw connection inside TLS (a member of cluster A), as `name`.
+fn raw_conn(addr: &str, fed: &LocalFederation, name: &str) -> RawTls {
+    let mut s = raw_tls(fed, addr, "A");
     s.write_all(&hello_frame(name, PROTOCOL_VERSION, &fed.name))
         .unwrap();
     let reply: HelloReply = tcp::recv(&mut s, 1 << 16).unwrap();
@@ -103,6 +103,7 @@ fn read_piece_bytes(layout: RawLayout) -> Vec<u8> {
 fn expect_refused(addr: &str, fed: &LocalFederation, frame: &[u8], why: &str) {
     let mut s = raw_conn(addr, fed, "test/raw");
     tcp::write_frame(&mut s, frame).unwrap();
+    s.flush().unwrap();
     let resp: Response = tcp::recv(&mut s, 1 << 20).unwrap();
     match resp {
         Response::Error { code, message } => {
@@ -112,7 +113,7 @@ fn expect_refused(addr: &str, fed: &LocalFederation, frame: &[u8], why: &str) {
         other => panic!("expected an error naming {why:?}, got {other:?}"),
     }
     assert!(
-        closed_by_peer(&mut s, Duration::from_secs(10)),
+        tls_closed_by_peer(&mut s, Duration::from_secs(10)),
         "the connection must be closed"
     );
 }
@@ -265,16 +266,36 @@ fn invalid_layouts_from_the_wire_get_a_typed_error_and_the_daemons_keep_serving(
     still_serves(&fed);
 }
 
+/// A raw connection, plain or inside TLS.
+trait Sock: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Sock for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Sock for RawTls {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
 /// Writes a byte every `every` until the peer closes the connection; returns how long after the
 /// first byte it closed it (or `None` after `limit`).
-fn trickle(s: &mut TcpStream, bytes: &[u8], every: Duration, limit: Duration) -> Option<Duration> {
-    s.set_read_timeout(Some(every)).unwrap();
+fn trickle(s: &mut impl Sock, bytes: &[u8], every: Duration, limit: Duration) -> Option<Duration> {
+    s.tcp().set_read_timeout(Some(every)).unwrap();
     let start = Instant::now();
     let mut next = 0;
     let mut buf = [0u8; 256];
     while start.elapsed() < limit {
         if next < bytes.len() {
-            if s.write_all(&bytes[next..next + 1]).is_err() {
+            if s.write_all(&bytes[next..next + 1])
+                .and_then(|()| s.flush())
+                .is_err()
+            {
                 return Some(start.elapsed());
             }
             next += 1;
@@ -381,12 +402,20 @@ fn connect_from(source: &str, addr: &str) -> TcpStream {
     s
 }
 
-/// Connects from `source` and handshakes; the server's answer.
-fn hello_from(source: &str, addr: &str, fed: &LocalFederation) -> (TcpStream, HelloReply) {
-    let mut s = connect_from(source, addr);
+/// Connects from `source` with the credentials of A and handshakes; the server's answer.
+fn hello_from(source: &str, addr: &str, fed: &LocalFederation) -> (RawTls, HelloReply) {
+    let mut s = tls_over(fed, connect_from(source, addr), "A");
     let _ = s.write_all(&hello_frame("test/many", PROTOCOL_VERSION, &fed.name));
     let reply = tcp::recv(&mut s, 1 << 16).unwrap();
     (s, reply)
+}
+
+/// Connects from `source` in plain TCP: a service over its limits refuses before TLS, in plain
+/// framing; the refusal.
+fn refused_from(source: &str, addr: &str, fed: &LocalFederation) -> HelloReply {
+    let mut s = connect_from(source, addr);
+    let _ = s.write_all(&hello_frame("test/many", PROTOCOL_VERSION, &fed.name));
+    tcp::recv(&mut s, 1 << 16).unwrap()
 }
 
 #[test]
@@ -412,7 +441,7 @@ fn connections_over_the_limits_are_refused_with_the_reason() {
         })
     });
     // A fifth from the same address is refused, saying why.
-    let (_s, r) = hello_from("127.0.0.1", &addr, &fed);
+    let r = refused_from("127.0.0.1", &addr, &fed);
     match r {
         HelloReply::Refused(why) => assert!(
             why.contains("too many connections from 127.0.0.1")
@@ -427,7 +456,7 @@ fn connections_over_the_limits_are_refused_with_the_reason() {
         assert!(matches!(r, HelloReply::Welcome(_)), "{r:?}");
         held.push(s);
     }
-    let (_s, r) = hello_from("127.0.0.3", &addr, &fed);
+    let r = refused_from("127.0.0.3", &addr, &fed);
     match r {
         HelloReply::Refused(why) => assert!(
             why.contains("too many connections: 6 open") && why.contains("JUXMEM_MAX_CONNECTIONS"),
@@ -490,7 +519,7 @@ fn a_panicking_handler_closes_only_its_connection_and_cleans_up_its_session() {
     std::fs::write(&arm, "").unwrap();
     tcp::send(&mut s, &Request::Members).unwrap();
     assert!(
-        closed_by_peer(&mut s, Duration::from_secs(10)),
+        tls_closed_by_peer(&mut s, Duration::from_secs(10)),
         "a panic closes that connection"
     );
     let log = fed.log("A-manager");

@@ -592,6 +592,15 @@ pub fn connect(addr: &str, me: &Hello, cfg: &NetConfig) -> Result<Conn> {
             let conn = ClientConnection::new(config, tls::server_name())
                 .map_err(|e| Error::Network(format!("TLS with {addr}: {e}")))?;
             let mut s = StreamOwned::new(conn, stream);
+            // A service over its connection limits answers in plain framing, before TLS.
+            while s.conn.wants_write() {
+                s.conn
+                    .write_tls(&mut s.sock)
+                    .map_err(|e| io_error("sending the TLS hello", e))?;
+            }
+            if let Some(why) = plain_refusal(&mut s.sock, deadline) {
+                return Err(Error::Refused(format!("{addr} refused us: {why}")));
+            }
             tls_handshake(&mut *s.conn, &mut s.sock, deadline, cfg.io_timeout)
                 .map_err(|e| prefixed(e, &format!("TLS handshake with {addr}")))?;
             Link::Client(Box::new(s))
@@ -696,6 +705,26 @@ fn tls_handshake<D>(
     restore.map_err(|e| io_error("setting a timeout", e))
 }
 
+/// A refusal in plain framing where a TLS answer was expected (a service over its connection
+/// limits refuses before TLS), looked at without consuming TLS bytes.
+fn plain_refusal(sock: &mut TcpStream, deadline: Instant) -> Option<String> {
+    let mut b = [0u8; 1];
+    let left = deadline.saturating_duration_since(Instant::now());
+    sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
+    // TLS records start with a content type from 20 to 23.
+    match sock.peek(&mut b) {
+        Ok(1) if !(0x14..=0x17).contains(&b[0]) => {}
+        _ => return None,
+    }
+    let mut link = Link::Plain(sock.try_clone().ok()?);
+    let frame = read_frame_timed(&mut link, HANDSHAKE_MAX_FRAME, Some(deadline), left).ok()?;
+    match decode::<HelloReply>(&frame).ok()? {
+        HelloReply::Refused(why) => Some(why),
+        HelloReply::Welcome(_) => None,
+    }
+}
+
 /// What the first bytes of a new connection say it speaks, looked at without reading them:
 /// `Some(true)` for TLS, `Some(false)` for juxmem's plain handshake, `None` if nothing came
 /// before `deadline`.
@@ -747,9 +776,11 @@ pub fn accept(
         }
         Security::Insecure => Link::Plain(stream),
         Security::Tls(_) if tls == Some(false) => {
-            // A plain-TCP juxmem peer is told why, in its own framing.
+            // A plain-TCP juxmem peer is told why, in its own framing (once its hello is in,
+            // under the same limits as any).
             let mut link = Link::Plain(stream);
-            let _ = read_frame_timed(&mut link, HANDSHAKE_MAX_FRAME, Some(deadline), limit);
+            read_frame_timed(&mut link, HANDSHAKE_MAX_FRAME, Some(deadline), limit)
+                .map_err(handshake_timeout)?;
             let why = "this federation requires TLS: the peer has no credentials (plain TCP)";
             let _ = send(&mut link, &HelloReply::Refused(why.into()));
             return Err(Error::Refused(why.into()));

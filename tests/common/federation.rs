@@ -407,13 +407,17 @@ pub type RawTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStr
 /// Opens a TLS connection to `addr` with `cluster`'s provider credentials in `fed` (the TLS
 /// handshake happens at the first write).
 pub fn raw_tls(fed: &LocalFederation, addr: &str, cluster: &str) -> RawTls {
+    tls_over(fed, std::net::TcpStream::connect(addr).unwrap(), cluster)
+}
+
+/// [`raw_tls`] over a connected socket.
+pub fn tls_over(fed: &LocalFederation, tcp: std::net::TcpStream, cluster: &str) -> RawTls {
     use juxmem::transport::tcp::Role;
     let creds = juxmem::transport::tls::Credentials::load(
         &juxmem::config::local_credentials(fed.dir()).join(cluster),
     )
     .expect("credentials");
     let config = creds.client(Role::Provider).unwrap();
-    let tcp = std::net::TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let conn =
         rustls::ClientConnection::new(config, juxmem::transport::tls::server_name()).unwrap();

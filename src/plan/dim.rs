@@ -1,5 +1,6 @@
 //! 1-D redistribution plans: for each (source process, destination process) pair along one
-//! axis, the runs of indices to move, built in time and space independent of the extent.
+//! axis, the runs of indices to move, computed on demand in time independent of the extent
+//! (and of the process counts, for one pair).
 //!
 //! Both sides are block-cyclic (see [`crate::layout`]). Take the side with the larger block as
 //! *coarse* and the other as *fine*. Inside one coarse block the fine owners cycle with period
@@ -9,6 +10,11 @@
 //! (`Ac = Pc * bc`), i.e. with global period `lcm(Ac, Bf)`, so only `min(T, blocks)` blocks per
 //! process are examined and each run carries an outer repeat count. The final short block of
 //! the array, if any, is handled on its own.
+//!
+//! A pair's runs come from its coarse process's pattern blocks, keeping only the fine
+//! process's part of each (O(1) per block). A process's row (its peers and the elements each
+//! takes) is one walk over its pattern blocks if it is on the coarse side, one per coarse
+//! process otherwise.
 
 use serde::{Deserialize, Serialize};
 
@@ -106,154 +112,132 @@ impl Run {
     }
 }
 
-/// The runs between one source process and one destination process along one axis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Pair {
-    pub src: u64,
-    pub dst: u64,
-    pub elements: u64,
-    start: usize,
-    end: usize,
-}
-
-/// A 1-D plan between two layouts of the same extent.
+/// A 1-D plan between two layouts of the same extent. It holds only the two layouts: a pair's
+/// runs and a process's peers are computed when asked, so building it costs nothing and its
+/// size is independent of the extent and of the process counts (a rank asks only for its own
+/// row and column; materializing every pair cost O(P*Q) time and memory).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DimPlan {
-    runs: Vec<Run>,
-    /// Pairs sorted by (src, dst).
-    pairs: Vec<Pair>,
-    /// `pairs[by_src[p]..by_src[p+1]]` are the pairs with source `p`.
-    by_src: Vec<usize>,
-    /// Indices into `pairs`, sorted by (dst, src); `by_dst[q]..by_dst[q+1]` index into it.
-    dst_order: Vec<usize>,
-    by_dst: Vec<usize>,
+    src: DimLayout,
+    dst: DimLayout,
 }
 
 impl DimPlan {
-    /// Builds the plan from `src` to `dst` (same extent).
+    /// The plan from `src` to `dst` (same extent).
     pub fn build(src: &DimLayout, dst: &DimLayout) -> DimPlan {
         debug_assert_eq!(src.extent(), dst.extent());
-        let coarse_is_src = src.block() >= dst.block();
-        let (coarse, fine) = if coarse_is_src {
-            (src, dst)
-        } else {
-            (dst, src)
-        };
-        let mut runs = Vec::new();
-        let mut pairs = Vec::new();
-        let mut scratch: Vec<(u64, Run)> = Vec::new(); // (fine process, run in coarse/fine terms)
-                                                       // Pairs come out sorted by coarse process; fine processes are sorted per coarse one.
-        let mut grouped: Vec<(u64, u64, Vec<Run>)> = Vec::new(); // (coarse, fine, runs)
-        for c in 0..coarse.procs() {
-            scratch.clear();
-            coarse_process_runs(coarse, fine, c, &mut scratch);
-            scratch.sort_by_key(|&(f, _)| f); // stable: keeps pattern order inside a pair
-            let mut i = 0;
-            while i < scratch.len() {
-                let f = scratch[i].0;
-                let mut j = i;
-                let mut list = Vec::new();
-                while j < scratch.len() && scratch[j].0 == f {
-                    list.push(scratch[j].1);
-                    j += 1;
-                }
-                grouped.push((c, f, list));
-                i = j;
-            }
-        }
-        // Express in source/destination terms.
-        let mut oriented: Vec<(u64, u64, Vec<Run>)> = grouped
-            .into_iter()
-            .map(|(c, f, list)| {
-                if coarse_is_src {
-                    (c, f, list)
-                } else {
-                    (f, c, list.into_iter().map(swap_sides).collect())
-                }
-            })
-            .collect();
-        oriented.sort_by_key(|&(s, d, _)| (s, d));
-        for (s, d, list) in oriented {
-            let start = runs.len();
-            let elements = list.iter().map(Run::elements).sum();
-            runs.extend(list);
-            pairs.push(Pair {
-                src: s,
-                dst: d,
-                elements,
-                start,
-                end: runs.len(),
-            });
-        }
-        let by_src = csr_index(src.procs(), pairs.iter().map(|p| p.src));
-        let mut dst_order: Vec<usize> = (0..pairs.len()).collect();
-        dst_order.sort_by_key(|&i| (pairs[i].dst, pairs[i].src));
-        let by_dst = csr_index(dst.procs(), dst_order.iter().map(|&i| pairs[i].dst));
         DimPlan {
-            runs,
-            pairs,
-            by_src,
-            dst_order,
-            by_dst,
+            src: *src,
+            dst: *dst,
         }
     }
 
-    /// Total number of run descriptors (the plan's size).
+    /// `(coarse, fine, coarse is the source)`: the side with the larger block is coarse (the
+    /// source on a tie), the one whose blocks the runs are cut from.
+    fn sides(&self) -> (&DimLayout, &DimLayout, bool) {
+        if self.src.block() >= self.dst.block() {
+            (&self.src, &self.dst, true)
+        } else {
+            (&self.dst, &self.src, false)
+        }
+    }
+
+    /// Number of run descriptors over all pairs (what a materialized plan would hold). Walks
+    /// every coarse process's pattern, so it costs what building every pair would: for tests
+    /// and diagnostics, never on a data path.
     pub fn run_count(&self) -> usize {
-        self.runs.len()
+        let (coarse, fine, _) = self.sides();
+        let mut n = 0;
+        for c in 0..coarse.procs() {
+            coarse_process_runs(coarse, fine, c, None, &mut |_, _| n += 1);
+        }
+        n
+    }
+
+    /// Calls `f` for every run from source process `p` to destination process `q`, in the
+    /// canonical order. Costs O(pattern blocks of the coarse process): never more than one
+    /// block-cyclic period, independent of the extent.
+    pub fn for_each_run(&self, p: u64, q: u64, mut f: impl FnMut(Run)) {
+        let (coarse, fine, coarse_is_src) = self.sides();
+        let (c, fp) = if coarse_is_src { (p, q) } else { (q, p) };
+        if c >= coarse.procs() || fp >= fine.procs() {
+            return;
+        }
+        coarse_process_runs(coarse, fine, c, Some(fp), &mut |_, r| {
+            f(if coarse_is_src { r } else { swap_sides(r) })
+        });
     }
 
     /// The runs from source process `p` to destination process `q` (empty if none).
-    pub fn runs(&self, p: u64, q: u64) -> &[Run] {
-        match self.find(p, q) {
-            Some(pair) => &self.runs[pair.start..pair.end],
-            None => &[],
-        }
+    pub fn runs(&self, p: u64, q: u64) -> Vec<Run> {
+        let mut v = Vec::new();
+        self.for_each_run(p, q, |r| v.push(r));
+        v
     }
 
     /// Elements moved from `p` to `q`.
     pub fn elements(&self, p: u64, q: u64) -> u64 {
-        self.find(p, q).map_or(0, |pair| pair.elements)
+        let mut e = 0;
+        self.for_each_run(p, q, |r| e += r.elements());
+        e
     }
 
-    /// Pairs with source `p`, sorted by destination.
-    pub(crate) fn pairs_of_src(&self, p: u64) -> &[Pair] {
-        let p = usize::try_from(p).unwrap_or(usize::MAX);
-        match (self.by_src.get(p), self.by_src.get(p.wrapping_add(1))) {
-            (Some(&a), Some(&b)) => &self.pairs[a..b],
-            _ => &[],
+    /// `(destination process, elements)` for every destination of source process `p`, sorted
+    /// by destination (the row of `p`).
+    pub fn peers_of_src(&self, p: u64) -> Vec<(u64, u64)> {
+        match self.sides() {
+            (coarse, fine, true) => coarse_row(coarse, fine, p),
+            (coarse, fine, false) => fine_row(coarse, fine, p),
         }
     }
 
-    /// Pairs with destination `q`, sorted by source.
-    pub(crate) fn pairs_of_dst(&self, q: u64) -> impl Iterator<Item = &Pair> {
-        let q = usize::try_from(q).unwrap_or(usize::MAX);
-        let range = match (self.by_dst.get(q), self.by_dst.get(q.wrapping_add(1))) {
-            (Some(&a), Some(&b)) => a..b,
-            _ => 0..0,
-        };
-        self.dst_order[range].iter().map(|&i| &self.pairs[i])
-    }
-
-    fn find(&self, p: u64, q: u64) -> Option<&Pair> {
-        let list = self.pairs_of_src(p);
-        list.binary_search_by_key(&q, |pair| pair.dst)
-            .ok()
-            .map(|i| &list[i])
+    /// `(source process, elements)` for every source of destination process `q`, sorted by
+    /// source (the column of `q`).
+    pub fn peers_of_dst(&self, q: u64) -> Vec<(u64, u64)> {
+        match self.sides() {
+            (coarse, fine, true) => fine_row(coarse, fine, q),
+            (coarse, fine, false) => coarse_row(coarse, fine, q),
+        }
     }
 }
 
-/// CSR offsets for `keys` (sorted ascending, each `< n`).
-fn csr_index(n: u64, keys: impl Iterator<Item = u64>) -> Vec<usize> {
-    let n = usize::try_from(n).expect("process count fits in usize");
-    let mut counts = vec![0usize; n + 1];
-    for k in keys {
-        counts[k as usize + 1] += 1;
+/// Elements coarse process `c` exchanges with each fine process, sorted by fine process: one
+/// walk over `c`'s pattern blocks, every owner of each (O(runs of `c` + fine processes)).
+fn coarse_row(coarse: &DimLayout, fine: &DimLayout, c: u64) -> Vec<(u64, u64)> {
+    if c >= coarse.procs() {
+        return Vec::new();
     }
-    for i in 0..n {
-        counts[i + 1] += counts[i];
+    let mut per_fine = vec![0u64; usize::try_from(fine.procs()).expect("process count fits")];
+    coarse_process_runs(coarse, fine, c, None, &mut |f, r| {
+        per_fine[f as usize] += r.elements()
+    });
+    nonzero(per_fine)
+}
+
+/// Elements fine process `f` exchanges with each coarse process, sorted by coarse process:
+/// each coarse process's pattern blocks, only `f`'s part of each (O(1) per block), so
+/// O(coarse processes x pattern blocks per process), never O(coarse x fine processes).
+fn fine_row(coarse: &DimLayout, fine: &DimLayout, f: u64) -> Vec<(u64, u64)> {
+    if f >= fine.procs() {
+        return Vec::new();
     }
-    counts
+    let per_coarse = (0..coarse.procs())
+        .map(|c| {
+            let mut e = 0;
+            coarse_process_runs(coarse, fine, c, Some(f), &mut |_, r| e += r.elements());
+            e
+        })
+        .collect();
+    nonzero(per_coarse)
+}
+
+/// `(index, value)` of the non-zero values.
+fn nonzero(v: Vec<u64>) -> Vec<(u64, u64)> {
+    v.into_iter()
+        .enumerate()
+        .filter(|&(_, e)| e > 0)
+        .map(|(i, e)| (i as u64, e))
+        .collect()
 }
 
 /// A run computed with coarse = source; flips it for coarse = destination.
@@ -279,8 +263,16 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
     a
 }
 
-/// Appends `(fine process, run)` for every run of coarse process `c`, with `src` = coarse side.
-fn coarse_process_runs(coarse: &DimLayout, fine: &DimLayout, c: u64, out: &mut Vec<(u64, Run)>) {
+/// Calls `out(fine process, run)` for every run of coarse process `c` (only those to fine
+/// process `only`, if given), with `src` = coarse side, in canonical order: by pattern block,
+/// then the final short block; inside a block by fine owner, each owner's runs in order.
+fn coarse_process_runs(
+    coarse: &DimLayout,
+    fine: &DimLayout,
+    c: u64,
+    only: Option<u64>,
+    out: &mut dyn FnMut(u64, Run),
+) {
     let (bc, pc) = (coarse.block(), coarse.procs());
     let (bf, qf) = (fine.block(), fine.procs());
     let n = coarse.extent();
@@ -301,25 +293,35 @@ fn coarse_process_runs(coarse: &DimLayout, fine: &DimLayout, c: u64, out: &mut V
             Repeat::ONCE
         };
         let k = c + t * pc; // global block index
-        block_runs(fine, k * bc, bc, t * bc, outer, out);
+        block_runs(fine, k * bc, bc, t * bc, outer, only, out);
     }
     // The final short block of the whole array, if c owns it.
     let full_total = n / bc;
     if n % bc != 0 && full_total % pc == c {
         let g0 = full_total * bc;
-        block_runs(fine, g0, n - g0, (full_total / pc) * bc, Repeat::ONCE, out);
+        block_runs(
+            fine,
+            g0,
+            n - g0,
+            (full_total / pc) * bc,
+            Repeat::ONCE,
+            only,
+            out,
+        );
     }
 }
 
 /// Runs of the coarse block `[g0, g0 + len)` (local offset `c_local` on the coarse side) per
-/// fine owner.
+/// fine owner, in owner order starting at the block's first one; with `only`, that owner's
+/// runs alone, found in O(1).
 fn block_runs(
     fine: &DimLayout,
     g0: u64,
     len: u64,
     c_local: u64,
     outer: Repeat,
-    out: &mut Vec<(u64, Run)>,
+    only: Option<u64>,
+    out: &mut dyn FnMut(u64, Run),
 ) {
     let (bf, qf) = (fine.block(), fine.procs());
     let end = g0 + len; // exclusive
@@ -335,9 +337,21 @@ fn block_runs(
             inner,
             outer,
         };
-        out.push((f, run.normalized()));
+        out(f, run.normalized());
     };
-    for i in 0..owners {
+    let owner_range = match only {
+        // The owners are m_lo % qf, m_lo % qf + 1, ... (mod qf): `f` is the i-th.
+        Some(f) => {
+            let i = (f % qf + qf - m_lo % qf) % qf;
+            if i < owners {
+                i..i + 1
+            } else {
+                0..0
+            }
+        }
+        None => 0..owners,
+    };
+    for i in owner_range {
         let f = (m_lo + i) % qf;
         let m_first = m_lo + i; // first fine block of f in range (i < qf)
         let m_last = m_hi - ((m_hi % qf + qf - f) % qf);

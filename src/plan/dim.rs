@@ -281,7 +281,7 @@ fn coarse_process_runs(
     let period_blocks = b_f / gcd(a_c, b_f); // T: blocks of c before the pattern repeats
     let full = coarse.full_blocks_of(c);
     let patterns = u128::from(full).min(period_blocks) as u64;
-    for t in 0..patterns {
+    let pattern = |t: u64, out: &mut dyn FnMut(u64, Run)| {
         // Blocks j = t, t + T, t + 2T, ... (< full) of process c share one pattern.
         let repeats = (full - t).div_ceil(period_blocks.min(u128::from(full)) as u64);
         let outer = if repeats > 1 {
@@ -294,6 +294,10 @@ fn coarse_process_runs(
         };
         let k = c + t * pc; // global block index
         block_runs(fine, k * bc, bc, t * bc, outer, only, out);
+    };
+    match only.and_then(|f| touching_patterns(coarse, fine, c, f, patterns)) {
+        Some(ts) => ts.into_iter().for_each(|t| pattern(t, out)),
+        None => (0..patterns).for_each(|t| pattern(t, out)),
     }
     // The final short block of the whole array, if c owns it.
     let full_total = n / bc;
@@ -309,6 +313,67 @@ fn coarse_process_runs(
             out,
         );
     }
+}
+
+/// The pattern blocks `t < patterns` of coarse process `c` that hold some index of fine
+/// process `f`, ascending; `None` when that is not fewer than all of them (walk them all).
+///
+/// Block `t` starts at `x = c*bc + t*Ac` and touches `f` iff `y = (x - f*bf) mod Bf` is
+/// `< bf` (a block of `f` starts in it or before it and reaches it) or `> Bf - bc` (one starts
+/// inside it). As `t` runs over one period `T = Bf/g` (`g = gcd(Ac, Bf)`), `t*Ac mod Bf` takes
+/// every multiple of `g` once: `y = r + g*u` with `u = (s0 + t*Ac/g) mod T`, so the touching
+/// `u` are two ranges and each gives `t = (u - s0) * (Ac/g)^-1 mod T`. O(touching blocks),
+/// about `(bc + bf)/g`, instead of O(T) (bc(1000) on 1024 -> bc(999) on 1024: 3 of 999).
+fn touching_patterns(
+    coarse: &DimLayout,
+    fine: &DimLayout,
+    c: u64,
+    f: u64,
+    patterns: u64,
+) -> Option<Vec<u64>> {
+    let (bc, pc) = (u128::from(coarse.block()), u128::from(coarse.procs()));
+    let (bf, qf) = (u128::from(fine.block()), u128::from(fine.procs()));
+    let (a_c, b_f) = (pc * bc, qf * bf);
+    let g = gcd(a_c, b_f);
+    let period = b_f / g; // T
+    let y0 = (u128::from(c) * bc % b_f + b_f - u128::from(f) * bf % b_f) % b_f;
+    let (r, s0) = (y0 % g, y0 / g);
+    // u < u1: y < bf; u >= u2: y > Bf - bc.
+    let u1 = if bf > r { (bf - r).div_ceil(g) } else { 0 }.min(period);
+    let u2 = if b_f >= bc + r {
+        (b_f - bc - r) / g + 1
+    } else {
+        0
+    }
+    .max(u1);
+    let count = u1 + (period - u2.min(period));
+    if count >= u128::from(patterns) {
+        return None;
+    }
+    let inv = mod_inverse(a_c / g, period);
+    let mut ts: Vec<u64> = (0..u1)
+        .chain(u2..period)
+        .map(|u| ((u + period - s0 % period) % period * inv % period) as u64)
+        .filter(|&t| t < patterns)
+        .collect();
+    ts.sort_unstable();
+    Some(ts)
+}
+
+/// The inverse of `a` modulo `m` (`gcd(a, m) = 1`; 0 when `m = 1`).
+fn mod_inverse(a: u128, m: u128) -> u128 {
+    // Extended Euclid on (a mod m, m), coefficients of `a` kept modulo m.
+    let (mut r0, mut r1) = (m, a % m);
+    let (mut t0, mut t1) = (0u128, 1u128 % m);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        // t0 - q*t1 (mod m), without going negative.
+        let next = (t0 + m - (q % m) * t1 % m) % m;
+        (t0, t1) = (t1, next);
+    }
+    debug_assert_eq!(r0, 1, "not invertible");
+    t0
 }
 
 /// Runs of the coarse block `[g0, g0 + len)` (local offset `c_local` on the coarse side) per
@@ -378,5 +443,66 @@ fn block_runs(
             let (gs, ge) = clip(m_last);
             push(f, gs, ge, Repeat::ONCE);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{Dist, Layout};
+
+    #[test]
+    fn modular_inverses() {
+        for m in 1u128..60 {
+            for a in 1..3 * m {
+                if gcd(a, m) == 1 {
+                    assert_eq!(a * mod_inverse(a, m) % m, 1 % m, "{a}^-1 mod {m}");
+                }
+            }
+        }
+    }
+
+    /// The pattern blocks found by the congruence are exactly those whose runs include the
+    /// fine process, found by walking every block; and the shortcut is taken often here.
+    #[test]
+    fn touching_patterns_are_the_blocks_with_runs() {
+        let mut shortcuts = 0;
+        for (bc, pc, bf, qf) in [
+            (37, 7, 29, 5),
+            (1000, 8, 999, 8),
+            (5, 3, 4, 6),
+            (64, 4, 48, 3),
+        ] {
+            for extra in [0u64, 1, 17] {
+                let n = 3 * pc * bc * qf * bf + extra; // several periods and a short block
+                let coarse = Layout::one_d(n, Dist::BlockCyclic(bc), pc).unwrap().dims()[0];
+                let fine = Layout::one_d(n, Dist::BlockCyclic(bf), qf).unwrap().dims()[0];
+                let period = u128::from(qf * bf) / gcd(u128::from(pc * bc), u128::from(qf * bf));
+                for c in 0..pc {
+                    let patterns = u128::from(coarse.full_blocks_of(c)).min(period) as u64;
+                    for f in 0..qf {
+                        let walked: Vec<u64> = (0..patterns)
+                            .filter(|&t| {
+                                let mut any = false;
+                                let g0 = (c + t * pc) * bc;
+                                block_runs(&fine, g0, bc, 0, Repeat::ONCE, Some(f), &mut |_, _| {
+                                    any = true
+                                });
+                                any
+                            })
+                            .collect();
+                        if let Some(found) = touching_patterns(&coarse, &fine, c, f, patterns) {
+                            assert_eq!(found, walked, "bc {bc} x {pc}, bf {bf} x {qf}: {c}, {f}");
+                            shortcuts += 1;
+                        } else if u128::from(patterns) == period {
+                            // Over a whole period the count is exact: not taken only when every
+                            // block touches `f`.
+                            assert_eq!(walked.len() as u64, patterns, "{bc} x {pc}: {c}, {f}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(shortcuts >= 100, "shortcut taken {shortcuts} times");
     }
 }

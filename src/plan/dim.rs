@@ -117,9 +117,72 @@ impl Run {
 /// size is independent of the extent and of the process counts (a rank asks only for its own
 /// row and column; materializing every pair cost O(P*Q) time and memory).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Sides", into = "Sides")]
 pub struct DimPlan {
     src: DimLayout,
     dst: DimLayout,
+    geo: Geometry,
+}
+
+/// What a [`DimPlan`] travels as: its two layouts (the rest is derived from them).
+#[derive(Clone, Serialize, Deserialize)]
+struct Sides {
+    src: DimLayout,
+    dst: DimLayout,
+}
+
+impl From<Sides> for DimPlan {
+    fn from(s: Sides) -> DimPlan {
+        DimPlan::build(&s.src, &s.dst)
+    }
+}
+
+impl From<DimPlan> for Sides {
+    fn from(d: DimPlan) -> Sides {
+        Sides {
+            src: d.src,
+            dst: d.dst,
+        }
+    }
+}
+
+/// The coarse and fine sides and their common period, computed once per plan: every pair and
+/// row needs them, and the gcd and inverse (u128 divisions) would otherwise dominate a pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Geometry {
+    coarse: DimLayout,
+    fine: DimLayout,
+    /// The side with the larger block is coarse (the source on a tie).
+    coarse_is_src: bool,
+    /// `g = gcd(Ac, Bf)`.
+    g: u128,
+    /// `T = Bf / g`: blocks of a coarse process before its pattern repeats.
+    period: u128,
+    /// `(Ac / g)^-1 mod T`.
+    inv: u128,
+}
+
+impl Geometry {
+    fn new(src: &DimLayout, dst: &DimLayout) -> Geometry {
+        let coarse_is_src = src.block() >= dst.block();
+        let (coarse, fine) = if coarse_is_src {
+            (*src, *dst)
+        } else {
+            (*dst, *src)
+        };
+        let a_c = u128::from(coarse.procs()) * u128::from(coarse.block());
+        let b_f = u128::from(fine.procs()) * u128::from(fine.block());
+        let g = gcd(a_c, b_f);
+        let period = b_f / g;
+        Geometry {
+            coarse,
+            fine,
+            coarse_is_src,
+            g,
+            period,
+            inv: mod_inverse(a_c / g, period),
+        }
+    }
 }
 
 impl DimPlan {
@@ -129,16 +192,7 @@ impl DimPlan {
         DimPlan {
             src: *src,
             dst: *dst,
-        }
-    }
-
-    /// `(coarse, fine, coarse is the source)`: the side with the larger block is coarse (the
-    /// source on a tie), the one whose blocks the runs are cut from.
-    fn sides(&self) -> (&DimLayout, &DimLayout, bool) {
-        if self.src.block() >= self.dst.block() {
-            (&self.src, &self.dst, true)
-        } else {
-            (&self.dst, &self.src, false)
+            geo: Geometry::new(src, dst),
         }
     }
 
@@ -146,10 +200,9 @@ impl DimPlan {
     /// every coarse process's pattern, so it costs what building every pair would: for tests
     /// and diagnostics, never on a data path.
     pub fn run_count(&self) -> usize {
-        let (coarse, fine, _) = self.sides();
         let mut n = 0;
-        for c in 0..coarse.procs() {
-            coarse_process_runs(coarse, fine, c, None, &mut |_, _| n += 1);
+        for c in 0..self.geo.coarse.procs() {
+            coarse_process_runs(&self.geo, c, None, &mut |_, _| n += 1);
         }
         n
     }
@@ -158,12 +211,13 @@ impl DimPlan {
     /// canonical order. Costs O(pattern blocks of the coarse process): never more than one
     /// block-cyclic period, independent of the extent.
     pub fn for_each_run(&self, p: u64, q: u64, mut f: impl FnMut(Run)) {
-        let (coarse, fine, coarse_is_src) = self.sides();
+        let geo = &self.geo;
+        let coarse_is_src = geo.coarse_is_src;
         let (c, fp) = if coarse_is_src { (p, q) } else { (q, p) };
-        if c >= coarse.procs() || fp >= fine.procs() {
+        if c >= geo.coarse.procs() || fp >= geo.fine.procs() {
             return;
         }
-        coarse_process_runs(coarse, fine, c, Some(fp), &mut |_, r| {
+        coarse_process_runs(geo, c, Some(fp), &mut |_, r| {
             f(if coarse_is_src { r } else { swap_sides(r) })
         });
     }
@@ -185,30 +239,33 @@ impl DimPlan {
     /// `(destination process, elements)` for every destination of source process `p`, sorted
     /// by destination (the row of `p`).
     pub fn peers_of_src(&self, p: u64) -> Vec<(u64, u64)> {
-        match self.sides() {
-            (coarse, fine, true) => coarse_row(coarse, fine, p),
-            (coarse, fine, false) => fine_row(coarse, fine, p),
+        if self.geo.coarse_is_src {
+            coarse_row(&self.geo, p)
+        } else {
+            fine_row(&self.geo, p)
         }
     }
 
     /// `(source process, elements)` for every source of destination process `q`, sorted by
     /// source (the column of `q`).
     pub fn peers_of_dst(&self, q: u64) -> Vec<(u64, u64)> {
-        match self.sides() {
-            (coarse, fine, true) => fine_row(coarse, fine, q),
-            (coarse, fine, false) => coarse_row(coarse, fine, q),
+        if self.geo.coarse_is_src {
+            fine_row(&self.geo, q)
+        } else {
+            coarse_row(&self.geo, q)
         }
     }
 }
 
 /// Elements coarse process `c` exchanges with each fine process, sorted by fine process: one
 /// walk over `c`'s pattern blocks, every owner of each (O(runs of `c` + fine processes)).
-fn coarse_row(coarse: &DimLayout, fine: &DimLayout, c: u64) -> Vec<(u64, u64)> {
-    if c >= coarse.procs() {
+fn coarse_row(geo: &Geometry, c: u64) -> Vec<(u64, u64)> {
+    if c >= geo.coarse.procs() {
         return Vec::new();
     }
-    let mut per_fine = vec![0u64; usize::try_from(fine.procs()).expect("process count fits")];
-    coarse_process_runs(coarse, fine, c, None, &mut |f, r| {
+    let fine_procs = usize::try_from(geo.fine.procs()).expect("process count fits");
+    let mut per_fine = vec![0u64; fine_procs];
+    coarse_process_runs(geo, c, None, &mut |f, r| {
         per_fine[f as usize] += r.elements()
     });
     nonzero(per_fine)
@@ -217,14 +274,14 @@ fn coarse_row(coarse: &DimLayout, fine: &DimLayout, c: u64) -> Vec<(u64, u64)> {
 /// Elements fine process `f` exchanges with each coarse process, sorted by coarse process:
 /// each coarse process's pattern blocks, only `f`'s part of each (O(1) per block), so
 /// O(coarse processes x pattern blocks per process), never O(coarse x fine processes).
-fn fine_row(coarse: &DimLayout, fine: &DimLayout, f: u64) -> Vec<(u64, u64)> {
-    if f >= fine.procs() {
+fn fine_row(geo: &Geometry, f: u64) -> Vec<(u64, u64)> {
+    if f >= geo.fine.procs() {
         return Vec::new();
     }
-    let per_coarse = (0..coarse.procs())
+    let per_coarse = (0..geo.coarse.procs())
         .map(|c| {
             let mut e = 0;
-            coarse_process_runs(coarse, fine, c, Some(f), &mut |_, r| e += r.elements());
+            coarse_process_runs(geo, c, Some(f), &mut |_, r| e += r.elements());
             e
         })
         .collect();
@@ -266,19 +323,12 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
 /// Calls `out(fine process, run)` for every run of coarse process `c` (only those to fine
 /// process `only`, if given), with `src` = coarse side, in canonical order: by pattern block,
 /// then the final short block; inside a block by fine owner, each owner's runs in order.
-fn coarse_process_runs(
-    coarse: &DimLayout,
-    fine: &DimLayout,
-    c: u64,
-    only: Option<u64>,
-    out: &mut dyn FnMut(u64, Run),
-) {
+fn coarse_process_runs(geo: &Geometry, c: u64, only: Option<u64>, out: &mut dyn FnMut(u64, Run)) {
+    let (coarse, fine) = (&geo.coarse, &geo.fine);
     let (bc, pc) = (coarse.block(), coarse.procs());
     let (bf, qf) = (fine.block(), fine.procs());
     let n = coarse.extent();
-    let a_c = u128::from(pc) * u128::from(bc); // coarse period
-    let b_f = u128::from(qf) * u128::from(bf); // fine period
-    let period_blocks = b_f / gcd(a_c, b_f); // T: blocks of c before the pattern repeats
+    let period_blocks = geo.period; // T: blocks of c before the pattern repeats
     let full = coarse.full_blocks_of(c);
     let patterns = u128::from(full).min(period_blocks) as u64;
     let pattern = |t: u64, out: &mut dyn FnMut(u64, Run)| {
@@ -295,7 +345,7 @@ fn coarse_process_runs(
         let k = c + t * pc; // global block index
         block_runs(fine, k * bc, bc, t * bc, outer, only, out);
     };
-    match only.and_then(|f| touching_patterns(coarse, fine, c, f, patterns)) {
+    match only.and_then(|f| touching_patterns(geo, c, f, patterns)) {
         Some(ts) => ts.into_iter().for_each(|t| pattern(t, out)),
         None => (0..patterns).for_each(|t| pattern(t, out)),
     }
@@ -324,18 +374,13 @@ fn coarse_process_runs(
 /// every multiple of `g` once: `y = r + g*u` with `u = (s0 + t*Ac/g) mod T`, so the touching
 /// `u` are two ranges and each gives `t = (u - s0) * (Ac/g)^-1 mod T`. O(touching blocks),
 /// about `(bc + bf)/g`, instead of O(T) (bc(1000) on 1024 -> bc(999) on 1024: 3 of 999).
-fn touching_patterns(
-    coarse: &DimLayout,
-    fine: &DimLayout,
-    c: u64,
-    f: u64,
-    patterns: u64,
-) -> Option<Vec<u64>> {
-    let (bc, pc) = (u128::from(coarse.block()), u128::from(coarse.procs()));
-    let (bf, qf) = (u128::from(fine.block()), u128::from(fine.procs()));
-    let (a_c, b_f) = (pc * bc, qf * bf);
-    let g = gcd(a_c, b_f);
-    let period = b_f / g; // T
+fn touching_patterns(geo: &Geometry, c: u64, f: u64, patterns: u64) -> Option<Vec<u64>> {
+    let bc = u128::from(geo.coarse.block());
+    let (bf, qf) = (u128::from(geo.fine.block()), u128::from(geo.fine.procs()));
+    if patterns <= 1 {
+        return None; // one block: as cheap to look at as to skip
+    }
+    let (b_f, g, period) = (qf * bf, geo.g, geo.period);
     let y0 = (u128::from(c) * bc % b_f + b_f - u128::from(f) * bf % b_f) % b_f;
     let (r, s0) = (y0 % g, y0 / g);
     // u < u1: y < bf; u >= u2: y > Bf - bc.
@@ -350,7 +395,7 @@ fn touching_patterns(
     if count >= u128::from(patterns) {
         return None;
     }
-    let inv = mod_inverse(a_c / g, period);
+    let inv = geo.inv;
     let mut ts: Vec<u64> = (0..u1)
         .chain(u2..period)
         .map(|u| ((u + period - s0 % period) % period * inv % period) as u64)
@@ -477,7 +522,8 @@ mod tests {
                 let n = 3 * pc * bc * qf * bf + extra; // several periods and a short block
                 let coarse = Layout::one_d(n, Dist::BlockCyclic(bc), pc).unwrap().dims()[0];
                 let fine = Layout::one_d(n, Dist::BlockCyclic(bf), qf).unwrap().dims()[0];
-                let period = u128::from(qf * bf) / gcd(u128::from(pc * bc), u128::from(qf * bf));
+                let geo = Geometry::new(&coarse, &fine);
+                let period = geo.period;
                 for c in 0..pc {
                     let patterns = u128::from(coarse.full_blocks_of(c)).min(period) as u64;
                     for f in 0..qf {
@@ -491,7 +537,7 @@ mod tests {
                                 any
                             })
                             .collect();
-                        if let Some(found) = touching_patterns(&coarse, &fine, c, f, patterns) {
+                        if let Some(found) = touching_patterns(&geo, c, f, patterns) {
                             assert_eq!(found, walked, "bc {bc} x {pc}, bf {bf} x {qf}: {c}, {f}");
                             shortcuts += 1;
                         } else if u128::from(patterns) == period {

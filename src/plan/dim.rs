@@ -160,6 +160,12 @@ struct Geometry {
     period: u128,
     /// `(Ac / g)^-1 mod T`.
     inv: u128,
+    /// Full coarse blocks in the array, per coarse process and left over: a pair needs them
+    /// and dividing again each time was a good part of a pair's cost.
+    full_each: u64,
+    full_rem: u64,
+    /// The array ends with a short coarse block.
+    short: bool,
 }
 
 impl Geometry {
@@ -174,6 +180,7 @@ impl Geometry {
         let b_f = u128::from(fine.procs()) * u128::from(fine.block());
         let g = gcd(a_c, b_f);
         let period = b_f / g;
+        let full_total = coarse.extent() / coarse.block();
         Geometry {
             coarse,
             fine,
@@ -181,6 +188,9 @@ impl Geometry {
             g,
             period,
             inv: mod_inverse(a_c / g, period),
+            full_each: full_total / coarse.procs(),
+            full_rem: full_total % coarse.procs(),
+            short: coarse.extent() % coarse.block() != 0,
         }
     }
 }
@@ -329,7 +339,7 @@ fn coarse_process_runs(geo: &Geometry, c: u64, only: Option<u64>, out: &mut dyn 
     let (bf, qf) = (fine.block(), fine.procs());
     let n = coarse.extent();
     let period_blocks = geo.period; // T: blocks of c before the pattern repeats
-    let full = coarse.full_blocks_of(c);
+    let full = geo.full_each + u64::from(c < geo.full_rem); // coarse.full_blocks_of(c)
     let patterns = u128::from(full).min(period_blocks) as u64;
     let pattern = |t: u64, out: &mut dyn FnMut(u64, Run)| {
         // Blocks j = t, t + T, t + 2T, ... (< full) of process c share one pattern.
@@ -350,14 +360,13 @@ fn coarse_process_runs(geo: &Geometry, c: u64, only: Option<u64>, out: &mut dyn 
         None => (0..patterns).for_each(|t| pattern(t, out)),
     }
     // The final short block of the whole array, if c owns it.
-    let full_total = n / bc;
-    if n % bc != 0 && full_total % pc == c {
-        let g0 = full_total * bc;
+    if geo.short && geo.full_rem == c {
+        let g0 = (geo.full_each * pc + geo.full_rem) * bc;
         block_runs(
             fine,
             g0,
             n - g0,
-            (full_total / pc) * bc,
+            geo.full_each * bc,
             Repeat::ONCE,
             only,
             out,

@@ -2,7 +2,8 @@
 //!
 //! An n-D plan is the tensor product of one [`DimPlan`] per dimension: the elements process `p`
 //! of the source grid sends to process `q` of the destination grid are the Cartesian product of
-//! the per-axis index sets. A plan holds only the two layouts: a pair's spans and a rank's row
+//! the per-axis index sets. A plan holds only the two layouts (and per axis a few constants of
+//! their common period): a pair's spans and a rank's row
 //! ([`Plan::destinations`]) or column ([`Plan::sources`]) are computed when asked, in time
 //! independent of the array's extent (see [`dim`] for why), so building one is O(dimensions)
 //! whatever the process counts, and a rank pays only for its own row and column, never for

@@ -2,8 +2,12 @@
 //!
 //! An n-D plan is the tensor product of one [`DimPlan`] per dimension: the elements process `p`
 //! of the source grid sends to process `q` of the destination grid are the Cartesian product of
-//! the per-axis index sets. The plan's size is the sum of the 1-D plans' sizes and does not grow
-//! with the array's extent (see [`dim`] for why). Plans are cached per layout pair
+//! the per-axis index sets. A plan holds only the two layouts (and per axis a few constants of
+//! their common period): a pair's spans and a rank's row
+//! ([`Plan::destinations`]) or column ([`Plan::sources`]) are computed when asked, in time
+//! independent of the array's extent (see [`dim`] for why), so building one is O(dimensions)
+//! whatever the process counts, and a rank pays only for its own row and column, never for
+//! all P x Q pairs. Plans are cached per layout pair
 //! ([`Plan::cached`]) so a pipeline step reuses the plan of the previous step, as MCT's routers
 //! are reused.
 //!
@@ -12,6 +16,8 @@
 
 pub mod chunk;
 pub mod dim;
+#[cfg(test)]
+mod reference;
 pub mod region;
 pub mod stream;
 
@@ -166,7 +172,9 @@ impl Plan {
         &self.dims
     }
 
-    /// Number of run descriptors stored (the plan's size, independent of the extents).
+    /// Number of run descriptors over all pairs of all axes: what a plan materializing every
+    /// pair would store (independent of the extents). Computed by walking every pair, so
+    /// O(P x Q) in the worst case: for tests and diagnostics, not for data paths.
     pub fn run_count(&self) -> usize {
         self.dims.iter().map(DimPlan::run_count).sum()
     }
@@ -178,12 +186,7 @@ impl Plan {
             .dims
             .iter()
             .zip(&cp)
-            .map(|(d, &c)| {
-                d.pairs_of_src(c)
-                    .iter()
-                    .map(|x| (x.dst, x.elements))
-                    .collect()
-            })
+            .map(|(d, &c)| d.peers_of_src(c))
             .collect();
         Ok(product_transfers(&lists, &self.dst.grid()))
     }
@@ -195,7 +198,7 @@ impl Plan {
             .dims
             .iter()
             .zip(&cq)
-            .map(|(d, &c)| d.pairs_of_dst(c).map(|x| (x.src, x.elements)).collect())
+            .map(|(d, &c)| d.peers_of_dst(c))
             .collect();
         Ok(product_transfers(&lists, &self.src.grid()))
     }
@@ -203,12 +206,14 @@ impl Plan {
     /// Elements moved from source rank `p` to destination rank `q`.
     pub fn elements(&self, p: u64, q: u64) -> Result<u64> {
         let (cp, cq) = (self.src.rank_coords(p)?, self.dst.rank_coords(q)?);
-        Ok(self
-            .dims
-            .iter()
-            .zip(cp.iter().zip(&cq))
-            .map(|(d, (&a, &b))| d.elements(a, b))
-            .product())
+        let mut total = 1;
+        for (d, (&a, &b)) in self.dims.iter().zip(cp.iter().zip(&cq)) {
+            total *= d.elements(a, b);
+            if total == 0 {
+                break; // no need to compute the other axes
+            }
+        }
+        Ok(total)
     }
 
     /// Calls `f` for every span moved from source rank `p` to destination rank `q`, in the
@@ -216,15 +221,15 @@ impl Plan {
     /// and `q`'s row-major local storage.
     pub fn for_each_span(&self, p: u64, q: u64, mut f: impl FnMut(Span)) -> Result<()> {
         let (cp, cq) = (self.src.rank_coords(p)?, self.dst.rank_coords(q)?);
-        let runs: Vec<&[Run]> = self
-            .dims
-            .iter()
-            .zip(cp.iter().zip(&cq))
-            .map(|(d, (&a, &b))| d.runs(a, b))
-            .collect();
-        if runs.iter().any(|r| r.is_empty()) {
-            return Ok(());
+        let mut runs: Vec<Vec<Run>> = Vec::with_capacity(self.dims.len());
+        for (d, (&a, &b)) in self.dims.iter().zip(cp.iter().zip(&cq)) {
+            let r = d.runs(a, b);
+            if r.is_empty() {
+                return Ok(()); // nothing moves: skip the other axes
+            }
+            runs.push(r);
         }
+        let runs: Vec<&[Run]> = runs.iter().map(Vec::as_slice).collect();
         let src_strides = row_major_strides(&self.src.local_shape_at(&cp));
         let dst_strides = row_major_strides(&self.dst.local_shape_at(&cq));
         walk_spans(&runs, &src_strides, &dst_strides, &mut f);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::service::authz::{self, deny, require_manager, require_manager_of, Peer};
 use crate::service::coherence::{Poll, Versions};
 use crate::service::contact::{self, Contact};
 use crate::service::directory::{owner_of, Directory, Entry, Owner};
@@ -778,7 +779,15 @@ impl Manager {
         Ok(Response::Ok)
     }
 
-    fn respond(&self, session: &mut Session, owner: Owner, req: Request) -> Result<Response> {
+    /// Answers `req` from `peer` (its session `session`; `owner` is the key of what it holds).
+    /// Each request is authorized first (see [`authz`]); a refused one changes nothing.
+    fn respond(
+        &self,
+        session: &mut Session,
+        peer: &Peer,
+        owner: Owner,
+        req: Request,
+    ) -> Result<Response> {
         match req {
             Request::Register {
                 node,
@@ -791,11 +800,23 @@ impl Manager {
                         node.name, node.cluster, self.me.cluster
                     )));
                 }
+                // Only a credential of this cluster registers a provider of it.
+                if peer.identity.cluster != self.me.cluster {
+                    return Err(deny(
+                        peer,
+                        "Register",
+                        format!(
+                            "only a member of cluster {} registers with its manager",
+                            self.me.cluster
+                        ),
+                    ));
+                }
                 if owner != owner_of(&node) {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} registers {}: a process registers itself",
-                        owner.0, node.name
-                    )));
+                    return Err(deny(
+                        peer,
+                        "Register",
+                        format!("it registers {}: a process registers itself", node.name),
+                    ));
                 }
                 if !rejoin && self.lock().leases.is_dead(&owner) {
                     return Err(Error::Fenced(format!(
@@ -819,15 +840,26 @@ impl Manager {
             }
             Request::Leave { node } => {
                 if owner != owner_of(&node) {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} asks {} to leave: a process leaves by itself",
-                        owner.0, node.name
-                    )));
+                    return Err(deny(
+                        peer,
+                        "Leave",
+                        format!("it asks {} to leave: a process leaves by itself", node.name),
+                    ));
                 }
                 self.owner_gone(&owner, "left");
                 Ok(Response::Ok)
             }
             Request::Gone { node } => {
+                // Only the gone node's own manager says so, and about another cluster (this
+                // manager judges its own members itself).
+                require_manager_of(peer, &node.cluster, "Gone")?;
+                if node.cluster == self.me.cluster {
+                    return Err(deny(
+                        peer,
+                        "Gone",
+                        format!("{} is a member of this manager's cluster", node.name),
+                    ));
+                }
                 self.evict(&node, &format!("gone from cluster {}", node.cluster));
                 Ok(Response::Ok)
             }
@@ -843,6 +875,7 @@ impl Manager {
                 count,
                 exclude,
             } => {
+                require_manager(peer, "Reserve")?;
                 let nodes =
                     self.lock()
                         .membership
@@ -868,6 +901,14 @@ impl Manager {
                 Ok(Response::Ok)
             }
             Request::Release { node, bytes } => {
+                require_manager(peer, "Release")?;
+                if node.cluster != self.me.cluster {
+                    return Err(deny(
+                        peer,
+                        "Release",
+                        format!("{} is not a member of cluster {}", node.name, self.me.cluster),
+                    ));
+                }
                 self.lock().membership.release(&node, bytes);
                 Ok(Response::Ok)
             }
@@ -914,7 +955,10 @@ impl Manager {
                 reader,
             } => self.wait_version(owner, array, req, timeout_ms, pin, reader),
             Request::Unpin { array, pin } => {
-                self.lock().directory.get_mut(array)?.unpin(pin)?;
+                self.lock()
+                    .directory
+                    .get_mut(array)?
+                    .unpin(&owner, pin)?;
                 self.changed.notify_all();
                 Ok(Response::Ok)
             }
@@ -926,7 +970,10 @@ impl Manager {
                 ))
             }
             Request::RemoveReader { array, reader } => {
-                self.lock().directory.get_mut(array)?.remove_reader(reader);
+                self.lock()
+                    .directory
+                    .get_mut(array)?
+                    .remove_reader(&owner, reader)?;
                 self.changed.notify_all();
                 Ok(Response::Ok)
             }
@@ -942,11 +989,23 @@ impl Handler for Manager {
     type Session = Session;
 
     fn handle(&self, session: &mut Session, conn: &mut Conn, req: Request) -> Result<()> {
-        let peer = conn.peer();
-        let owner = (peer.name.clone(), peer.incarnation);
-        let resp = match self.respond(session, owner, req) {
+        let peer = Peer::of(conn);
+        let owner = (peer.id.name.clone(), peer.id.incarnation);
+        let what = crate::service::provider::request_name(&req);
+        let resp = match self.respond(session, &peer, owner, req) {
             Ok(r) => r,
-            Err(e) => Response::error(&e),
+            Err(e) => {
+                // The state machines' refusals (who owns an epoch, a pin, a reader) name the
+                // peer; the request is named here.
+                let e = match e {
+                    Error::Refused(m) if !m.starts_with(what) => {
+                        Error::Refused(format!("{what}: {m}"))
+                    }
+                    e => e,
+                };
+                authz::log_refusal(conn, &e);
+                Response::error(&e)
+            }
         };
         conn.send(&resp)
     }

@@ -409,3 +409,60 @@ fn forged_installs_and_manager_orders_change_no_copy() {
     let st = status_of(&client, "authz/p");
     assert_eq!(format!("{:?}", st.health), "[Healthy]");
 }
+
+#[test]
+fn after_a_failover_only_the_new_home_pushes() {
+    let mut fed = LocalFederation::start("authz-failover", &[("A", 3)]);
+    let client = Federation::join(fed.config("A")).unwrap();
+    let mut a = client
+        .create::<f64, _>(&SOLO, "authz/f", one_block(1, 3))
+        .unwrap();
+    assert_eq!(write(&mut a, 1.0), 1);
+    let old = meta(&fed, "authz/f").blocks[0].clone();
+    let old_home = old.home.clone().unwrap();
+    fed.kill(&old_home.name);
+    // The release goes to the new home; the other replica learns of it (a Fence told it the
+    // term, not the home) by asking the manager, and takes its push.
+    assert_eq!(write(&mut a, 2.0), 2);
+    let m = meta(&fed, "authz/f");
+    let p = m.blocks[0].clone();
+    assert!(p.term > old.term, "{p:?}");
+    let home = p.home.clone().unwrap();
+    let other = p.replicas.iter().find(|n| !n.same(&home)).unwrap().clone();
+    assert!(
+        fed.log(&other.name)
+            .contains(&format!("{} is its home at term {}", home.name, p.term)),
+        "{}",
+        fed.log(&other.name)
+    );
+    assert_eq!(read_copy(&other.addr, &fed, m.id, p.latest()), Ok(2.0));
+    // At the new term, nobody else pushes: not the dead home's name, not another provider.
+    let stamp = Stamp {
+        version: 3,
+        epoch: 99,
+    };
+    let nines: Vec<u8> = (0..LEN).flat_map(|_| 9.0f64.to_le_bytes()).collect();
+    for (name, inc) in [
+        (old_home.name.as_str(), old_home.incarnation),
+        ("A/provider-9", 1),
+    ] {
+        let mut c = forged(&other.addr, &fed, name, "A", inc);
+        c.send(&Request::Install {
+            array: m.id,
+            block: 0,
+            term: p.term,
+            stamp,
+            keep: vec![],
+            bytes: LEN * 8,
+        })
+        .unwrap();
+        let _ = c.stream().write_all(&nines);
+        let msg = refused(c.recv().unwrap(), name);
+        assert!(msg.contains(&home.name), "{msg}");
+    }
+    assert_eq!(
+        read_copy(&other.addr, &fed, m.id, stamp),
+        Err(ErrorCode::NotFound as u32)
+    );
+    assert_eq!(read(&mut a), (2, 2.0));
+}

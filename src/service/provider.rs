@@ -224,6 +224,11 @@ impl Provider {
                 })?;
                 match judge_pusher(p.term, p.home.as_ref(), term, &pusher) {
                     Ok(()) => {
+                        tracing::info!(
+                            "block {block} of array {array}: {} is its home at term {term} \
+                             (confirmed by {manager})",
+                            peer.id.name
+                        );
                         self.store.learn_home(array, block, p.term, p.home.as_ref());
                         Ok(())
                     }

@@ -166,15 +166,34 @@ fn another_sessions_epoch_pin_reader_or_membership_is_not_touched() {
     };
     let m = expect_refused(&a_mgr, &fed, thief, &commit);
     assert!(m.contains("belongs to"), "{m}");
-    expect_refused(&a_mgr, &fed, thief, &Request::Abort { array: id, epoch: 1 });
+    expect_refused(
+        &a_mgr,
+        &fed,
+        thief,
+        &Request::Abort {
+            array: id,
+            epoch: 1,
+        },
+    );
     let st = status_of(&writer, "authz/w");
     assert_eq!(st.writer, holder, "the lock is still the writer's");
     assert_eq!(st.meta.committed, 0, "nothing committed");
-    assert_eq!(w.release().unwrap(), 1, "the writer's own release goes through");
+    assert_eq!(
+        w.release().unwrap(),
+        1,
+        "the writer's own release goes through"
+    );
     let mut r = reader
-        .open::<f64, _>(&SOLO, "authz/w", Layout::one_d(LEN, Dist::Block, 1).unwrap())
+        .open::<f64, _>(
+            &SOLO,
+            "authz/w",
+            Layout::one_d(LEN, Dist::Block, 1).unwrap(),
+        )
         .unwrap();
     assert_eq!(read(&mut r), (1, 7.0));
+
+    // Confirming another process's creation.
+    expect_refused(&a_mgr, &fed, thief, &Request::Created { array: id });
 
     // ---- Unpin of another session's pin: the reader's read above took pin 1 and released
     // it; this one takes pin 2 and holds it.
@@ -184,7 +203,8 @@ fn another_sessions_epoch_pin_reader_or_membership_is_not_touched() {
     let m = expect_refused(&a_mgr, &fed, thief, &Request::Unpin { array: id, pin: 2 });
     assert!(m.contains("Unpin") && m.contains("belongs to"), "{m}");
     assert_eq!(status_of(&writer, "authz/w").pins, vec![v], "the pin stays");
-    r.release_read().expect("the reader's own unpin finds its pin");
+    r.release_read()
+        .expect("the reader's own unpin finds its pin");
     assert!(status_of(&writer, "authz/w").pins.is_empty());
 
     // ---- RemoveReader, and a read as another session's reader.
@@ -221,7 +241,8 @@ fn another_sessions_epoch_pin_reader_or_membership_is_not_touched() {
     let e = w2.acquire_timeout(Duration::from_millis(1500)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Timeout, "{e}");
     assert!(
-        e.to_string().contains(&format!("not read yet by reader {}", reader.node().name)),
+        e.to_string()
+            .contains(&format!("not read yet by reader {}", reader.node().name)),
         "{e}"
     );
 
@@ -340,7 +361,10 @@ fn forged_installs_and_manager_orders_change_no_copy() {
         let mut c = forged(&to.addr, &fed, name, cluster, inc);
         c.send(&install(term)).unwrap();
         let _ = c.stream().write_all(&nines); // the copy may close without reading them
-        let m = refused(c.recv().unwrap(), &format!("install as {name} at term {term}"));
+        let m = refused(
+            c.recv().unwrap(),
+            &format!("install as {name} at term {term}"),
+        );
         assert!(m.contains(name) && m.contains("Install"), "{m}");
         m
     };
@@ -387,7 +411,12 @@ fn forged_installs_and_manager_orders_change_no_copy() {
 
     // Nothing changed: no forged stamp anywhere, v1 intact on both copies, readers see v1.
     for copy in [&home, &replica] {
-        assert_eq!(read_copy(&copy.addr, &fed, m.id, v1), Ok(1.0), "{}", copy.name);
+        assert_eq!(
+            read_copy(&copy.addr, &fed, m.id, v1),
+            Ok(1.0),
+            "{}",
+            copy.name
+        );
         assert_eq!(
             read_copy(&copy.addr, &fed, m.id, forged_stamp),
             Err(ErrorCode::NotFound as u32),
@@ -404,7 +433,12 @@ fn forged_installs_and_manager_orders_change_no_copy() {
     assert!(p2.replicas.iter().any(|n| n.same(&replica)), "{p2:?}");
     let v2 = p2.latest();
     for copy in [&home, &replica] {
-        assert_eq!(read_copy(&copy.addr, &fed, m.id, v2), Ok(2.0), "{}", copy.name);
+        assert_eq!(
+            read_copy(&copy.addr, &fed, m.id, v2),
+            Ok(2.0),
+            "{}",
+            copy.name
+        );
     }
     let st = status_of(&client, "authz/p");
     assert_eq!(format!("{:?}", st.health), "[Healthy]");

@@ -379,7 +379,9 @@ pub fn judge_pusher(
             "the home at term {term} is {} of cluster {}",
             h.name, h.cluster
         ))),
-        None => Err(Error::Refused(format!("the block has no home at term {term}"))),
+        None => Err(Error::Refused(format!(
+            "the block has no home at term {term}"
+        ))),
     }
 }
 
@@ -546,10 +548,7 @@ mod tests {
             incarnation: 6,
         };
         for p in [
-            Pusher {
-                id: &other,
-                ..real
-            },
+            Pusher { id: &other, ..real },
             Pusher { id: &old, ..real },
             Pusher {
                 cluster: "B",

@@ -448,9 +448,7 @@ mod tests {
     use super::*;
     use crate::element::ElemType;
     use crate::layout::{Dist, Layout};
-    use crate::service::protocol::{
-        HomePlacement, NodeKind, Redundancy, Retention, VersionReq,
-    };
+    use crate::service::protocol::{HomePlacement, NodeKind, Redundancy, Retention, VersionReq};
     use crate::ErrorCode;
 
     fn node(name: &str) -> NodeInfo {
@@ -479,7 +477,14 @@ mod tests {
             vec![(node("A/provider-0"), vec![])],
         );
         let versions = Versions::new(spec.retention).unwrap();
-        Entry::new(1, spec, node("A/manager"), versions, groups, ("A/c".into(), 1))
+        Entry::new(
+            1,
+            spec,
+            node("A/manager"),
+            versions,
+            groups,
+            ("A/c".into(), 1),
+        )
     }
 
     fn me() -> Owner {

@@ -887,10 +887,11 @@ impl Manager {
                 let mut st = self.lock();
                 let e = st.directory.get_mut(array)?;
                 if e.creator != owner {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} was created by {}, not {}",
-                        e.spec.name, e.creator.0, owner.0
-                    )));
+                    return Err(deny(
+                        peer,
+                        "Created",
+                        format!("{} is being created by {}", e.spec.name, e.creator.0),
+                    ));
                 }
                 e.confirmed = true;
                 self.changed.notify_all();
@@ -906,7 +907,10 @@ impl Manager {
                     return Err(deny(
                         peer,
                         "Release",
-                        format!("{} is not a member of cluster {}", node.name, self.me.cluster),
+                        format!(
+                            "{} is not a member of cluster {}",
+                            node.name, self.me.cluster
+                        ),
                     ));
                 }
                 self.lock().membership.release(&node, bytes);
@@ -955,10 +959,7 @@ impl Manager {
                 reader,
             } => self.wait_version(owner, array, req, timeout_ms, pin, reader),
             Request::Unpin { array, pin } => {
-                self.lock()
-                    .directory
-                    .get_mut(array)?
-                    .unpin(&owner, pin)?;
+                self.lock().directory.get_mut(array)?.unpin(&owner, pin)?;
                 self.changed.notify_all();
                 Ok(Response::Ok)
             }

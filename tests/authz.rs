@@ -262,6 +262,23 @@ fn another_sessions_epoch_pin_reader_or_membership_is_not_touched() {
         },
     );
     assert!(m.contains("leaves by itself"), "{m}");
+    // A member's name under another cluster's credential: its heartbeat (which would make
+    // this connection its control connection, whose close declares it dead) and its Leave.
+    let mut c = forged(&a_mgr, &fed, &victim.name, "B", victim.incarnation);
+    let m = refused(call(&mut c, &Request::Renew { rejoin: false }), "Renew");
+    assert!(m.contains("is a member of cluster A"), "{m}");
+    let m = refused(
+        call(
+            &mut c,
+            &Request::Leave {
+                node: victim.clone(),
+            },
+        ),
+        "Leave",
+    );
+    assert!(m.contains(&victim.name), "{m}");
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
     let b_node = members(&fed, "B")
         .into_iter()
         .find(|n| n.name == "B/provider-0")

@@ -829,6 +829,17 @@ impl Manager {
             }
             Request::Renew { rejoin } => {
                 let mut st = self.lock();
+                // A member's lease (and its control connection, whose loss declares it dead)
+                // is renewed only with a credential of its cluster.
+                if let Some(n) = st.membership.named(&owner.0) {
+                    if n.cluster != peer.identity.cluster {
+                        return Err(deny(
+                            peer,
+                            "Renew",
+                            format!("{} is a member of cluster {}", n.name, n.cluster),
+                        ));
+                    }
+                }
                 if rejoin {
                     st.leases.revive(&owner, Instant::now());
                 } else {
@@ -839,7 +850,7 @@ impl Manager {
                 Ok(Response::Ok)
             }
             Request::Leave { node } => {
-                if owner != owner_of(&node) {
+                if owner != owner_of(&node) || node.cluster != peer.identity.cluster {
                     return Err(deny(
                         peer,
                         "Leave",

@@ -341,6 +341,13 @@ fn another_sessions_epoch_pin_reader_or_membership_is_not_touched() {
     assert!(m.contains("cluster B"), "{m}");
     assert_eq!(members(&fed, "B"), b_members, "nobody registered at B");
 
+    // Each refusal is logged with the peer's address.
+    let log = fed.log("A/manager");
+    assert!(
+        log.contains("refused a request from 127.0.0.1:") && log.contains("B/thief"),
+        "{log}"
+    );
+
     // The daemons still serve: a write and a read across clusters.
     assert_eq!(write(&mut w, 8.0), 2);
     assert_eq!(read(&mut r), (2, 8.0));
@@ -459,6 +466,11 @@ fn forged_installs_and_manager_orders_change_no_copy() {
     }
     let st = status_of(&client, "authz/p");
     assert_eq!(format!("{:?}", st.health), "[Healthy]");
+    let log = fed.log(&replica.name);
+    assert!(
+        log.contains("refused a request from 127.0.0.1:") && log.contains("A/provider-9"),
+        "{log}"
+    );
 }
 
 #[test]

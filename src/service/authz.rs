@@ -7,7 +7,9 @@
 //! rules about *which kind of peer* may ask are here, applied by the services:
 //!
 //! - manager: `Register` only from a credential of the manager's own cluster (for a node of
-//!   that cluster, registering itself); `Leave` only for oneself; `Gone` only from the manager
+//!   that cluster, registering itself); `Leave` only for oneself, and a member's `Renew` only
+//!   with its cluster's credential (the connection it renews on becomes its control connection,
+//!   whose close declares it dead); `Gone` only from the manager
 //!   of the gone node's cluster (another cluster); `Reserve` and `Release` only from a manager;
 //!   `Commit`, `Abort`, `Unpin`, `RemoveReader` (and a `WaitVersion` naming a reader) only from
 //!   the owner of the epoch, pin or reader. Directory requests (`Create`, `Lookup`, `Destroy`,
@@ -70,14 +72,24 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// What every authorization refusal says (the state machines' ownership refusals too), so
+/// that the services log those, and not a `Refused` met while serving a request.
+pub const NOT_AUTHORIZED: &str = " is not authorized: ";
+
 /// The refusal of `what` from `peer`, because `why`.
 pub fn deny(peer: &Peer, what: &str, why: impl std::fmt::Display) -> Error {
-    Error::Refused(format!("{what} from {peer} is not authorized: {why}"))
+    Error::Refused(format!("{what} from {peer}{NOT_AUTHORIZED}{why}"))
 }
 
-/// Logs a refusal with the peer's address (`error` is what the peer is answered).
+/// Whether `error` is an authorization refusal.
+pub fn is_refusal(error: &Error) -> bool {
+    matches!(error, Error::Refused(m) if m.contains(NOT_AUTHORIZED))
+}
+
+/// Logs an authorization refusal with the peer's address (`error` is what the peer is
+/// answered); other errors are not logged here.
 pub fn log_refusal(conn: &mut Conn, error: &Error) {
-    if let Error::Refused(m) = error {
+    if let (true, Error::Refused(m)) = (is_refusal(error), error) {
         let addr = conn
             .stream()
             .peer_addr()

@@ -139,8 +139,8 @@ impl Entry {
             Some((e, o)) if *e == epoch && o == owner => Ok(()),
             // Another process's epoch: an authorization failure, not a lost lock.
             Some((e, o)) if *e == epoch => Err(Error::Refused(format!(
-                "write epoch {epoch} of {} belongs to {}, not {}",
-                self.spec.name, o.0, owner.0
+                "{} is not authorized: write epoch {epoch} of {} belongs to {}",
+                owner.0, self.spec.name, o.0
             ))),
             _ => Err(Error::NotAcquired(format!(
                 "write epoch {epoch} of {} is not in progress: it was aborted (the holder's \
@@ -205,8 +205,8 @@ impl Entry {
     pub fn unpin(&mut self, owner: &Owner, pin: u64) -> Result<()> {
         match self.pins.get(&pin) {
             Some(o) if o != owner => Err(Error::Refused(format!(
-                "read pin {pin} of {} belongs to {}, not {}",
-                self.spec.name, o.0, owner.0
+                "{} is not authorized: read pin {pin} of {} belongs to {}",
+                owner.0, self.spec.name, o.0
             ))),
             _ => self.drop_pin(pin),
         }
@@ -228,7 +228,7 @@ impl Entry {
     fn check_reader(&self, owner: &Owner, reader: u64, what: &str) -> Result<()> {
         match self.readers.get(&reader) {
             Some(o) if o != owner => Err(Error::Refused(format!(
-                "{} {what} reader {reader} of {}, which belongs to {}",
+                "{} is not authorized: it {what} reader {reader} of {}, which belongs to {}",
                 owner.0, self.spec.name, o.0
             ))),
             _ => Ok(()),

@@ -1010,7 +1010,9 @@ impl Handler for Manager {
                 // The state machines' refusals (who owns an epoch, a pin, a reader) name the
                 // peer; the request is named here.
                 let e = match e {
-                    Error::Refused(m) if !m.starts_with(what) => {
+                    Error::Refused(m)
+                        if m.contains(authz::NOT_AUTHORIZED) && !m.starts_with(what) =>
+                    {
                         Error::Refused(format!("{what}: {m}"))
                     }
                     e => e,

@@ -9,10 +9,10 @@
 //! - manager: `Register` only from a credential of the manager's own cluster (for a node of
 //!   that cluster, registering itself); `Leave` only for oneself, and a member's `Renew` only
 //!   with its cluster's credential (the connection it renews on becomes its control connection,
-//!   whose close declares it dead); `Gone` only from the manager
-//!   of the gone node's cluster (another cluster); `Reserve` and `Release` only from a manager;
-//!   `Commit`, `Abort`, `Unpin`, `RemoveReader` (and a `WaitVersion` naming a reader) only from
-//!   the owner of the epoch, pin or reader. Directory requests (`Create`, `Lookup`, `Destroy`,
+//!   whose close declares it dead); `Gone` only from the manager of the gone node's cluster
+//!   (another cluster); `Reserve` and `Release` only from a manager; `Commit`, `Abort`,
+//!   `Unpin`, `RemoveReader` (and a `WaitVersion` naming a reader) only from the owner of the
+//!   epoch, pin or reader. Directory requests (`Create`, `Lookup`, `Destroy`,
 //!   ...) from any member of the federation: per-array access rules are not asked for.
 //! - provider: `Host`, `Promote`, `Fence`, `Restore` and `Drop` only from the manager of the
 //!   array's cluster (the one holding its directory entry, which may be another cluster than

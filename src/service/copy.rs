@@ -9,11 +9,14 @@
 //!   a home that was only paused finds its writes refused once a replica was promoted.
 //! - Epochs fence writers: the newest epoch seen wins; a write, publish or install of an older
 //!   epoch is refused, so a writer whose lease expired cannot overwrite its successor's work.
+//! - Only the home pushes: an install is admitted only from the block's home at the install's
+//!   term, which is the copy's term or a newer one its manager confirms ([`admit_install`],
+//!   [`judge_pusher`]).
 
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::service::protocol::Stamp;
+use crate::service::protocol::{NodeId, NodeInfo, Stamp};
 
 /// What a copy holds: an immutable snapshot type, and the working copy a write epoch edits.
 pub trait Payload: Clone {
@@ -284,6 +287,104 @@ impl<P: Payload> BlockCopy<P> {
     }
 }
 
+/// Who pushes an install, as its connection says: its claimed name and incarnation, and the
+/// cluster and role of its credential.
+#[derive(Clone, Copy, Debug)]
+pub struct Pusher<'a> {
+    /// Its name and incarnation (claimed in its hello).
+    pub id: &'a NodeId,
+    /// Its credential's cluster.
+    pub cluster: &'a str,
+    /// Whether its credential is a provider's (homes are providers, never managers).
+    pub provider: bool,
+}
+
+impl Pusher<'_> {
+    /// Whether it is `home`.
+    pub fn is(&self, home: &NodeInfo) -> bool {
+        self.provider && home.cluster == self.cluster && home.is(self.id)
+    }
+}
+
+/// Whether a copy takes an install from a pusher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Yes (or the copy's fencing rules decide: an older term is refused as `Fenced`).
+    Admit,
+    /// The copy does not know the home at the install's term: ask the block's manager, then
+    /// [`judge_pusher`].
+    AskManager,
+    /// No, because of this.
+    Refuse(String),
+}
+
+/// Whether a copy at `term` as `role`, knowing `known` (the home at some term, as its manager
+/// said), takes an install at `install_term` from `pusher`: only from the home at the copy's
+/// term; a newer term must be confirmed by the manager (a forged newer term would otherwise
+/// fence the copy forward, and the real home's pushes would be refused).
+pub fn admit_install(
+    term: u64,
+    role: Role,
+    known: Option<&(u64, NodeInfo)>,
+    install_term: u64,
+    pusher: &Pusher<'_>,
+) -> Admission {
+    if install_term < term {
+        return Admission::Admit; // refused as `Fenced` by `install`, changing nothing
+    }
+    if !pusher.provider {
+        return Admission::Refuse("stamps are pushed by the block's home, a provider".into());
+    }
+    if install_term == term && role == Role::Home {
+        return Admission::Refuse(format!("this copy is the home at term {term}"));
+    }
+    match known {
+        Some((t, home)) if *t == install_term => {
+            if pusher.is(home) {
+                Admission::Admit
+            } else {
+                Admission::Refuse(format!(
+                    "the home at term {install_term} is {} of cluster {}",
+                    home.name, home.cluster
+                ))
+            }
+        }
+        _ => Admission::AskManager,
+    }
+}
+
+/// Judges an install at `install_term` from `pusher` against the block's placement as its
+/// manager gives it (`term`, `home`): `Fenced` from a home of an older term (it was replaced),
+/// `Refused` from anyone but the home at the placement's term.
+pub fn judge_pusher(
+    term: u64,
+    home: Option<&NodeInfo>,
+    install_term: u64,
+    pusher: &Pusher<'_>,
+) -> Result<()> {
+    if install_term < term {
+        return Err(fenced(format!(
+            "install from a home of term {install_term}; the placement is at term {term}"
+        )));
+    }
+    if install_term > term {
+        return Err(Error::Refused(format!(
+            "it claims term {install_term}; the block's manager says the placement is at term \
+             {term}"
+        )));
+    }
+    match home {
+        Some(h) if pusher.is(h) => Ok(()),
+        Some(h) => Err(Error::Refused(format!(
+            "the home at term {term} is {} of cluster {}",
+            h.name, h.cluster
+        ))),
+        None => Err(Error::Refused(format!(
+            "the block has no home at term {term}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +510,79 @@ mod tests {
             c.publish(1, 1, 1, &[st(0, 0)]).unwrap(),
             Some((st(1, 1), 7))
         );
+    }
+
+    fn info(name: &str, cluster: &str, incarnation: u64) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            cluster: cluster.into(),
+            addr: "127.0.0.1:1".into(),
+            kind: crate::service::protocol::NodeKind::Daemon,
+            incarnation,
+        }
+    }
+
+    #[test]
+    fn only_the_home_at_the_copys_term_pushes() {
+        let home = info("A/provider-0", "A", 7);
+        let known = (3, home.clone());
+        let id = home.id();
+        let real = Pusher {
+            id: &id,
+            cluster: "A",
+            provider: true,
+        };
+        let admit = |term, role, install_term, p: &Pusher<'_>| {
+            admit_install(term, role, Some(&known), install_term, p)
+        };
+        assert_eq!(admit(3, Role::Replica, 3, &real), Admission::Admit);
+        // An older term: the copy's fencing refuses it.
+        assert_eq!(admit(4, Role::Replica, 3, &real), Admission::Admit);
+        // Another provider, another incarnation, another cluster's credential, a manager.
+        let other = NodeId {
+            name: "A/provider-1".into(),
+            incarnation: 7,
+        };
+        let old = NodeId {
+            name: "A/provider-0".into(),
+            incarnation: 6,
+        };
+        for p in [
+            Pusher { id: &other, ..real },
+            Pusher { id: &old, ..real },
+            Pusher {
+                cluster: "B",
+                ..real
+            },
+            Pusher {
+                provider: false,
+                ..real
+            },
+        ] {
+            assert!(
+                matches!(admit(3, Role::Replica, 3, &p), Admission::Refuse(_)),
+                "{p:?}"
+            );
+        }
+        // A home takes no install at its own term; a newer term is for the manager to confirm.
+        assert!(matches!(
+            admit(3, Role::Home, 3, &real),
+            Admission::Refuse(_)
+        ));
+        assert_eq!(admit(3, Role::Replica, 9, &real), Admission::AskManager);
+        assert_eq!(
+            admit_install(3, Role::Replica, None, 3, &real),
+            Admission::AskManager
+        );
+        // The manager's word: the home at its term, else fenced (older) or refused.
+        assert!(judge_pusher(3, Some(&home), 3, &real).is_ok());
+        let e = judge_pusher(4, Some(&home), 3, &real).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Fenced);
+        let e = judge_pusher(3, Some(&home), 9, &real).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Refused);
+        let other_home = info("A/provider-1", "A", 7);
+        let e = judge_pusher(3, Some(&other_home), 3, &real).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Refused);
     }
 
     #[test]

@@ -137,9 +137,10 @@ impl Entry {
     fn check_writer(&self, owner: &Owner, epoch: u64) -> Result<()> {
         match &self.writer {
             Some((e, o)) if *e == epoch && o == owner => Ok(()),
-            Some((e, o)) if *e == epoch => Err(Error::NotAcquired(format!(
-                "write epoch {epoch} of {} belongs to {}, not {}",
-                self.spec.name, o.0, owner.0
+            // Another process's epoch: an authorization failure, not a lost lock.
+            Some((e, o)) if *e == epoch => Err(Error::Refused(format!(
+                "{} is not authorized: write epoch {epoch} of {} belongs to {}",
+                owner.0, self.spec.name, o.0
             ))),
             _ => Err(Error::NotAcquired(format!(
                 "write epoch {epoch} of {} is not in progress: it was aborted (the holder's \
@@ -189,6 +190,9 @@ impl Entry {
         pin: bool,
         reader: Option<u64>,
     ) -> Result<Poll<(u64, Option<u64>)>> {
+        if let Some(r) = reader {
+            self.check_reader(owner, r, "reads as")?;
+        }
         let r = self.versions.try_read(req, pin, reader)?;
         if let Poll::Ready((_, Some(p))) = &r {
             self.pins.insert(*p, owner.clone());
@@ -196,8 +200,19 @@ impl Entry {
         Ok(r)
     }
 
-    /// Releases a pin.
-    pub fn unpin(&mut self, pin: u64) -> Result<()> {
+    /// Releases a pin held by `owner` (`Refused` if another process holds it: nothing
+    /// changes).
+    pub fn unpin(&mut self, owner: &Owner, pin: u64) -> Result<()> {
+        match self.pins.get(&pin) {
+            Some(o) if o != owner => Err(Error::Refused(format!(
+                "{} is not authorized: read pin {pin} of {} belongs to {}",
+                owner.0, self.spec.name, o.0
+            ))),
+            _ => self.drop_pin(pin),
+        }
+    }
+
+    fn drop_pin(&mut self, pin: u64) -> Result<()> {
         self.pins.remove(&pin);
         self.versions.unpin(pin)
     }
@@ -209,8 +224,26 @@ impl Entry {
         r
     }
 
-    /// Unregisters a reader.
-    pub fn remove_reader(&mut self, reader: u64) {
+    /// `Refused` if reader `reader` is registered for another process than `owner`.
+    fn check_reader(&self, owner: &Owner, reader: u64, what: &str) -> Result<()> {
+        match self.readers.get(&reader) {
+            Some(o) if o != owner => Err(Error::Refused(format!(
+                "{} is not authorized: it {what} reader {reader} of {}, which belongs to {}",
+                owner.0, self.spec.name, o.0
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Unregisters a reader of `owner` (`Refused` if it is another process's: nothing
+    /// changes; an unknown reader is already gone).
+    pub fn remove_reader(&mut self, owner: &Owner, reader: u64) -> Result<()> {
+        self.check_reader(owner, reader, "unregisters")?;
+        self.drop_reader(reader);
+        Ok(())
+    }
+
+    fn drop_reader(&mut self, reader: u64) {
         self.readers.remove(&reader);
         self.versions.remove_reader(reader);
     }
@@ -226,7 +259,7 @@ impl Entry {
             .map(|(&p, _)| p)
             .collect();
         for p in pins {
-            let _ = self.unpin(p);
+            let _ = self.drop_pin(p);
         }
         let readers: Vec<u64> = self
             .readers
@@ -235,7 +268,7 @@ impl Entry {
             .map(|(&r, _)| r)
             .collect();
         for r in readers {
-            self.remove_reader(r);
+            self.drop_reader(r);
         }
         let tickets: Vec<Ticket> = self
             .tickets
@@ -407,5 +440,105 @@ impl Directory {
             .values_mut()
             .filter_map(|e| e.owner_gone(owner).map(|ep| (e.spec.name.clone(), ep)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::ElemType;
+    use crate::layout::{Dist, Layout};
+    use crate::service::protocol::{HomePlacement, NodeKind, Redundancy, Retention, VersionReq};
+    use crate::ErrorCode;
+
+    fn node(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            cluster: "A".into(),
+            addr: "127.0.0.1:1".into(),
+            kind: NodeKind::Daemon,
+            incarnation: 1,
+        }
+    }
+
+    fn entry() -> Entry {
+        let spec = ArraySpec {
+            name: "t/x".into(),
+            elem: ElemType::F64,
+            layout: Layout::one_d(8, Dist::Block, 1).unwrap(),
+            redundancy: Redundancy::NONE,
+            retention: Retention::default(),
+            homes: HomePlacement::Daemons,
+            replicate_to: vec![],
+        };
+        let groups = DataGroups::new(
+            Redundancy::NONE,
+            vec!["A".into()],
+            vec![(node("A/provider-0"), vec![])],
+        );
+        let versions = Versions::new(spec.retention).unwrap();
+        Entry::new(
+            1,
+            spec,
+            node("A/manager"),
+            versions,
+            groups,
+            ("A/c".into(), 1),
+        )
+    }
+
+    fn me() -> Owner {
+        ("A/reader".into(), 1)
+    }
+
+    fn thief() -> Owner {
+        ("B/thief".into(), 9)
+    }
+
+    #[test]
+    fn only_its_owner_releases_a_pin() {
+        let mut e = entry();
+        let Ok(Poll::Ready((_, Some(pin)))) = e.try_read(&me(), VersionReq::Latest, true, None)
+        else {
+            panic!("pinned")
+        };
+        let before = e.clone();
+        let err = e.unpin(&thief(), pin).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Refused, "{err}");
+        assert_eq!(e, before, "nothing changed");
+        e.unpin(&me(), pin).unwrap();
+        assert!(e.versions.pins().is_empty());
+    }
+
+    #[test]
+    fn only_its_owner_unregisters_or_reads_as_a_reader() {
+        let mut e = entry();
+        let r = e.add_reader(me());
+        let before = e.clone();
+        let err = e.remove_reader(&thief(), r).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Refused, "{err}");
+        let err = e
+            .try_read(&thief(), VersionReq::Latest, false, Some(r))
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Refused, "{err}");
+        assert_eq!(e, before, "nothing changed");
+        e.remove_reader(&me(), r).unwrap();
+        assert!(e.versions.readers().is_empty());
+    }
+
+    #[test]
+    fn only_its_owner_commits_or_aborts_an_epoch() {
+        let mut e = entry();
+        let t = e.enqueue_writer(me());
+        let Poll::Ready(g) = e.try_grant(t) else {
+            panic!("granted")
+        };
+        let before = e.clone();
+        let err = e.commit(&thief(), g.epoch, g.base + 1, &[]).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Refused, "{err}");
+        let err = e.abort(&thief(), g.epoch).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Refused, "{err}");
+        assert_eq!(e, before, "nothing changed");
+        e.abort(&me(), g.epoch).unwrap();
     }
 }

@@ -63,6 +63,14 @@ impl Membership {
         self.members.iter().any(|m| m.node.same(node))
     }
 
+    /// The live member named `name`, if any.
+    pub fn named(&self, name: &str) -> Option<&NodeInfo> {
+        self.members
+            .iter()
+            .map(|m| &m.node)
+            .find(|n| n.name == name)
+    }
+
     /// The live members.
     pub fn nodes(&self) -> Vec<NodeInfo> {
         self.members.iter().map(|m| m.node.clone()).collect()

@@ -11,8 +11,10 @@
 //! - [`manager`], [`provider`], [`server`], [`node`], [`keeper`]: the services over TCP and
 //!   the heartbeats that keep leases.
 //! - [`pool`], [`contact`], [`selection`]: connections, rendezvous, what a transfer selects.
+//! - [`authz`]: who may ask what (the peer's identity and session).
 //! - [`failpoint`]: fault injection for fault tests (`JUXMEM_FAILPOINTS`).
 
+pub mod authz;
 pub mod coherence;
 pub mod contact;
 pub mod copy;

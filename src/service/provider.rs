@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::plan::stream::{pack_to, span_elements, unpack_from};
+use crate::service::authz::{self, deny, require_manager, require_manager_of, Peer};
+use crate::service::copy::{judge_pusher, Admission, Pusher};
 use crate::service::failpoint;
 use crate::service::pool::Pool;
 use crate::service::protocol::{
@@ -137,7 +139,10 @@ pub fn publish(
 fn reply(conn: &mut Conn, r: Result<Response>) -> Result<()> {
     match r {
         Ok(resp) => conn.send(&resp),
-        Err(e) => conn.send(&Response::error(&e)),
+        Err(e) => {
+            authz::log_refusal(conn, &e);
+            conn.send(&Response::error(&e))
+        }
     }
 }
 
@@ -157,6 +162,83 @@ fn refuse_bulk(conn: &mut Conn, e: Error) -> Result<()> {
 }
 
 impl Provider {
+    /// `Ok` if `peer` is the manager of `array` (the one holding its directory entry, which
+    /// may be another cluster's: a block's copies are spread over clusters). For an array not
+    /// held here, the entry a request carries (`carried`) names it; without one, any manager
+    /// (the request then finds nothing to act on).
+    fn require_array_manager(
+        &self,
+        peer: &Peer,
+        array: ArrayId,
+        carried: Option<&ArrayMeta>,
+        what: &str,
+    ) -> Result<()> {
+        if let Ok(held) = self.store.meta(array) {
+            require_manager_of(peer, &held.manager.cluster, what)?;
+        }
+        match carried {
+            Some(m) => require_manager_of(peer, &m.manager.cluster, what),
+            None => require_manager(peer, what),
+        }
+    }
+
+    /// `Ok` if `peer` is the home of the block at `term` (see [`copy::admit_install`]): known
+    /// here from the entry the manager sent, else asked of the array's manager (whose
+    /// connection must be that manager's). The pusher's cluster and role come from its
+    /// credential; its name and incarnation are what it claims.
+    ///
+    /// [`copy::admit_install`]: crate::service::copy::admit_install
+    fn authorize_install(&self, peer: &Peer, array: ArrayId, block: u32, term: u64) -> Result<()> {
+        let what = || format!("Install of block {block} of array {array} at term {term}");
+        let pusher = Pusher {
+            id: &peer.id,
+            cluster: &peer.identity.cluster,
+            provider: !peer.is_manager(),
+        };
+        match self.store.admit_install(array, block, term, &pusher)? {
+            Admission::Admit => Ok(()),
+            Admission::Refuse(why) => Err(deny(peer, &what(), why)),
+            Admission::AskManager => {
+                let meta = self.store.meta(array)?;
+                let manager = &meta.manager;
+                let answer = self.pool.with(&manager.addr, |c| {
+                    if !c.identity().is_manager_of(&manager.cluster) {
+                        return Err(Error::Refused(format!(
+                            "{} does not answer as the manager of cluster {}",
+                            manager.addr, manager.cluster
+                        )));
+                    }
+                    c.send(&Request::Placement {
+                        array,
+                        suspects: vec![],
+                    })?;
+                    c.recv::<Response>()?.into_result()
+                })?;
+                let Response::Placement(blocks) = answer else {
+                    return Err(Error::Protocol(format!(
+                        "{manager} answered {answer:?} to a placement request"
+                    )));
+                };
+                let p = blocks.get(block as usize).ok_or_else(|| {
+                    Error::Protocol(format!("{manager} gave no placement of block {block}"))
+                })?;
+                match judge_pusher(p.term, p.home.as_ref(), term, &pusher) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "block {block} of array {array}: {} is its home at term {term} \
+                             (confirmed by {manager})",
+                            peer.id.name
+                        );
+                        self.store.learn_home(array, block, p.term, p.home.as_ref());
+                        Ok(())
+                    }
+                    Err(Error::Refused(why)) => Err(deny(peer, &what(), why)),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
     /// Brings a copy up to date: hosts the block if new here, then fetches every stamp in
     /// `stamps` it lacks from the first source that has it. A stamp no source holds any more was
     /// pruned meanwhile (a later release moved the floor past it: no retained version needs it),
@@ -215,25 +297,40 @@ impl Handler for Provider {
     type Session = ();
 
     fn handle(&self, _: &mut (), conn: &mut Conn, req: Request) -> Result<()> {
+        let peer = Peer::of(conn);
         match req {
             Request::Ping => reply(conn, Ok(Response::Ok)),
             Request::Drop { array } => {
-                self.store.drop_array(array);
-                reply(conn, Ok(Response::Ok))
+                let r = self
+                    .require_array_manager(&peer, array, None, "Drop")
+                    .map(|()| {
+                        self.store.drop_array(array);
+                        Response::Ok
+                    });
+                reply(conn, r)
             }
             Request::Host { meta, block } => {
-                let r = self.store.host(&meta, block).map(|_| Response::Ok);
+                let r = self
+                    .require_array_manager(&peer, meta.id, Some(&meta), "Host")
+                    .and_then(|()| self.store.host(&meta, block))
+                    .map(|_| Response::Ok);
                 reply(conn, r)
             }
             Request::Promote { array, block, term } => {
-                let r = self.store.promote(array, block, term).map(|_| Response::Ok);
+                let r = self
+                    .require_array_manager(&peer, array, None, "Promote")
+                    .and_then(|()| self.store.promote(array, block, term))
+                    .map(|_| Response::Ok);
                 if r.is_ok() {
                     tracing::info!("now home of block {block} of array {array} (term {term})");
                 }
                 reply(conn, r)
             }
             Request::Fence { array, block, term } => {
-                let r = self.store.fence(array, block, term).map(|_| Response::Ok);
+                let r = self
+                    .require_array_manager(&peer, array, None, "Fence")
+                    .and_then(|()| self.store.fence(array, block, term))
+                    .map(|_| Response::Ok);
                 reply(conn, r)
             }
             Request::Restore {
@@ -243,7 +340,8 @@ impl Handler for Provider {
                 sources,
             } => {
                 let r = self
-                    .restore(&meta, block, &stamps, &sources)
+                    .require_array_manager(&peer, meta.id, Some(&meta), "Restore")
+                    .and_then(|()| self.restore(&meta, block, &stamps, &sources))
                     .map(|held| Response::Restored { held });
                 reply(conn, r)
             }
@@ -259,6 +357,12 @@ impl Handler for Provider {
                     .store
                     .meta(array)
                     .and_then(|m| m.block_bytes(u64::from(block)));
+                // Authorized before a byte of the data is read: a refusal leaves the data
+                // unread, so the connection closes.
+                let expected = expected.and_then(|n| {
+                    self.authorize_install(&peer, array, block, term)
+                        .map(|()| n)
+                });
                 match expected {
                     Ok(n) if n == bytes => {
                         let data = read_bulk(conn, bytes)?;

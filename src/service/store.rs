@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::service::copy::{BlockCopy, Payload, Role};
-use crate::service::protocol::{ArrayId, ArrayMeta, Stamp};
+use crate::service::copy::{admit_install, Admission, BlockCopy, Payload, Pusher, Role};
+use crate::service::protocol::{ArrayId, ArrayMeta, NodeInfo, Stamp};
 
 /// Block bytes, 8-byte aligned so any element type can view them.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,6 +150,17 @@ struct Held {
     copy: BlockCopy<Arc<Data>>,
     /// Bytes of the block (every snapshot and the working copy have this size).
     bytes: u64,
+    /// The block's home at a term, as its manager said (the only pusher of installs then).
+    home: Option<(u64, NodeInfo)>,
+}
+
+impl Held {
+    /// Learns the home at `term` (if no older than what is known).
+    fn learn(&mut self, term: u64, home: Option<&NodeInfo>) {
+        if self.home.as_ref().is_none_or(|(t, _)| *t <= term) {
+            self.home = home.map(|h| (term, h.clone()));
+        }
+    }
 }
 
 impl Held {
@@ -251,7 +262,10 @@ impl Store {
         };
         let mut inner = self.lock();
         inner.metas.insert(meta.id, meta.clone());
-        if inner.blocks.contains_key(&(meta.id, block)) {
+        if let Some(held) = inner.blocks.get_mut(&(meta.id, block)) {
+            if let Some(p) = placement {
+                held.learn(p.term, p.home.as_ref());
+            }
             return Ok(());
         }
         self.check_room(&inner, bytes, || {
@@ -260,6 +274,7 @@ impl Store {
         let held = Held {
             copy: BlockCopy::new(term, role, Arc::new(Data::zeroed(bytes as usize)?)),
             bytes,
+            home: placement.and_then(|p| p.home.clone().map(|h| (term, h))),
         };
         inner.used += held.used();
         inner.blocks.insert((meta.id, block), held);
@@ -388,6 +403,38 @@ impl Store {
         self.with_block(array, block, bytes, |c| {
             c.install(term, stamp, Arc::new(data), keep)
         })
+    }
+
+    /// Whether the copy of a block takes an install at `term` from `pusher` (see
+    /// [`admit_install`]).
+    pub fn admit_install(
+        &self,
+        array: ArrayId,
+        block: u32,
+        term: u64,
+        pusher: &Pusher<'_>,
+    ) -> Result<Admission> {
+        let inner = self.lock();
+        let held = inner.blocks.get(&(array, block)).ok_or_else(|| {
+            Error::NotFound(format!(
+                "provider {} does not hold block {block} of array {array}",
+                self.name
+            ))
+        })?;
+        Ok(admit_install(
+            held.copy.term(),
+            held.copy.role(),
+            held.home.as_ref(),
+            term,
+            pusher,
+        ))
+    }
+
+    /// Learns a block's home at `term` from its manager.
+    pub fn learn_home(&self, array: ArrayId, block: u32, term: u64, home: Option<&NodeInfo>) {
+        if let Some(held) = self.lock().blocks.get_mut(&(array, block)) {
+            held.learn(term, home);
+        }
     }
 
     /// Stores a committed stamp fetched from another copy while restoring (nothing pruned).

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::service::authz::{self, deny, require_manager, require_manager_of, Peer};
 use crate::service::coherence::{Poll, Versions};
 use crate::service::contact::{self, Contact};
 use crate::service::directory::{owner_of, Directory, Entry, Owner};
@@ -779,7 +780,15 @@ impl Manager {
         Ok(Response::Ok)
     }
 
-    fn respond(&self, session: &mut Session, owner: Owner, req: Request) -> Result<Response> {
+    /// Answers `req` from `peer` (its session `session`; `owner` is the key of what it holds).
+    /// Each request is authorized first (see [`authz`]); a refused one changes nothing.
+    fn respond(
+        &self,
+        session: &mut Session,
+        peer: &Peer,
+        owner: Owner,
+        req: Request,
+    ) -> Result<Response> {
         match req {
             Request::Register {
                 node,
@@ -792,11 +801,23 @@ impl Manager {
                         node.name, node.cluster, self.me.cluster
                     )));
                 }
+                // Only a credential of this cluster registers a provider of it.
+                if peer.identity.cluster != self.me.cluster {
+                    return Err(deny(
+                        peer,
+                        "Register",
+                        format!(
+                            "only a member of cluster {} registers with its manager",
+                            self.me.cluster
+                        ),
+                    ));
+                }
                 if owner != owner_of(&node) {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} registers {}: a process registers itself",
-                        owner.0, node.name
-                    )));
+                    return Err(deny(
+                        peer,
+                        "Register",
+                        format!("it registers {}: a process registers itself", node.name),
+                    ));
                 }
                 if !rejoin && self.lock().leases.is_dead(&owner) {
                     return Err(Error::Fenced(format!(
@@ -809,6 +830,17 @@ impl Manager {
             }
             Request::Renew { rejoin } => {
                 let mut st = self.lock();
+                // A member's lease (and its control connection, whose loss declares it dead)
+                // is renewed only with a credential of its cluster.
+                if let Some(n) = st.membership.named(&owner.0) {
+                    if n.cluster != peer.identity.cluster {
+                        return Err(deny(
+                            peer,
+                            "Renew",
+                            format!("{} is a member of cluster {}", n.name, n.cluster),
+                        ));
+                    }
+                }
                 if rejoin {
                     st.leases.revive(&owner, Instant::now());
                 } else {
@@ -819,16 +851,27 @@ impl Manager {
                 Ok(Response::Ok)
             }
             Request::Leave { node } => {
-                if owner != owner_of(&node) {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} asks {} to leave: a process leaves by itself",
-                        owner.0, node.name
-                    )));
+                if owner != owner_of(&node) || node.cluster != peer.identity.cluster {
+                    return Err(deny(
+                        peer,
+                        "Leave",
+                        format!("it asks {} to leave: a process leaves by itself", node.name),
+                    ));
                 }
                 self.owner_gone(&owner, "left");
                 Ok(Response::Ok)
             }
             Request::Gone { node } => {
+                // Only the gone node's own manager says so, and about another cluster (this
+                // manager judges its own members itself).
+                require_manager_of(peer, &node.cluster, "Gone")?;
+                if node.cluster == self.me.cluster {
+                    return Err(deny(
+                        peer,
+                        "Gone",
+                        format!("{} is a member of this manager's cluster", node.name),
+                    ));
+                }
                 self.evict(&node, &format!("gone from cluster {}", node.cluster));
                 Ok(Response::Ok)
             }
@@ -844,6 +887,7 @@ impl Manager {
                 count,
                 exclude,
             } => {
+                require_manager(peer, "Reserve")?;
                 let nodes =
                     self.lock()
                         .membership
@@ -855,10 +899,11 @@ impl Manager {
                 let mut st = self.lock();
                 let e = st.directory.get_mut(array)?;
                 if e.creator != owner {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} was created by {}, not {}",
-                        e.spec.name, e.creator.0, owner.0
-                    )));
+                    return Err(deny(
+                        peer,
+                        "Created",
+                        format!("{} is being created by {}", e.spec.name, e.creator.0),
+                    ));
                 }
                 e.confirmed = true;
                 self.changed.notify_all();
@@ -869,6 +914,17 @@ impl Manager {
                 Ok(Response::Ok)
             }
             Request::Release { node, bytes } => {
+                require_manager(peer, "Release")?;
+                if node.cluster != self.me.cluster {
+                    return Err(deny(
+                        peer,
+                        "Release",
+                        format!(
+                            "{} is not a member of cluster {}",
+                            node.name, self.me.cluster
+                        ),
+                    ));
+                }
                 self.lock().membership.release(&node, bytes);
                 Ok(Response::Ok)
             }
@@ -915,7 +971,7 @@ impl Manager {
                 reader,
             } => self.wait_version(owner, array, req, timeout_ms, pin, reader),
             Request::Unpin { array, pin } => {
-                self.lock().directory.get_mut(array)?.unpin(pin)?;
+                self.lock().directory.get_mut(array)?.unpin(&owner, pin)?;
                 self.changed.notify_all();
                 Ok(Response::Ok)
             }
@@ -927,7 +983,10 @@ impl Manager {
                 ))
             }
             Request::RemoveReader { array, reader } => {
-                self.lock().directory.get_mut(array)?.remove_reader(reader);
+                self.lock()
+                    .directory
+                    .get_mut(array)?
+                    .remove_reader(&owner, reader)?;
                 self.changed.notify_all();
                 Ok(Response::Ok)
             }
@@ -943,11 +1002,25 @@ impl Handler for Manager {
     type Session = Session;
 
     fn handle(&self, session: &mut Session, conn: &mut Conn, req: Request) -> Result<()> {
-        let peer = conn.peer();
-        let owner = (peer.name.clone(), peer.incarnation);
-        let resp = match self.respond(session, owner, req) {
+        let peer = Peer::of(conn);
+        let owner = (peer.id.name.clone(), peer.id.incarnation);
+        let what = crate::service::provider::request_name(&req);
+        let resp = match self.respond(session, &peer, owner, req) {
             Ok(r) => r,
-            Err(e) => Response::error(&e),
+            Err(e) => {
+                // The state machines' refusals (who owns an epoch, a pin, a reader) name the
+                // peer; the request is named here.
+                let e = match e {
+                    Error::Refused(m)
+                        if m.contains(authz::NOT_AUTHORIZED) && !m.starts_with(what) =>
+                    {
+                        Error::Refused(format!("{what}: {m}"))
+                    }
+                    e => e,
+                };
+                authz::log_refusal(conn, &e);
+                Response::error(&e)
+            }
         };
         conn.send(&resp)
     }

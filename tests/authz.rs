@@ -28,8 +28,17 @@ fn forged(addr: &str, fed: &LocalFederation, name: &str, cluster: &str, inc: u64
         incarnation: inc,
         software: "forged".into(),
     };
+    // With the credentials of the cluster it claims (made by the federation's CA if that
+    // cluster has none yet): what a holder of a cluster's credentials can forge is the name
+    // and incarnation.
+    fed.add_cluster_credentials(cluster);
+    let creds = juxmem::transport::tls::Credentials::load(
+        &juxmem::config::local_credentials(fed.dir()).join(cluster),
+    )
+    .expect("credentials of the claimed cluster");
     let net = NetConfig {
         io_timeout: Duration::from_secs(20),
+        security: juxmem::transport::tcp::Security::Tls(std::sync::Arc::new(creds)),
         ..NetConfig::default()
     };
     tcp::connect(addr, &hello, &net).unwrap()

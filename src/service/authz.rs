@@ -92,6 +92,7 @@ pub fn log_refusal(conn: &mut Conn, error: &Error) {
     if let (true, Error::Refused(m)) = (is_refusal(error), error) {
         let addr = conn
             .stream()
+            .tcp()
             .peer_addr()
             .map_or_else(|_| "an unknown address".to_string(), |a| a.to_string());
         tracing::warn!("refused a request from {addr}: {m}");

@@ -212,7 +212,11 @@ fn main() {
     ];
     let frames: Vec<Vec<u8>> = requests.iter().map(enc).collect();
     for (i, f) in frames.iter().enumerate() {
-        save("request", &format!("{i:02}"), &framed(&[f.clone()]));
+        save(
+            "request",
+            &format!("{i:02}"),
+            &framed(std::slice::from_ref(f)),
+        );
     }
     // A provider's session: host, write, publish, read, install, as the data path runs them.
     let session: Vec<Vec<u8>> = [23usize, 25, 26, 28, 29, 30, 27]

@@ -14,6 +14,7 @@
 //! - [`element`]: the element types arrays hold.
 //! - [`error`]: the one error type, with stable numeric codes shared with the C ABI.
 //! - [`history`]: fault-test histories, their text files and checker (Jepsen semantics).
+//! - [`pipeline`]: pipeline files (`juxmem launch`).
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod element;
 pub mod error;
 pub mod history;
 pub mod layout;
+pub mod pipeline;
 pub mod plan;
 pub mod redistribute;
 pub mod service;

@@ -225,7 +225,7 @@ impl Federation {
             name: name.into(),
             forwarded: false,
         })? {
-            Response::Meta(m) => Ok(m),
+            Response::Meta(m) => m.check().map(|()| m),
             other => Err(unexpected("Lookup", &other)),
         }
     }
@@ -294,7 +294,7 @@ impl Federation {
                 spec: spec.clone(),
                 homes,
             })? {
-                Response::Meta(m) => Ok(m),
+                Response::Meta(m) => m.check().map(|()| m),
                 other => Err(unexpected("Create", &other)),
             }
         })?;
@@ -474,6 +474,7 @@ pub(crate) fn fetch_placement(
     fed: &Federation,
     manager: &NodeInfo,
     array: ArrayId,
+    layout: &Layout,
     suspects: Vec<NodeInfo>,
 ) -> Result<Vec<BlockPlacement>> {
     let contact = crate::service::contact::of_node(manager);
@@ -482,7 +483,7 @@ pub(crate) fn fetch_placement(
         .pool
         .call_manager(&contact, &Request::Placement { array, suspects })?
     {
-        Response::Placement(blocks) => Ok(blocks),
+        Response::Placement(blocks) => check_placement(layout, &blocks).map(|()| blocks),
         other => Err(unexpected("Placement", &other)),
     }
 }

@@ -69,6 +69,7 @@ pub(crate) fn take_write_lock(
     fed: &Federation,
     manager: &NodeInfo,
     id: ArrayId,
+    layout: &crate::layout::Layout,
     timeout: Duration,
 ) -> Result<Granted> {
     fed.ensure_lease(manager)?;
@@ -86,17 +87,24 @@ pub(crate) fn take_write_lock(
             base,
             floor,
             blocks,
-        } => Ok(Granted {
-            epoch: WriteEpoch {
+        } => {
+            let epoch = WriteEpoch {
                 fed: fed.clone(),
                 manager: manager.clone(),
                 array: id,
                 epoch,
-            },
-            base,
-            floor,
-            blocks,
-        }),
+            };
+            if let Err(e) = check_placement(layout, &blocks) {
+                epoch.abort();
+                return Err(e);
+            }
+            Ok(Granted {
+                epoch,
+                base,
+                floor,
+                blocks,
+            })
+        }
         other => Err(unexpected("AcquireWrite", &other)),
     }
 }

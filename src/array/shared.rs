@@ -218,9 +218,10 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         self.check_idle("acquire")?;
         let fed = self.view.fed.clone();
         let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
+        let layout = &self.view.meta.spec.layout;
         let mut lock = None;
         let grant = on_root_within(self.group, timeout, || {
-            let g = take_write_lock(&fed, &manager, id, timeout)?;
+            let g = take_write_lock(&fed, &manager, id, layout, timeout)?;
             let out = (g.epoch.epoch, g.base, g.floor, g.blocks);
             lock = Some(g.epoch);
             Ok(out)
@@ -356,8 +357,13 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                     Ok(()) => Ok(Step::Done),
                     Err(e) if retryable(&e) && Instant::now() < deadline => {
                         tracing::info!("release of {}: {e}; retrying", view.name());
-                        let blocks =
-                            fetch_placement(&view.fed, &view.meta.manager, view.meta.id, suspects)?;
+                        let blocks = fetch_placement(
+                            &view.fed,
+                            &view.meta.manager,
+                            view.meta.id,
+                            &view.meta.spec.layout,
+                            suspects,
+                        )?;
                         if blocks == view.meta.blocks {
                             std::thread::sleep(pause);
                             pause = (pause * 2).min(Duration::from_millis(500));
@@ -467,8 +473,9 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             self.view.meta.manager.clone(),
             self.reader,
         );
+        let layout = &self.view.meta.spec.layout;
         let (version, pin, blocks) = on_root_within(self.group, timeout, || {
-            wait_version(&fed, &manager, id, req, timeout, reader)
+            wait_version(&fed, &manager, id, layout, req, timeout, reader)
         })?;
         self.view.meta.blocks = blocks;
         self.access = Access::Read { version, pin };
@@ -700,6 +707,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             &self.view.fed,
             &self.view.meta.manager,
             self.view.meta.id,
+            &self.view.meta.spec.layout,
             timeout,
         )?;
         Ok(RegionLock::new(self.view.clone(), granted, lo, hi))
@@ -720,6 +728,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             &self.view.fed,
             &self.view.meta.manager,
             self.view.meta.id,
+            &self.view.meta.spec.layout,
             req,
             timeout,
             self.reader,
@@ -781,6 +790,7 @@ pub(crate) fn wait_version(
     fed: &Federation,
     manager: &NodeInfo,
     id: ArrayId,
+    layout: &Layout,
     req: VersionReq,
     timeout: Duration,
     reader: Option<u64>,
@@ -802,7 +812,17 @@ pub(crate) fn wait_version(
             version,
             pin,
             blocks,
-        } => Ok((version, pin, blocks)),
+        } => match check_placement(layout, &blocks) {
+            Ok(()) => Ok((version, pin, blocks)),
+            Err(e) => {
+                // Not kept pinned for a version this process cannot read.
+                if let Some(p) = pin {
+                    let req = Request::Unpin { array: id, pin: p };
+                    let _ = fed.inner.pool.call(&manager.addr, &req);
+                }
+                Err(e)
+            }
+        },
         other => Err(unexpected("WaitVersion", &other)),
     }
 }

@@ -221,7 +221,13 @@ impl View {
     pub(crate) fn refresh(&mut self) -> Result<()> {
         let suspects =
             std::mem::take(&mut *self.suspects.lock().unwrap_or_else(|e| e.into_inner()));
-        self.meta.blocks = fetch_placement(&self.fed, &self.meta.manager, self.meta.id, suspects)?;
+        self.meta.blocks = fetch_placement(
+            &self.fed,
+            &self.meta.manager,
+            self.meta.id,
+            &self.meta.spec.layout,
+            suspects,
+        )?;
         Ok(())
     }
 

@@ -49,17 +49,7 @@ fn path(dir: &Path, cluster: &str) -> PathBuf {
 
 /// Writes a contact file atomically (write, then rename).
 pub fn write(dir: &Path, c: &Contact) -> Result<()> {
-    let mut text = format!(
-        "cluster={}\naddr={}\nincarnation={}\npid={}\nhost={}\n",
-        c.cluster,
-        c.addr,
-        c.incarnation.unwrap_or(0),
-        c.pid.unwrap_or(0),
-        c.host.as_deref().unwrap_or("")
-    );
-    if let Some(f) = &c.fingerprint {
-        text.push_str(&format!("cert=sha256:{f}\n"));
-    }
+    let text = render(c);
     let tmp = dir.join(format!(".{}.manager.{}", c.cluster, std::process::id()));
     let io = |e: std::io::Error| {
         Error::Network(format!(
@@ -92,15 +82,36 @@ pub fn remove(dir: &Path, cluster: &str, incarnation: u64) {
     }
 }
 
+/// The text of a contact file.
+pub fn render(c: &Contact) -> String {
+    let mut text = format!(
+        "cluster={}\naddr={}\nincarnation={}\npid={}\nhost={}\n",
+        c.cluster,
+        c.addr,
+        c.incarnation.unwrap_or(0),
+        c.pid.unwrap_or(0),
+        c.host.as_deref().unwrap_or("")
+    );
+    if let Some(f) = &c.fingerprint {
+        text.push_str(&format!("cert=sha256:{f}\n"));
+    }
+    text
+}
+
 fn read_file(p: &Path) -> Result<Contact> {
     let text = std::fs::read_to_string(p)
         .map_err(|e| Error::NotFound(format!("no contact file {}: {e}", p.display())))?;
+    parse(&text, &p.display().to_string())
+}
+
+/// Parses the text of a contact file; `origin` (its path) names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Contact> {
     let get = |k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
             .map(str::trim)
     };
-    let bad = || Error::Protocol(format!("malformed contact file {}", p.display()));
+    let bad = || Error::Protocol(format!("malformed contact file {origin}"));
     Ok(Contact {
         cluster: get("cluster").ok_or_else(bad)?.to_string(),
         addr: get("addr").ok_or_else(bad)?.to_string(),

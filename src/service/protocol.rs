@@ -265,10 +265,29 @@ pub struct ArrayMeta {
 }
 
 impl ArrayMeta {
+    /// Checks an entry received from a peer before it is used: one placement per block of its
+    /// layout (a client indexes the placement by grid rank).
+    pub fn check(&self) -> crate::error::Result<()> {
+        check_placement(&self.spec.layout, &self.blocks)
+    }
+
     /// Bytes in block `b`.
     pub fn block_bytes(&self, b: u64) -> crate::error::Result<u64> {
         Ok(self.spec.layout.local_len(b)? * self.spec.elem.size() as u64)
     }
+}
+
+/// Checks a placement received from a peer (a `WriteGranted`, `Version` or `Placement`
+/// response) against the array's layout: exactly one entry per block.
+pub fn check_placement(layout: &Layout, blocks: &[BlockPlacement]) -> crate::error::Result<()> {
+    if blocks.len() as u64 != layout.nprocs() {
+        return Err(Error::Protocol(format!(
+            "a placement of {} blocks for an array of {} blocks ({layout})",
+            blocks.len(),
+            layout.nprocs()
+        )));
+    }
+    Ok(())
 }
 
 /// Which version a reader wants.

@@ -252,6 +252,7 @@ impl Store {
 
     /// Starts holding block `block` of `meta` with the initial zeros, as home if the entry
     /// names this provider its home (at the entry's term); only updates the entry if held.
+    /// Refuses an entry whose spec differs from the one held for the same array.
     pub fn host(&self, meta: &ArrayMeta, block: u32) -> Result<()> {
         let bytes = meta.block_bytes(u64::from(block))?;
         let placement = meta.blocks.get(block as usize);
@@ -261,18 +262,49 @@ impl Store {
             _ => Role::Replica,
         };
         let mut inner = self.lock();
-        inner.metas.insert(meta.id, meta.clone());
-        if let Some(held) = inner.blocks.get_mut(&(meta.id, block)) {
-            if let Some(p) = placement {
-                held.learn(p.term, p.home.as_ref());
+        // Array ids are never reused: an entry of another spec (layout, type) for an array held
+        // here is a confused or hostile peer, and taking it would size reads and writes of the
+        // blocks held by a layout they were not made for.
+        if let Some(old) = inner.metas.get(&meta.id) {
+            if old.spec != meta.spec {
+                return Err(Error::Protocol(format!(
+                    "array {} is held here as {} ({} of {}); an entry for it as {} ({} of {}) \
+                     cannot replace that",
+                    meta.id,
+                    old.spec.name,
+                    old.spec.layout,
+                    old.spec.elem.name(),
+                    meta.spec.name,
+                    meta.spec.layout,
+                    meta.spec.elem.name()
+                )));
             }
+        }
+        let held_here = match inner.blocks.get_mut(&(meta.id, block)) {
+            Some(held) => {
+                if let Some(p) = placement {
+                    held.learn(p.term, p.home.as_ref());
+                }
+                true
+            }
+            None => false,
+        };
+        if held_here {
+            inner.metas.insert(meta.id, meta.clone());
             return Ok(());
         }
-        self.check_room(&inner, bytes, || {
-            format!("block {block} of {} (version 0)", meta.spec.name)
-        })?;
+        let data = self
+            .check_room(&inner, bytes, || {
+                format!("block {block} of {} (version 0)", meta.spec.name)
+            })
+            .and_then(|()| Data::zeroed(bytes as usize));
+        // The entry of an array none of whose blocks is held here is not kept: requests for
+        // it are refused before anything is sized by its layout.
+        if data.is_ok() || inner.blocks.keys().any(|(a, _)| *a == meta.id) {
+            inner.metas.insert(meta.id, meta.clone());
+        }
         let held = Held {
-            copy: BlockCopy::new(term, role, Arc::new(Data::zeroed(bytes as usize)?)),
+            copy: BlockCopy::new(term, role, Arc::new(data?)),
             bytes,
             home: placement.and_then(|p| p.home.clone().map(|h| (term, h))),
         };

@@ -852,3 +852,13 @@ pub fn accept(
 pub fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| Error::Network(format!("cannot listen on {addr}: {e}")))
 }
+
+/// [`parse_hello`] for the fuzz targets: a hello frame as the accepting side parses it.
+pub fn parse_hello_frame(frame: &[u8]) -> Result<Hello> {
+    parse_hello(frame)
+}
+
+/// [`hello_bytes`] for the fuzz targets: the hello frame `connect` sends.
+pub fn hello_frame(h: &Hello) -> Result<Vec<u8>> {
+    hello_bytes(h)
+}

@@ -16,109 +16,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use juxmem::config::{parse_bytes, Config, Rendezvous};
+use juxmem::config::{Config, Rendezvous};
 use juxmem::error::{Error, Result};
+use juxmem::pipeline;
 
 use crate::status::{federation_status, print_status};
 use crate::{install_signal_handlers, Args, STOP, USAGE};
-
-struct ClusterSpec {
-    name: String,
-    providers: u32,
-    capacity: u64,
-}
-
-struct StageSpec {
-    cluster: String,
-    np: u32,
-    argv: Vec<String>,
-}
-
-struct PipelineSpec {
-    federation: String,
-    clusters: Vec<ClusterSpec>,
-    stages: Vec<StageSpec>,
-}
-
-/// Parses a pipeline file:
-///
-/// ```text
-/// federation weather
-/// cluster A1 providers=1 capacity=1GiB
-/// stage A1 np=2 target/release/examples/weather --stage 1
-/// ```
-fn parse_pipeline(path: &Path) -> Result<PipelineSpec> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::NotFound(format!("pipeline file {}: {e}", path.display())))?;
-    let mut spec = PipelineSpec {
-        federation: "juxmem".into(),
-        clusters: vec![],
-        stages: vec![],
-    };
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let bad = |why: &str| {
-            Error::InvalidArgument(format!("{}:{}: {why}: {line}", path.display(), n + 1))
-        };
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words[0] {
-            "federation" => {
-                spec.federation = words.get(1).ok_or_else(|| bad("missing name"))?.to_string()
-            }
-            "cluster" => {
-                let name = words
-                    .get(1)
-                    .ok_or_else(|| bad("missing cluster name"))?
-                    .to_string();
-                let mut c = ClusterSpec {
-                    name,
-                    providers: 1,
-                    capacity: 1 << 30,
-                };
-                for w in &words[2..] {
-                    match w.split_once('=') {
-                        Some(("providers", v)) => {
-                            c.providers = v.parse().map_err(|_| bad("bad providers="))?
-                        }
-                        Some(("capacity", v)) => c.capacity = parse_bytes(v)?,
-                        _ => return Err(bad("expected providers=N or capacity=BYTES")),
-                    }
-                }
-                spec.clusters.push(c);
-            }
-            "stage" => {
-                let cluster = words
-                    .get(1)
-                    .ok_or_else(|| bad("missing cluster"))?
-                    .to_string();
-                let np = words
-                    .get(2)
-                    .and_then(|w| w.strip_prefix("np="))
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| bad("expected np=N after the cluster"))?;
-                let argv: Vec<String> = words[3..].iter().map(|s| s.to_string()).collect();
-                if argv.is_empty() {
-                    return Err(bad("missing program"));
-                }
-                if !spec.clusters.iter().any(|c| c.name == cluster) {
-                    return Err(bad("stage in an undeclared cluster"));
-                }
-                spec.stages.push(StageSpec { cluster, np, argv });
-            }
-            _ => return Err(bad("expected federation, cluster or stage")),
-        }
-    }
-    if spec.stages.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "{}: no stage",
-            path.display()
-        )));
-    }
-    Ok(spec)
-}
 
 /// A child process whose output lines go to the [`Board`].
 struct Supervised {
@@ -464,7 +367,7 @@ pub fn run_launch(args: &Args) -> Result<()> {
         .positional
         .first()
         .ok_or_else(|| Error::InvalidArgument(format!("launch needs a pipeline file\n{USAGE}")))?;
-    let spec = parse_pipeline(Path::new(file))?;
+    let spec = pipeline::read(Path::new(file))?;
     let timeout = Duration::from_secs_f64(args.options.get("timeout").map_or(Ok(600.0), |t| {
         t.parse::<f64>()
             .map_err(|_| Error::InvalidArgument(format!("bad --timeout {t}")))

@@ -355,7 +355,7 @@ impl Handler for Provider {
             } => {
                 let expected = self
                     .store
-                    .meta(array)
+                    .meta_of_held(array, block)
                     .and_then(|m| m.block_bytes(u64::from(block)));
                 // Authorized before a byte of the data is read: a refusal leaves the data
                 // unread, so the connection closes.
@@ -391,7 +391,7 @@ impl Handler for Provider {
                 selection,
                 bytes,
             } => {
-                let meta = match self.store.meta(array) {
+                let meta = match self.store.meta_of_held(array, block) {
                     Ok(m) => m,
                     Err(e) => return refuse_bulk(conn, e),
                 };
@@ -465,7 +465,7 @@ impl Handler for Provider {
                 selection,
             } => {
                 let prepared = (|| {
-                    let meta = self.store.meta(array)?;
+                    let meta = self.store.meta_of_held(array, block)?;
                     let spans = read_spans(&meta.spec.layout, u64::from(block), &selection)?;
                     let working = match working {
                         Some(e) => self.store.working_if_any(array, block, e)?,

@@ -323,6 +323,25 @@ impl Store {
         })
     }
 
+    /// The entry of an array of which `block` is held here: nothing is sized by a layout for a
+    /// block this provider does not hold (a peer could name any block of a large array).
+    pub fn meta_of_held(&self, array: ArrayId, block: u32) -> Result<ArrayMeta> {
+        let inner = self.lock();
+        let meta = inner.metas.get(&array).cloned().ok_or_else(|| {
+            Error::NotFound(format!(
+                "provider {} holds no array with id {array}",
+                self.name
+            ))
+        })?;
+        if !inner.blocks.contains_key(&(array, block)) {
+            return Err(Error::NotFound(format!(
+                "provider {} holds no block {block} of {}",
+                self.name, meta.spec.name
+            )));
+        }
+        Ok(meta)
+    }
+
     /// Blocks held, as (array, block).
     pub fn blocks(&self) -> Vec<(ArrayId, u32)> {
         self.lock().blocks.keys().copied().collect()
@@ -585,6 +604,17 @@ mod tests {
             s.snapshot(7, 0, st(1, 1)).unwrap().typed::<f64>(),
             &[5.0; 4]
         );
+    }
+
+    #[test]
+    fn only_held_blocks_are_sized_for_peers() {
+        let s = Store::new("A/p", 1 << 20);
+        s.host(&meta("A/p"), 0).unwrap();
+        assert!(s.meta_of_held(7, 0).is_ok());
+        // Block 1 of the same array is not held here: no layout work is done for it.
+        let e = s.meta_of_held(7, 1).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::NotFound, "{e}");
+        assert!(s.meta_of_held(8, 0).is_err());
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //!
 //! Prints `BENCH name=lock-put-unlock-1mib-4copies-vs-tcp juxmem_s=... baseline_s=... ratio=...`.
 //!
+//! Then the same operation while 1000 connections to the manager of A sit half-open (connected
+//! from another address, 127.0.0.2, as an attacker on another host; nothing sent, so each holds
+//! a thread until the handshake deadline), against the same with none, in alternating rounds:
+//! `BENCH name=lock-put-unlock-under-1000-half-open-vs-idle ...` (target ratio <= 2).
+//!
 //! `bench_lock [--ops N]` (default 300).
 
 #[path = "../tests/common/federation.rs"]
@@ -144,6 +149,7 @@ fn bench() -> Res<()> {
         return Err(format!("juxmem: version {} is not the last put", g.version()).into());
     }
     drop(g);
+    let (idle, loaded) = under_half_open(&fed, &a, &mut buf, ops)?;
     let (jm, jmin, jmax) = stats(j);
     let (tm, tmin, tmax) = stats(t);
     println!(
@@ -153,8 +159,71 @@ fn bench() -> Res<()> {
     println!(
         "lock: {ops} operations each: juxmem median {jm:.5} s (min {jmin:.5}, max {jmax:.5}); 3 replica copies over plain TCP median {tm:.5} s (min {tmin:.5}, max {tmax:.5})"
     );
+    let (im, imin, imax) = stats(idle);
+    let (lm, lmin, lmax) = stats(loaded);
+    println!(
+        "BENCH name=lock-put-unlock-under-{HALF_OPEN}-half-open-vs-idle juxmem_s={lm:.6} baseline_s={im:.6} ratio={:.3}",
+        lm / im
+    );
+    println!(
+        "lock: with {HALF_OPEN} half-open connections median {lm:.5} s (min {lmin:.5}, max {lmax:.5}); idle median {im:.5} s (min {imin:.5}, max {imax:.5})"
+    );
     drop(a);
     drop(client);
     drop(fed);
     Ok(())
+}
+
+const HALF_OPEN: usize = 1000;
+
+/// Lock-put-unlock timings (idle, under load) in alternating rounds; under load, `HALF_OPEN`
+/// connections from 127.0.0.2 to the manager of A were opened just before and send nothing.
+fn under_half_open(
+    fed: &LocalFederation,
+    a: &juxmem::SharedArray<'_, f64, Solo>,
+    buf: &mut [f64],
+    ops: usize,
+) -> Res<(Vec<f64>, Vec<f64>)> {
+    let manager: std::net::SocketAddr = federation::manager_addr(fed, "A").parse()?;
+    let from: std::net::SocketAddr = "127.0.0.2:0".parse()?;
+    let (rounds, per_round) = (10, (ops / 10).max(3));
+    let (mut idle, mut loaded) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let load = round % 2 == 1;
+        let mut held = Vec::new();
+        if load {
+            for _ in 0..HALF_OPEN {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+                s.bind(&from.into())?;
+                s.connect_timeout(&manager.into(), Duration::from_secs(10))?;
+                held.push(s);
+            }
+        }
+        for op in 0..per_round {
+            buf.fill((round * per_round + op) as f64);
+            let t0 = Instant::now();
+            let mut lock = a.acquire_region(&[0], &[LEN], Duration::from_secs(60))?;
+            lock.put(buf)?;
+            lock.release()?;
+            let dt = t0.elapsed().as_secs_f64();
+            if load {
+                loaded.push(dt);
+            } else {
+                idle.push(dt);
+            }
+        }
+        drop(held);
+    }
+    let last = (rounds * per_round - 1) as f64;
+    let g = a.acquire_region_read(&[0], &[LEN], VersionReq::Latest, Duration::from_secs(60))?;
+    let mut back = vec![0.0f64; LEN as usize];
+    g.get(&mut back)?;
+    if back.iter().any(|&x| x != last) {
+        return Err(format!(
+            "juxmem under load: version {} is not the last put",
+            g.version()
+        )
+        .into());
+    }
+    Ok((idle, loaded))
 }

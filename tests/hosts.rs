@@ -67,6 +67,13 @@ fn weather_across_hosts(tag: &str, addressing: Addressing) {
     };
     let weather = example("weather");
     std::fs::write(lab.dir.join("federation"), "weather-hosts").unwrap();
+    // Each cluster's credentials where its processes look: the directory's credentials/<cluster>.
+    juxmem::credentials::local_federation(
+        &juxmem::config::local_credentials(&lab.dir),
+        "weather-hosts",
+        &["A1", "A2", "A3"],
+    )
+    .unwrap();
     for k in 1..=3 {
         let env = cluster_env(&lab, k, addressing);
         let cluster = format!("A{k}");
@@ -190,6 +197,12 @@ fn loopback_advertised_to_another_host_fails_at_start() {
         return;
     };
     std::fs::write(lab.dir.join("federation"), "loopback").unwrap();
+    juxmem::credentials::local_federation(
+        &juxmem::config::local_credentials(&lab.dir),
+        "loopback",
+        &["A1", "A2"],
+    )
+    .unwrap();
     let env1 = cluster_env(&lab, 1, Addressing::Routing);
     lab.spawn_juxmem(1, &["manager", "--cluster", "A1"], &env1, "A1-manager");
     let contact = lab.dir.join("A1.manager");

@@ -387,6 +387,13 @@ fn a_failing_stage_fails_its_job_and_a_cancelled_job_stops_everything() {
     let sbatch_script = repo().join("examples/slurm/juxmem-cluster.sbatch");
     let submit = |jobs: &mut Jobs, cluster: &str, stage: &[&str]| -> (String, PathBuf) {
         let federation = jobs.root.join(format!("fed-{cluster}"));
+        // The cluster's credentials where its processes look (as submit-weather.sh makes them).
+        juxmem::credentials::local_federation(
+            &juxmem::config::local_credentials(&federation),
+            "slurm-fail",
+            &[cluster],
+        )
+        .unwrap();
         let mut cmd = jobs.command(&repo().join("examples/slurm/fake/sbatch"));
         cmd.env("JUXMEM_FEDERATION_DIR", &federation)
             .args(["--nodes=1", "--ntasks=1"])

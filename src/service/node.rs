@@ -64,7 +64,7 @@ impl RunningProvider {
         capacity: u64,
     ) -> Result<RunningProvider> {
         let cfg = &Config {
-            net: cfg.net()?,
+            net: cfg.net()?.require_security()?,
             ..cfg.clone()
         };
         let manager = contact::manager_of(cfg, &cfg.cluster)?;

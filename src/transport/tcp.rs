@@ -484,8 +484,21 @@ pub enum Security {
     Insecure,
 }
 
+impl NetConfig {
+    /// These settings, or the reason a service cannot run with them (no credentials and plain
+    /// TCP not asked for): a service says so at start, rather than refuse every connection.
+    pub fn require_security(self) -> Result<NetConfig> {
+        match self.security {
+            Security::Missing => Err(Error::InvalidArgument(NO_CREDENTIALS.into())),
+            _ => Ok(self),
+        }
+    }
+}
+
 /// What a process without credentials is told.
-pub const NO_CREDENTIALS: &str = "no TLS credentials: set JUXMEM_CREDENTIALS to this cluster's     credentials directory (made by `juxmem credentials issue`; `juxmem launch` makes its own), or     JUXMEM_INSECURE=1 for plain, unauthenticated TCP";
+pub const NO_CREDENTIALS: &str = "no TLS credentials: set JUXMEM_CREDENTIALS to this \
+    cluster's credentials directory (made by `juxmem credentials issue`; `juxmem launch` makes \
+    its own), or JUXMEM_INSECURE=1 for plain, unauthenticated TCP";
 
 impl Default for NetConfig {
     fn default() -> Self {

@@ -127,7 +127,7 @@ impl Manager {
     /// file. Refuses to start if a live manager already answers
     /// for the cluster; replaces a stale contact file.
     pub fn start(mut cfg: Config) -> Result<RunningManager> {
-        cfg.net = cfg.net()?;
+        cfg.net = cfg.net()?.require_security()?;
         // Reachable from the other clusters' managers (the first one the rendezvous names).
         let toward = contact::managers(&cfg)
             .unwrap_or_default()

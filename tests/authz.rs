@@ -9,11 +9,11 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::federation::{manager_addr, LocalFederation};
+use common::federation::{manager_addr, tls_net, LocalFederation};
 use juxmem::service::protocol::{
     ArrayMeta, NodeInfo, NodeKind, Request, Response, Selection, Stamp, VersionReq,
 };
-use juxmem::transport::tcp::{self, Conn, Hello, NetConfig};
+use juxmem::transport::tcp::{self, Conn, Hello};
 use juxmem::{ArrayOptions, Dist, ErrorCode, Federation, Layout, Solo};
 
 static SOLO: Solo = Solo;
@@ -32,15 +32,10 @@ fn forged(addr: &str, fed: &LocalFederation, name: &str, cluster: &str, inc: u64
     // cluster has none yet): what a holder of a cluster's credentials can forge is the name
     // and incarnation.
     fed.add_cluster_credentials(cluster);
-    let creds = juxmem::transport::tls::Credentials::load(
+    let net = tls_net(
         &juxmem::config::local_credentials(fed.dir()).join(cluster),
-    )
-    .expect("credentials of the claimed cluster");
-    let net = NetConfig {
-        io_timeout: Duration::from_secs(20),
-        security: juxmem::transport::tcp::Security::Tls(std::sync::Arc::new(creds)),
-        ..NetConfig::default()
-    };
+        Duration::from_secs(20),
+    );
     tcp::connect(addr, &hello, &net).unwrap()
 }
 

@@ -29,14 +29,6 @@ fn check_size(elem: ElemType) {
     assert!(matches!(elem.size(), 1 | 2 | 4 | 8), "element size");
 }
 
-/// Whether the store holds the block. The provider does not check this before it sizes an
-/// `Install`'s bulk, or a `Read`'s or `Write`'s spans, by the array's layout: a block it does not
-/// hold can be far larger than its capacity (open, see docs/SECURITY.md, "Findings"); the target
-/// checks it so as to fuzz what follows.
-fn held(store: &Store, array: u64, block: u32) -> bool {
-    store.stamps(array, block).is_ok()
-}
-
 fn apply(store: &Store, req: Request) {
     match req {
         // ---- manager: the checks before anything is placed or looked up
@@ -77,12 +69,12 @@ fn apply(store: &Store, req: Request) {
             keep,
             bytes,
         } => {
+            // As the provider: sized only for a block held here.
             let expected = store
-                .meta(array)
+                .meta_of_held(array, block)
                 .and_then(|m| m.block_bytes(u64::from(block)));
             if let Ok(n) = expected {
-                if n == bytes && held(store, array, block) {
-                    // The bulk the provider then reads: only for a block it holds.
+                if n == bytes {
                     let data = Data::zeroed(bytes as usize).expect("a held block fits");
                     let _ = store.install(array, block, term, stamp, &keep, data);
                 }
@@ -97,13 +89,9 @@ fn apply(store: &Store, req: Request) {
             selection,
             bytes,
         } => {
-            let Ok(meta) = store.meta(array) else {
+            let Ok(meta) = store.meta_of_held(array, block) else {
                 return;
             };
-            // Not in the provider yet (it sizes the spans first): see held().
-            if !held(store, array, block) {
-                return;
-            }
             let size = meta.spec.elem.size();
             let Ok(spans) = write_spans(&meta.spec.layout, u64::from(block), &selection) else {
                 return;
@@ -141,12 +129,9 @@ fn apply(store: &Store, req: Request) {
             working,
             selection,
         } => {
-            let Ok(meta) = store.meta(array) else {
+            let Ok(meta) = store.meta_of_held(array, block) else {
                 return;
             };
-            if !held(store, array, block) {
-                return;
-            }
             let size = meta.spec.elem.size();
             let Ok(spans) = read_spans(&meta.spec.layout, u64::from(block), &selection) else {
                 return;

@@ -44,8 +44,7 @@ fuzz_target!(|data: &[u8]| {
     layout_arithmetic(&layout);
     let block = u64::from(block);
     // Spans are materialized (`Plan::spans`), up to one per element of the block: a provider
-    // computes them only for a block it holds, within its capacity. (It computes them before
-    // checking that it holds the block, though: see docs/SECURITY.md, "Findings".)
+    // computes them only for a block it holds (`Store::meta_of_held`), within its capacity.
     match layout.local_len(block) {
         Ok(n) if n <= COPY_LIMIT => {}
         _ => return,

@@ -204,17 +204,27 @@ fn read_exact_by(
                 ))
             }
             Ok(n) => got += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                ) => {} // the deadline is checked above
+            Err(e) if timed_out(&e) => {} // the deadline is checked above
             Err(e) => return Err(io_error(doing, e)),
         }
     }
     Ok(())
+}
+
+/// Whether a socket call only ran out of its (lowered) timeout or was interrupted: the caller
+/// checks its own deadline and tries again.
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Sets both timeouts of a socket.
+fn set_timeouts(sock: &TcpStream, t: Duration) -> Result<()> {
+    sock.set_read_timeout(Some(t))
+        .and_then(|()| sock.set_write_timeout(Some(t)))
+        .map_err(|e| io_error("setting a timeout", e))
 }
 
 /// Reads one frame of at most `max` bytes: the first byte as long as the socket's current read
@@ -529,10 +539,8 @@ pub fn tune_bulk(stream: &TcpStream) -> std::io::Result<()> {
 }
 
 fn tune(stream: &TcpStream, cfg: &NetConfig) -> Result<()> {
-    let e = |e| io_error("configuring a socket", e);
-    tune_bulk(stream).map_err(e)?;
-    stream.set_read_timeout(Some(cfg.io_timeout)).map_err(e)?;
-    stream.set_write_timeout(Some(cfg.io_timeout)).map_err(e)?;
+    tune_bulk(stream).map_err(|e| io_error("configuring a socket", e))?;
+    set_timeouts(stream, cfg.io_timeout)?;
     let sock = socket2::SockRef::from(stream);
     // Keepalive detects a dead peer on connections that legitimately sit idle (a write lock
     // held while the writer computes).
@@ -614,8 +622,14 @@ pub fn connect(addr: &str, me: &Hello, cfg: &NetConfig) -> Result<Conn> {
             if let Some(why) = plain_refusal(&mut s.sock, deadline) {
                 return Err(Error::Refused(format!("{addr} refused us: {why}")));
             }
-            tls_handshake(&mut *s.conn, &mut s.sock, deadline, cfg.io_timeout)
-                .map_err(|e| prefixed(e, &format!("TLS handshake with {addr}")))?;
+            tls_handshake(
+                &mut *s.conn,
+                &mut s.sock,
+                deadline,
+                cfg.io_timeout,
+                cfg.io_timeout,
+            )
+            .map_err(|e| prefixed(e, &format!("TLS handshake with {addr}")))?;
             Link::Client(Box::new(s))
         }
     };
@@ -673,12 +687,14 @@ fn prefixed(e: Error, what: &str) -> Error {
 }
 
 /// Runs a TLS handshake to its end before `deadline` (a peer trickling bytes cannot hold it
-/// longer).
+/// longer; `limit` is the deadline's length, for the message), then leaves the socket's
+/// timeouts at `after`.
 fn tls_handshake<D>(
     conn: &mut rustls::ConnectionCommon<D>,
     sock: &mut TcpStream,
     deadline: Instant,
     limit: Duration,
+    after: Duration,
 ) -> Result<()> {
     while conn.is_handshaking() || conn.wants_write() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -688,10 +704,7 @@ fn tls_handshake<D>(
                 seconds: limit.as_secs_f64(),
             });
         }
-        let timeouts = sock
-            .set_read_timeout(Some(left))
-            .and_then(|()| sock.set_write_timeout(Some(left)));
-        timeouts.map_err(|e| io_error("setting a timeout", e))?;
+        set_timeouts(sock, left)?;
         match conn.complete_io(sock) {
             Ok((0, 0)) if conn.is_handshaking() => {
                 return Err(Error::Refused(
@@ -699,23 +712,14 @@ fn tls_handshake<D>(
                 ))
             }
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                ) => {} // the deadline is checked above
+            Err(e) if timed_out(&e) => {} // the deadline is checked above
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 return Err(Error::Refused(e.to_string()))
             }
             Err(e) => return Err(io_error("the TLS handshake", e)),
         }
     }
-    let restore = sock
-        .set_read_timeout(Some(limit))
-        .and_then(|()| sock.set_write_timeout(Some(limit)));
-    restore.map_err(|e| io_error("setting a timeout", e))
+    set_timeouts(sock, after)
 }
 
 /// A refusal in plain framing where a TLS answer was expected (a service over its connection
@@ -803,14 +807,9 @@ pub fn accept(
             let conn = ServerConnection::new(config)
                 .map_err(|e| Error::Network(format!("TLS set-up: {e}")))?;
             let mut s = StreamOwned::new(conn, stream);
-            tls_handshake(&mut *s.conn, &mut s.sock, deadline, limit)
+            tls_handshake(&mut *s.conn, &mut s.sock, deadline, limit, cfg.io_timeout)
                 .map_err(handshake_timeout)
                 .map_err(|e| prefixed(e, "TLS handshake"))?;
-            let restore = s
-                .sock
-                .set_read_timeout(Some(cfg.io_timeout))
-                .and_then(|()| s.sock.set_write_timeout(Some(cfg.io_timeout)));
-            restore.map_err(|e| io_error("setting a timeout", e))?;
             Link::Server(Box::new(s))
         }
     };

@@ -401,6 +401,16 @@ pub fn closed_by_peer(s: &mut std::net::TcpStream, limit: Duration) -> bool {
     }
 }
 
+/// Network settings speaking TLS with the credentials in `dir`, `timeout` for every wait.
+pub fn tls_net(dir: &Path, timeout: Duration) -> juxmem::transport::tcp::NetConfig {
+    let creds = juxmem::transport::tls::Credentials::load(dir).expect("credentials");
+    juxmem::transport::tcp::NetConfig {
+        io_timeout: timeout,
+        security: juxmem::transport::tcp::Security::Tls(std::sync::Arc::new(creds)),
+        ..Default::default()
+    }
+}
+
 /// A byte stream inside TLS, for tests that speak the wire by hand once authenticated.
 pub type RawTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 

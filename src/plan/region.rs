@@ -80,6 +80,13 @@ pub fn region_spans(
 ) -> Result<Vec<Span>> {
     check_region(layout, lo, hi)?;
     let coords = layout.rank_coords(rank)?;
+    let local = layout.local_shape_at(&coords);
+    // A part empty along one axis holds nothing: no runs are made for the others, which could
+    // number up to a whole axis's blocks. Otherwise each axis has at most its local extent of
+    // runs, so what is built is bounded by the part's size.
+    if local.contains(&0) {
+        return Ok(Vec::new());
+    }
     let runs: Vec<Vec<Run>> = layout
         .dims()
         .iter()
@@ -88,7 +95,7 @@ pub fn region_spans(
         .map(|((d, &c), (&l, &h))| axis_runs(d, c, l, h))
         .collect();
     let refs: Vec<&[Run]> = runs.iter().map(|r| r.as_slice()).collect();
-    let src_strides = row_major_strides(&layout.local_shape_at(&coords));
+    let src_strides = row_major_strides(&local);
     let extents: Vec<u64> = lo.iter().zip(hi).map(|(&l, &h)| h - l).collect();
     let dst_strides = match strides {
         Some(s) => s.to_vec(),

@@ -10,7 +10,8 @@
 //!   that cluster, registering itself); `Leave` only for oneself, and a member's `Renew` only
 //!   with its cluster's credential (the connection it renews on becomes its control connection,
 //!   whose close declares it dead); `Gone` only from the manager of the gone node's cluster
-//!   (another cluster); `Reserve` and `Release` only from a manager; `Commit`, `Abort`,
+//!   (another cluster); `Reserve` and `Release` only from a manager; `ClaimName` and
+//!   `DropClaim` only from the manager of the claiming cluster; `Commit`, `Abort`,
 //!   `Unpin`, `RemoveReader` (and a `WaitVersion` naming a reader) only from the owner of the
 //!   epoch, pin or reader. Directory requests (`Create`, `Lookup`, `Destroy`,
 //!   ...) from any member of the federation: per-array access rules are not asked for.

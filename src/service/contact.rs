@@ -3,6 +3,10 @@
 //! answers with another incarnation, or does not answer, is stale (left by a crashed run) and
 //! is reported as such, never trusted.
 //!
+//! A manager holds its cluster with an exclusive lock on `<dir>/<cluster>.manager.lock` for as
+//! long as it lives ([`claim`]): a second manager of the cluster is refused even while the
+//! first does not answer (paused), and a contact file found when the lock is free is stale.
+//!
 //! A contact file also names the manager's certificate (SHA-256): a client checks that the
 //! manager answering at the address presents that very certificate. Contact files are private
 //! (mode 0600).
@@ -216,30 +220,54 @@ pub fn stale(c: &Contact, why: &str) -> Error {
     Error::Stale(format!("{said} but {why}: {case}"))
 }
 
+/// A manager's hold on its cluster in the federation directory: an exclusive lock on
+/// `<dir>/<cluster>.manager.lock`, held as long as this value lives (the kernel releases it when
+/// the process dies, however it dies).
+#[derive(Debug)]
+pub struct Claim {
+    dir: PathBuf,
+    _lock: Option<std::fs::File>,
+}
+
+impl Claim {
+    /// The federation directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 /// Publishes `me` as the manager of its cluster in the federation directory (if the rendezvous
-/// is one): refuses if a live manager already answers for the cluster, replaces a stale
-/// contact file. Returns the directory to clean up at exit.
-pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<PathBuf>> {
+/// is one), after taking the cluster's manager lock: refused (`AlreadyExists`) while another
+/// manager of the cluster holds it, even one that does not answer (paused); a contact file left
+/// behind is then stale by construction and replaced. On a file system without locks, a
+/// manager that answers at the contact's address as its incarnation is what refuses.
+pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<Claim>> {
     let Some(Rendezvous::Dir(dir)) = &cfg.rendezvous else {
         return Ok(None);
     };
-    if let Ok(old) = manager_of(cfg, &cfg.cluster) {
-        match tcp::connect(&old.addr, hello, &cfg.net) {
-            Ok(c) if Some(c.peer().incarnation) == old.incarnation => {
-                return Err(Error::AlreadyExists(format!(
-                    "a manager for cluster {} already runs at {} (incarnation {}, pid {})",
-                    cfg.cluster,
-                    old.addr,
-                    c.peer().incarnation,
-                    old.pid.unwrap_or(0)
-                )))
+    let lock = lock_cluster(dir, &cfg.cluster)?;
+    if lock.is_none() {
+        if let Ok(old) = manager_of(cfg, &cfg.cluster) {
+            if let Ok(c) = tcp::connect(&old.addr, hello, &cfg.net) {
+                if Some(c.peer().incarnation) == old.incarnation {
+                    return Err(Error::AlreadyExists(format!(
+                        "a manager for cluster {} already runs at {} (incarnation {}, pid {})",
+                        cfg.cluster,
+                        old.addr,
+                        c.peer().incarnation,
+                        old.pid.unwrap_or(0)
+                    )));
+                }
             }
-            _ => tracing::warn!(
-                "replacing stale contact file for cluster {} ({})",
-                cfg.cluster,
-                old.addr
-            ),
         }
+    }
+    if let Ok(old) = read_file(&path(dir, &cfg.cluster)) {
+        tracing::warn!(
+            "replacing the stale contact file of cluster {} ({}, pid {})",
+            cfg.cluster,
+            old.addr,
+            old.pid.unwrap_or(0)
+        );
     }
     write(
         dir,
@@ -255,7 +283,54 @@ pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<PathBu
             },
         },
     )?;
-    Ok(Some(dir.clone()))
+    Ok(Some(Claim {
+        dir: dir.clone(),
+        _lock: lock,
+    }))
+}
+
+/// Takes the manager lock of `cluster` in `dir`: `Ok(None)` where the file system has no
+/// locks, `AlreadyExists` naming the holder if another process holds it.
+fn lock_cluster(dir: &Path, cluster: &str) -> Result<Option<std::fs::File>> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = dir.join(format!("{cluster}.manager.lock"));
+    let io = |e: std::io::Error| Error::Network(format!("cannot open {}: {e}", p.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&p)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            return Err(Error::AlreadyExists(format!(
+                "a manager for cluster {cluster} already runs ({}; it holds {}): stop it \
+                 first, even if it does not answer (a paused manager still holds the cluster)",
+                holder.trim(),
+                p.display()
+            )));
+        }
+        tracing::warn!(
+            "no lock on {} ({e}): two managers of cluster {cluster} started at once would not \
+             be told apart",
+            p.display()
+        );
+        return Ok(None);
+    }
+    // Who holds it, for the message of the next one to try.
+    let _ = f.set_len(0);
+    let _ = f.seek(std::io::SeekFrom::Start(0));
+    let _ = write!(f, "pid {} on {}", std::process::id(), hostname());
+    Ok(Some(f))
 }
 
 /// The contact of the manager `node`.

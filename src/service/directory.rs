@@ -5,10 +5,12 @@
 //! the model check drives it directly.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::service::coherence::{Blocker, Grant, Poll, Ticket, Versions};
 use crate::service::groups::{DataGroups, Effect};
+use crate::service::names::{ClaimAnswer, Claimant, Claims};
 use crate::service::protocol::{
     ArrayId, ArrayMeta, ArraySpec, ArrayStatus, NodeInfo, Touched, VersionReq,
 };
@@ -353,7 +355,10 @@ impl Entry {
 pub struct Directory {
     arrays: BTreeMap<ArrayId, Entry>,
     names: BTreeMap<String, ArrayId>,
+    /// Names being created here (this cluster's own claims: they last as long as the creation).
     creating: BTreeSet<String>,
+    /// Other clusters' claims on names they are creating (see [`crate::service::names`]).
+    claims: Claims,
 }
 
 impl Directory {
@@ -405,14 +410,61 @@ impl Directory {
         self.arrays.values_mut()
     }
 
-    /// Reserves `name` while its creation is under way (`AlreadyExists` if taken).
-    pub fn begin_create(&mut self, name: &str, cluster: &str) -> Result<()> {
-        if self.names.contains_key(name) || !self.creating.insert(name.to_string()) {
-            return Err(Error::AlreadyExists(format!(
-                "an array named {name:?} already exists in cluster {cluster}"
-            )));
+    /// Reserves `name` while its creation is under way here, at `cluster`: refused
+    /// (`AlreadyExists`) if an array of that name exists here or is being created, here or (a
+    /// live claim) by another cluster.
+    pub fn begin_create(&mut self, name: &str, cluster: &str, now: Instant) -> Result<()> {
+        let taken = self.local_claim(name, cluster).or_else(|| {
+            self.claims.holder(name, now).map(|c| ClaimAnswer::Claimed {
+                cluster: c.cluster.clone(),
+            })
+        });
+        match taken {
+            None => {
+                self.creating.insert(name.to_string());
+                Ok(())
+            }
+            Some(answer) => Err(name_taken(name, &answer)),
         }
-        Ok(())
+    }
+
+    /// What this cluster's own directory says of `name`: an entry, or a creation in progress.
+    fn local_claim(&self, name: &str, cluster: &str) -> Option<ClaimAnswer> {
+        if self.names.contains_key(name) {
+            Some(ClaimAnswer::Exists {
+                cluster: cluster.to_string(),
+            })
+        } else if self.creating.contains(name) {
+            Some(ClaimAnswer::Claimed {
+                cluster: cluster.to_string(),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Another cluster's claim (or renewal) of `name` for its creation; this cluster is
+    /// `cluster`.
+    pub fn claim_name(
+        &mut self,
+        name: &str,
+        by: &Claimant,
+        cluster: &str,
+        now: Instant,
+        lease: Duration,
+    ) -> ClaimAnswer {
+        let local = self.local_claim(name, cluster);
+        self.claims.claim(name, by, now, lease, local)
+    }
+
+    /// `by` gives up its claim of `name`.
+    pub fn drop_claim(&mut self, name: &str, by: &Claimant) {
+        self.claims.drop_claim(name, by);
+    }
+
+    /// Forgets expired claims.
+    pub fn prune_claims(&mut self, now: Instant) {
+        self.claims.prune(now);
     }
 
     /// Ends a creation: adds the entry, or (on `None`) frees the name.
@@ -440,6 +492,19 @@ impl Directory {
             .values_mut()
             .filter_map(|e| e.owner_gone(owner).map(|ep| (e.spec.name.clone(), ep)))
             .collect()
+    }
+}
+
+/// The error of a creation that found `name` taken, as `answer` says.
+pub fn name_taken(name: &str, answer: &ClaimAnswer) -> Error {
+    match answer {
+        ClaimAnswer::Exists { cluster } => Error::AlreadyExists(format!(
+            "an array named {name:?} already exists in cluster {cluster}"
+        )),
+        ClaimAnswer::Claimed { cluster } => Error::AlreadyExists(format!(
+            "an array named {name:?} is being created in cluster {cluster}"
+        )),
+        ClaimAnswer::Granted => Error::Protocol(format!("{name:?}: granted is not taken")),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod groups;
 pub mod keeper;
 pub mod manager;
 pub mod membership;
+pub mod names;
 pub mod node;
 pub mod pool;
 pub mod protocol;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::element::ElemType;
 use crate::error::Error;
 use crate::layout::Layout;
+use crate::service::names::{ClaimAnswer, Claimant};
 
 /// Identifies an array federation-wide (names can be reused after deletion; ids are not).
 pub type ArrayId = u64;
@@ -676,6 +677,24 @@ pub enum Request {
         /// Which part.
         selection: Selection,
     },
+    // ---- names (manager to manager, see `service::names`)
+    /// Claim `name` for a creation under way at another cluster (or renew the claim), for
+    /// `lease_ms`; answered [`Response::NameClaim`].
+    ClaimName {
+        /// Namespace path.
+        name: String,
+        /// The creation.
+        by: Claimant,
+        /// How long the claim lasts unless renewed (capped by the receiver).
+        lease_ms: u64,
+    },
+    /// The creation `by` gives up its claim of `name` (done, or failed).
+    DropClaim {
+        /// Namespace path.
+        name: String,
+        /// The creation.
+        by: Claimant,
+    },
 }
 
 /// Responses.
@@ -741,6 +760,8 @@ pub enum Response {
     },
     /// Federation state.
     Status(Vec<ClusterStatus>),
+    /// A cluster's answer to [`Request::ClaimName`].
+    NameClaim(ClaimAnswer),
 }
 
 impl Response {

@@ -524,6 +524,8 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Reserve { .. } => "Reserve",
         Request::Create { .. } => "Create",
         Request::Lookup { .. } => "Lookup",
+        Request::ClaimName { .. } => "ClaimName",
+        Request::DropClaim { .. } => "DropClaim",
         Request::List { .. } => "List",
         Request::Status { .. } => "Status",
         Request::Placement { .. } => "Placement",

@@ -23,9 +23,10 @@ use crate::error::{Error, Result};
 use crate::service::authz::{self, deny, require_manager, require_manager_of, Peer};
 use crate::service::coherence::{Poll, Versions};
 use crate::service::contact::{self, Contact};
-use crate::service::directory::{owner_of, Directory, Entry, Owner};
+use crate::service::directory::{name_taken, owner_of, Directory, Entry, Owner};
 use crate::service::groups::DataGroups;
 use crate::service::membership::{Leases, Membership};
+use crate::service::names::{claim_order, valid_until, ClaimAnswer, Claimant};
 use crate::service::node::{hello_of, new_incarnation};
 use crate::service::pool::Pool;
 use crate::service::protocol::*;
@@ -78,6 +79,9 @@ pub struct Manager {
 /// Longest name pattern a listing accepts (bytes).
 const MAX_PATTERN: usize = 1024;
 
+/// Longest claim of a name another cluster may ask for.
+const MAX_CLAIM_LEASE: Duration = Duration::from_secs(60);
+
 fn fnv(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
@@ -97,7 +101,7 @@ pub struct RunningManager {
     pub manager: Arc<Manager>,
     server: Server,
     maintenance: Option<JoinHandle<()>>,
-    contact_dir: Option<std::path::PathBuf>,
+    contact: Option<contact::Claim>,
 }
 
 impl RunningManager {
@@ -115,8 +119,12 @@ impl Drop for RunningManager {
         if let Some(t) = self.maintenance.take() {
             let _ = t.join();
         }
-        if let Some(dir) = &self.contact_dir {
-            contact::remove(dir, &self.manager.me.cluster, self.manager.me.incarnation);
+        if let Some(c) = &self.contact {
+            contact::remove(
+                c.dir(),
+                &self.manager.me.cluster,
+                self.manager.me.incarnation,
+            );
         }
     }
 }
@@ -153,7 +161,7 @@ impl Manager {
         };
         let hello = hello_of(&me, &cfg);
         let pool = Arc::new(Pool::new(hello.clone(), cfg.net.clone()));
-        let contact_dir = contact::claim(&cfg, &me, &hello)?;
+        let contact = contact::claim(&cfg, &me, &hello)?;
         let manager = Arc::new(Manager {
             me,
             cfg: cfg.clone(),
@@ -181,7 +189,7 @@ impl Manager {
             manager,
             server,
             maintenance: Some(maintenance),
-            contact_dir,
+            contact,
         })
     }
 
@@ -231,7 +239,11 @@ impl Manager {
                 self.lock().leases.extend(gap);
                 continue;
             }
-            let expired = self.lock().leases.expired(Instant::now());
+            let expired = {
+                let mut st = self.lock();
+                st.directory.prune_claims(Instant::now());
+                st.leases.expired(Instant::now())
+            };
             for owner in expired {
                 let secs = self.cfg.failure_timeout.as_secs_f64();
                 self.owner_gone(&owner, &format!("no heartbeat for {secs:.1} s"));
@@ -320,23 +332,164 @@ impl Manager {
                 homes.len()
             )));
         }
-        self.lock()
-            .directory
-            .begin_create(&spec.name, &self.me.cluster)?;
-        let placed = self.place(owner, &spec, homes, versions);
-        let mut st = self.lock();
-        match placed {
-            Ok(entry) => {
-                let meta = entry.meta();
-                st.directory.finish_create(&spec.name, Some(entry));
-                tracing::info!("created {} ({} blocks)", spec.name, meta.blocks.len());
-                Ok(meta)
-            }
-            Err(e) => {
-                st.directory.finish_create(&spec.name, None);
-                Err(e)
+        let name = spec.name.clone();
+        let by = Claimant {
+            cluster: self.me.cluster.clone(),
+            token: {
+                let mut st = self.lock();
+                st.serial += 1;
+                fnv(&[
+                    self.me.cluster.as_bytes(),
+                    &self.me.incarnation.to_le_bytes(),
+                    &st.serial.to_le_bytes(),
+                ])
+            },
+        };
+        // Claim the name at every cluster, in the one order (see `service::names`).
+        let peers = self.peers();
+        let mut clusters: Vec<String> = peers.iter().map(|c| c.cluster.clone()).collect();
+        clusters.push(self.me.cluster.clone());
+        let mut claimed: Vec<&Contact> = Vec::new();
+        let mut creating = false;
+        let mut outcome = Ok(());
+        for k in claim_order(clusters) {
+            let step = if k == self.me.cluster {
+                let now = Instant::now();
+                let r = self
+                    .lock()
+                    .directory
+                    .begin_create(&name, &self.me.cluster, now);
+                creating = r.is_ok();
+                r
+            } else {
+                let c = peers.iter().find(|c| c.cluster == k).expect("a peer");
+                let r = self.claim_at(c, &name, &by);
+                if r.is_ok() {
+                    claimed.push(c);
+                }
+                r
+            };
+            if let Err(e) = step {
+                outcome = Err(e);
+                break;
             }
         }
+        let created = outcome.and_then(|()| {
+            let entry = self.place(owner, &spec, homes, versions)?;
+            self.add_entry(entry, &claimed, &name, &by)
+        });
+        if creating && created.is_err() {
+            self.lock().directory.finish_create(&name, None);
+        }
+        // The entry (or the failure) stands; the claims are not needed any more (they would
+        // expire anyway).
+        for c in claimed {
+            let req = Request::DropClaim {
+                name: name.clone(),
+                by: by.clone(),
+            };
+            if let Err(e) = self.pool.call_manager(c, &req) {
+                tracing::debug!("dropping the claim of {name} at cluster {}: {e}", c.cluster);
+            }
+        }
+        if let Ok(meta) = &created {
+            tracing::info!("created {name} ({} blocks)", meta.blocks.len());
+        }
+        created
+    }
+
+    /// How long a claim of a name lasts unless renewed.
+    fn claim_lease(&self) -> Duration {
+        self.cfg.failure_timeout.max(Duration::from_secs(1))
+    }
+
+    /// Claims `name` for `by` at the cluster `c`: `AlreadyExists` if it is taken there.
+    fn claim_at(&self, c: &Contact, name: &str, by: &Claimant) -> Result<()> {
+        match self.ask_claim(c, name, by)? {
+            ClaimAnswer::Granted => Ok(()),
+            answer => Err(name_taken(name, &answer)),
+        }
+    }
+
+    /// Asks the cluster `c` to claim (or renew the claim of) `name` for `by`.
+    fn ask_claim(&self, c: &Contact, name: &str, by: &Claimant) -> Result<ClaimAnswer> {
+        let req = Request::ClaimName {
+            name: name.to_string(),
+            by: by.clone(),
+            lease_ms: self.claim_lease().as_millis() as u64,
+        };
+        let unsure = |e: Error| {
+            Error::from_wire(
+                e.code().as_u32(),
+                format!(
+                    "cannot make sure that the name {name:?} is free in cluster {}: {}",
+                    c.cluster,
+                    e.detail()
+                ),
+            )
+        };
+        match self.pool.call_manager(c, &req).map_err(unsure)? {
+            Response::NameClaim(answer) => Ok(answer),
+            other => Err(unsure(Error::Protocol(format!(
+                "unexpected answer to ClaimName: {other:?}"
+            )))),
+        }
+    }
+
+    /// Adds the created `entry` to the directory once every claim of its name is renewed and
+    /// still valid; discards it if that cannot be done.
+    fn add_entry(
+        &self,
+        entry: Entry,
+        claimed: &[&Contact],
+        name: &str,
+        by: &Claimant,
+    ) -> Result<ArrayMeta> {
+        let lease = self.claim_lease();
+        for _attempt in 0..3 {
+            let mut sent = Vec::new();
+            for c in claimed {
+                // A competitor's claim (ours ran out meanwhile) lasts until it fails at our
+                // cluster, where our creation is in progress: wait for that, within a lease.
+                let deadline = Instant::now() + lease * 2;
+                loop {
+                    let t = Instant::now();
+                    match self.ask_claim(c, name, by) {
+                        Ok(ClaimAnswer::Granted) => {
+                            sent.push(t);
+                            break;
+                        }
+                        Ok(ClaimAnswer::Claimed { .. }) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(100))
+                        }
+                        Ok(answer) => {
+                            self.discard(&entry);
+                            return Err(name_taken(name, &answer));
+                        }
+                        Err(e) => {
+                            self.discard(&entry);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            let mut st = self.lock();
+            if valid_until(&sent, lease).is_none_or(|until| Instant::now() < until) {
+                let meta = entry.meta();
+                st.directory.finish_create(name, Some(entry));
+                return Ok(meta);
+            }
+        }
+        self.discard(&entry);
+        Err(Error::Timeout {
+            what: format!("renewing the claims of the name {name:?} at the other clusters"),
+            seconds: lease.as_secs_f64() * 3.0,
+        })
+    }
+
+    /// Undoes a creation that never entered the directory: its copies and memory are dropped.
+    fn discard(&self, entry: &Entry) {
+        self.drop_copies(entry);
     }
 
     /// Bytes a copy of block `b` may need: every retained version.
@@ -356,20 +509,6 @@ impl Manager {
         versions: Versions,
     ) -> Result<Entry> {
         let peers = self.peers();
-        for peer in &peers {
-            if let Ok(Response::Meta(m)) = self.pool.call_manager(
-                peer,
-                &Request::Lookup {
-                    name: spec.name.clone(),
-                    forwarded: true,
-                },
-            ) {
-                return Err(Error::AlreadyExists(format!(
-                    "an array named {:?} already exists in cluster {}",
-                    spec.name, m.manager.cluster
-                )));
-            }
-        }
         // Clusters for the copies outside ours: preferred ones first, then the others by name.
         let mut others: Vec<&Contact> = Vec::new();
         for want in &spec.replicate_to {
@@ -629,6 +768,13 @@ impl Manager {
             e
         };
         tracing::info!("destroyed {}", entry.spec.name);
+        self.drop_copies(&entry);
+        Ok(())
+    }
+
+    /// Tells every copy of `entry` to drop it, and frees the memory placed for them.
+    fn drop_copies(&self, entry: &Entry) {
+        let array = entry.id;
         let peers = self.peers();
         for b in 0..entry.groups.len() {
             let p = entry.groups.placement(b);
@@ -655,7 +801,6 @@ impl Manager {
                 }
             }
         }
-        Ok(())
     }
 
     fn acquire_write(&self, owner: Owner, array: ArrayId, timeout_ms: u64) -> Result<Response> {
@@ -930,6 +1075,24 @@ impl Manager {
             }
             Request::Lookup { name, forwarded } => {
                 Ok(Response::Meta(self.lookup(&name, forwarded)?))
+            }
+            Request::ClaimName { name, by, lease_ms } => {
+                require_manager_of(peer, &by.cluster, "ClaimName")?;
+                check_name(&name)?;
+                let lease = Duration::from_millis(lease_ms).min(MAX_CLAIM_LEASE);
+                let answer = self.lock().directory.claim_name(
+                    &name,
+                    &by,
+                    &self.me.cluster,
+                    Instant::now(),
+                    lease,
+                );
+                Ok(Response::NameClaim(answer))
+            }
+            Request::DropClaim { name, by } => {
+                require_manager_of(peer, &by.cluster, "DropClaim")?;
+                self.lock().directory.drop_claim(&name, &by);
+                Ok(Response::Ok)
             }
             Request::List { pattern, forwarded } => {
                 // Matching is quadratic in the worst case: a pattern longer than any name

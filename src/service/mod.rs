@@ -29,6 +29,7 @@ pub mod node;
 pub mod pool;
 pub mod protocol;
 pub mod provider;
+pub mod replication;
 pub mod selection;
 pub mod server;
 pub mod store;

@@ -23,8 +23,9 @@
 //! - **Snapshots** carry the machine's own snapshot; the log is compacted once it holds more
 //!   than [`Timing::compact_after`] applied entries, and a replica too far behind (or new)
 //!   catches up from a snapshot.
-//! - Storage is raft's `MemStorage` for now: a durable log (a data directory with fsync) is the
-//!   next step of issue 8.
+//! - Storage is raft's `MemStorage` as the working copy, written through to a data directory
+//!   ([`disk`]) when the replica has one: entries and hard state synced before the votes and
+//!   acknowledgements that vouch for them go out, snapshots replaced atomically.
 
 use protobuf::Message as _;
 use raft::prelude::{
@@ -35,6 +36,10 @@ use raft::{Config, GetEntriesContext, RaftState, RawNode, ReadOnlyOption, StateR
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
+
+pub mod disk;
+
+use disk::{Disk, Loaded};
 
 /// The state being replicated: commands applied in log order, the same on every replica.
 pub trait Machine {
@@ -146,6 +151,8 @@ struct Log {
     snapshot_conf: ConfState,
     /// raft asked for a snapshot newer than the one kept.
     wanted: std::cell::Cell<bool>,
+    /// Where the state is kept across crashes (none: memory only).
+    disk: Option<Disk>,
 }
 
 impl Storage for Log {
@@ -241,54 +248,109 @@ fn raft_error(doing: &str, e: raft::Error) -> Error {
 
 impl<M: Machine> Replica<M> {
     /// A replica of a new group whose voters are `voters` (this one among them), its machine
-    /// starting from `machine`.
+    /// starting from `machine`; its state in memory only.
     pub fn new(id: u64, voters: &[u64], machine: M, timing: Timing) -> Result<Replica<M>> {
-        if id == 0 || !voters.contains(&id) {
-            return Err(Error::InvalidArgument(format!(
-                "replica {id} must be a nonzero member of its voters {voters:?}"
-            )));
-        }
-        // The group starts from a snapshot at index 1 holding the voters and the initial
-        // state, so that a replica added later (empty) catches up from a snapshot, never from
-        // a log that does not say who the first voters were.
-        let conf = ConfState::from((voters.to_vec(), vec![]));
-        let mut first = Snapshot {
-            data: machine.snapshot().into(),
-            ..Default::default()
-        };
-        let meta = first.mut_metadata();
-        meta.index = 1;
-        meta.term = 1;
-        meta.set_conf_state(conf.clone());
-        let mem = MemStorage::new();
-        mem.wl()
-            .apply_snapshot(first)
-            .map_err(|e| raft_error("starting a replica", e))?;
-        let mut r = Self::with(id, mem, machine, timing)?;
-        r.applied = 1;
-        let log = r.raw.mut_store();
-        log.snapshot_index = 1;
-        log.snapshot_term = 1;
-        log.snapshot_conf = conf;
-        Ok(r)
+        Self::start(id, Some(voters), machine, timing, None)
     }
 
     /// A replica joining an existing group (added with [`Replica::add_voter`] on the leader):
     /// it starts empty and is filled by a snapshot from the leader.
     pub fn joining(id: u64, machine: M, timing: Timing) -> Result<Replica<M>> {
-        Self::with(id, MemStorage::new(), machine, timing)
+        Self::start(id, None, machine, timing, None)
     }
 
-    fn with(id: u64, mem: MemStorage, machine: M, timing: Timing) -> Result<Replica<M>> {
-        let snapshot = machine.snapshot();
-        let log = Log {
+    /// A replica keeping its state in the data directory `dir` ([`disk`]): restarted from
+    /// what the directory holds (its machine restored from the snapshot, then the log replayed
+    /// as raft commits it again), or, if it holds nothing, started as [`Replica::new`] (with
+    /// `voters`) or [`Replica::joining`] (without).
+    pub fn open(
+        dir: &std::path::Path,
+        id: u64,
+        voters: Option<&[u64]>,
+        machine: M,
+        timing: Timing,
+    ) -> Result<Replica<M>> {
+        let (disk, loaded) = Disk::open(dir)?;
+        Self::start(id, voters, machine, timing, Some((disk, loaded)))
+    }
+
+    fn start(
+        id: u64,
+        voters: Option<&[u64]>,
+        mut machine: M,
+        timing: Timing,
+        disk: Option<(Disk, Loaded)>,
+    ) -> Result<Replica<M>> {
+        let (mut disk, loaded) = match disk {
+            Some((d, l)) => (Some(d), l),
+            None => (None, Loaded::default()),
+        };
+        let fresh = loaded.snapshot.is_none() && loaded.entries.is_empty() && loaded.hard.is_none();
+        let first = match (fresh, voters) {
+            (true, Some(voters)) => {
+                if id == 0 || !voters.contains(&id) {
+                    return Err(Error::InvalidArgument(format!(
+                        "replica {id} must be a nonzero member of its voters {voters:?}"
+                    )));
+                }
+                // The group starts from a snapshot at index 1 holding the voters and the
+                // initial state, so that a replica added later (empty) catches up from a
+                // snapshot, never from a log that does not say who the first voters were.
+                let mut first = Snapshot {
+                    data: machine.snapshot().into(),
+                    ..Default::default()
+                };
+                let meta = first.mut_metadata();
+                meta.index = 1;
+                meta.term = 1;
+                meta.set_conf_state(ConfState::from((voters.to_vec(), vec![])));
+                if let Some(d) = &mut disk {
+                    d.compact(&first, &[])?;
+                }
+                Some(first)
+            }
+            (true, None) => None,
+            (false, _) => {
+                if let Some(s) = &loaded.snapshot {
+                    machine.restore(&s.data)?;
+                }
+                loaded.snapshot
+            }
+        };
+        let mem = MemStorage::new();
+        let mut log = Log {
             mem,
-            snapshot,
+            snapshot: machine.snapshot(),
             snapshot_index: 0,
             snapshot_term: 0,
             snapshot_conf: ConfState::default(),
             wanted: std::cell::Cell::new(false),
+            disk,
         };
+        let mut applied = 0;
+        if let Some(s) = first {
+            let meta = s.get_metadata();
+            applied = meta.index;
+            log.snapshot = s.data.to_vec();
+            log.snapshot_index = meta.index;
+            log.snapshot_term = meta.term;
+            log.snapshot_conf = meta.get_conf_state().clone();
+            log.mem
+                .wl()
+                .apply_snapshot(s)
+                .map_err(|e| raft_error("starting a replica", e))?;
+        }
+        if !loaded.entries.is_empty() {
+            log.mem
+                .wl()
+                .append(&loaded.entries)
+                .map_err(|e| raft_error("restoring the log", e))?;
+        }
+        if let Some(mut h) = loaded.hard {
+            let last = log.mem.last_index().unwrap_or(0);
+            h.commit = h.commit.min(last).max(applied);
+            log.mem.wl().set_hardstate(h);
+        }
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&config(id, &timing), log, &logger)
             .map_err(|e| raft_error("starting a replica", e))?;
@@ -296,7 +358,7 @@ impl<M: Machine> Replica<M> {
             id,
             raw,
             machine,
-            applied: 0,
+            applied,
             next_proposal: 1,
             next_read: 1,
             timing,
@@ -458,11 +520,16 @@ impl<M: Machine> Replica<M> {
             let committed = rd.take_committed_entries();
             self.apply(committed, &mut out)?;
             {
-                let mut log = self.raw.mut_store().mem.wl();
+                let store = self.raw.mut_store();
+                let mut log = store.mem.wl();
                 log.append(rd.entries())
                     .map_err(|e| raft_error("appending entries", e))?;
                 if let Some(hs) = rd.hs() {
                     log.set_hardstate(hs.clone());
+                }
+                drop(log);
+                if let Some(d) = &mut store.disk {
+                    d.append(rd.entries(), rd.hs())?;
                 }
             }
             for r in rd.take_read_states() {
@@ -516,6 +583,9 @@ impl<M: Machine> Replica<M> {
         log.snapshot_index = index;
         log.snapshot_term = s.get_metadata().term;
         log.snapshot_conf = s.get_metadata().get_conf_state().clone();
+        if let Some(d) = &mut log.disk {
+            d.compact(&s, &[])?;
+        }
         log.mem
             .wl()
             .apply_snapshot(s)
@@ -591,6 +661,27 @@ impl<M: Machine> Replica<M> {
             .map_err(|e| raft_error("reading the log", e))?
             .conf_state;
         let log = self.raw.mut_store();
+        if log.disk.is_some() {
+            let last = log
+                .mem
+                .last_index()
+                .map_err(|e| raft_error("reading the log", e))?;
+            let rest = log
+                .mem
+                .entries(applied + 1, last + 1, None, GetEntriesContext::empty(false))
+                .map_err(|e| raft_error("reading the log", e))?;
+            let mut kept = Snapshot {
+                data: snapshot.clone().into(),
+                ..Default::default()
+            };
+            let meta = kept.mut_metadata();
+            meta.index = applied;
+            meta.term = term;
+            meta.set_conf_state(conf.clone());
+            if let Some(d) = &mut log.disk {
+                d.compact(&kept, &rest)?;
+            }
+        }
         log.snapshot = snapshot;
         log.snapshot_index = applied;
         log.snapshot_term = term;

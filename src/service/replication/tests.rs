@@ -47,6 +47,8 @@ struct Sim {
     reads: Vec<(u64, ReadTicket)>,
     /// Every leader seen, by term.
     leaders: BTreeMap<u64, u64>,
+    /// Where replicas keep their state (none: memory only).
+    base: Option<std::path::PathBuf>,
 }
 
 impl Sim {
@@ -70,7 +72,38 @@ impl Sim {
             pending: BTreeMap::new(),
             reads: vec![],
             leaders: BTreeMap::new(),
+            base: None,
         }
+    }
+
+    /// Replicas keeping their state under `base` (one directory each).
+    fn on_disk(n: u64, base: &std::path::Path) -> Sim {
+        let _ = std::fs::remove_dir_all(base);
+        let voters: Vec<u64> = (1..=n).collect();
+        let mut s = Sim::new(n);
+        for &i in &voters {
+            let r = Replica::open(
+                &base.join(i.to_string()),
+                i,
+                Some(&voters),
+                Numbers::default(),
+                timing(i),
+            )
+            .unwrap();
+            s.replicas.insert(i, r);
+        }
+        s.base = Some(base.to_path_buf());
+        s
+    }
+
+    /// Replica `id` crashes (everything in memory lost) and starts again from its directory.
+    fn restart(&mut self, id: u64) {
+        let dir = self.base.as_ref().expect("on disk").join(id.to_string());
+        self.replicas.remove(&id);
+        self.pending.retain(|(at, _), _| *at != id);
+        self.net.retain(|(from, to, _)| *from != id && *to != id);
+        let r = Replica::open(&dir, id, None, Numbers::default(), timing(id)).unwrap();
+        self.replicas.insert(id, r);
     }
 
     fn linked(&self, a: u64, b: u64) -> bool {
@@ -349,6 +382,39 @@ fn malformed_messages_are_typed_errors() {
     assert!(Replica::new(4, &[1, 2, 3], Numbers::default(), timing(1)).is_err());
 }
 
+#[test]
+fn a_whole_group_restarts_from_its_data_directories() {
+    let base = std::env::temp_dir().join(format!("juxmem-raft-restart-{}", std::process::id()));
+    let mut s = Sim::on_disk(3, &base);
+    let (l, _) = s.tick_until_leader(100);
+    for c in 0..50 {
+        s.propose(l, c).unwrap();
+    }
+    s.tick(5);
+    // Every replica crashes at once (compactions happened: 50 entries, after 20).
+    for id in 1..=3 {
+        s.restart(id);
+    }
+    let (l, _) = s.tick_until_leader(100);
+    s.propose(l, 50).unwrap();
+    s.tick(5);
+    let want: Vec<u64> = (0..51).collect();
+    for id in 1..=3 {
+        assert_eq!(s.state(id), &want, "replica {id}");
+    }
+    // And one crashing alone while the others go on catches up.
+    let f = if l == 1 { 2 } else { 1 };
+    s.down.insert(f);
+    for c in 51..80 {
+        s.propose(l, c).unwrap();
+    }
+    s.restart(f);
+    s.down.remove(&f);
+    s.tick(20);
+    assert_eq!(s.state(f), &(0..80).collect::<Vec<u64>>());
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 mod random {
     //! Random schedules of crashes, revivals, cut links and proposals: raft's promises hold
     //! throughout, and once healed the group converges with everything acknowledged.
@@ -363,6 +429,7 @@ mod random {
         Cut(u64, u64),
         Heal,
         Propose(u64),
+        Restart(u64),
     }
 
     fn event() -> impl Strategy<Value = Event> {
@@ -376,45 +443,77 @@ mod random {
         ]
     }
 
+    fn run(s: &mut Sim, events: Vec<Event>) -> std::result::Result<(), TestCaseError> {
+        let mut next = 0u64;
+        for e in events {
+            match e {
+                Event::Tick(n) => s.tick(n as usize),
+                Event::Crash(i) => {
+                    s.down.insert(i);
+                }
+                Event::Revive(i) => {
+                    s.down.remove(&i);
+                }
+                Event::Cut(a, b) if a != b => {
+                    s.cut.insert((a.min(b), a.max(b)));
+                }
+                Event::Cut(..) => {}
+                Event::Heal => s.cut.clear(),
+                Event::Propose(i) => {
+                    if !s.down.contains(&i) && s.propose(i, next).is_ok() {
+                        next += 1;
+                    }
+                }
+                Event::Restart(i) if s.base.is_some() => s.restart(i),
+                Event::Restart(_) => {}
+            }
+        }
+        s.down.clear();
+        s.cut.clear();
+        let (l, _) = s.tick_until_leader(200);
+        // A command in the new term makes every earlier entry committed.
+        s.propose(l, u64::MAX).unwrap();
+        s.tick(40);
+        let final_state = s.state(1).clone();
+        for id in 2..=5 {
+            prop_assert_eq!(s.state(id), &final_state, "replica {} diverged", id);
+        }
+        for c in &s.acked {
+            prop_assert!(final_state.contains(c), "acknowledged {} lost", c);
+        }
+        // Each command at most once.
+        let distinct: BTreeSet<&u64> = final_state.iter().collect();
+        prop_assert_eq!(distinct.len(), final_state.len());
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
         #[test]
         fn schedules_keep_one_order_and_every_acknowledged_command(
             events in proptest::collection::vec(event(), 1..120)
         ) {
-            let mut s = Sim::new(5);
-            let mut next = 0u64;
-            for e in events {
-                match e {
-                    Event::Tick(n) => s.tick(n as usize),
-                    Event::Crash(i) => { s.down.insert(i); }
-                    Event::Revive(i) => { s.down.remove(&i); }
-                    Event::Cut(a, b) if a != b => { s.cut.insert((a.min(b), a.max(b))); }
-                    Event::Cut(..) => {}
-                    Event::Heal => s.cut.clear(),
-                    Event::Propose(i) => {
-                        if !s.down.contains(&i) && s.propose(i, next).is_ok() {
-                            next += 1;
-                        }
-                    }
-                }
-            }
-            s.down.clear();
-            s.cut.clear();
-            let (l, _) = s.tick_until_leader(200);
-            // A command in the new term makes every earlier entry committed.
-            s.propose(l, u64::MAX).unwrap();
-            s.tick(40);
-            let final_state = s.state(1).clone();
-            for id in 2..=5 {
-                prop_assert_eq!(s.state(id), &final_state, "replica {} diverged", id);
-            }
-            for c in &s.acked {
-                prop_assert!(final_state.contains(c), "acknowledged {} lost", c);
-            }
-            // Each command at most once.
-            let distinct: BTreeSet<&u64> = final_state.iter().collect();
-            prop_assert_eq!(distinct.len(), final_state.len());
+            run(&mut Sim::new(5), events)?;
+        }
+
+        #[test]
+        fn schedules_with_crashes_that_lose_memory_lose_nothing_acknowledged(
+            events in proptest::collection::vec(
+                prop_oneof![4 => event(), 1 => (1u64..=5).prop_map(Event::Restart)],
+                1..100,
+            )
+        ) {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static CASE: AtomicU64 = AtomicU64::new(0);
+            let base = std::env::temp_dir().join(format!(
+                "juxmem-raft-random-{}-{}",
+                std::process::id(),
+                CASE.fetch_add(1, Ordering::Relaxed)
+            ));
+            let mut s = Sim::on_disk(5, &base);
+            let r = run(&mut s, events);
+            let _ = std::fs::remove_dir_all(&base);
+            r?;
         }
     }
 }

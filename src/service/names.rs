@@ -17,11 +17,11 @@
 //! cluster while the other's creation was in progress there, which that cluster refuses.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Who claims a name: a creation under way at a cluster's manager.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Claimant {
     /// The creating cluster.
     pub cluster: String,
@@ -30,7 +30,7 @@ pub struct Claimant {
 }
 
 /// A cluster's answer to a claim.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ClaimAnswer {
     /// The name is the claimant's until the lease runs out (or it drops it).
     Granted,
@@ -50,16 +50,16 @@ pub enum ClaimAnswer {
 /// refused, so that a peer cannot grow the table without bound.
 pub const MAX_CLAIMS: usize = 65_536;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Claim {
     by: Claimant,
     expires: Instant,
 }
 
 /// The claims other clusters hold on names at this cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Claims {
-    held: HashMap<String, Claim>,
+    held: BTreeMap<String, Claim>,
 }
 
 impl Claims {

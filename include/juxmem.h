@@ -470,6 +470,22 @@ juxmem_status juxmem_array_get(struct juxmem_array *array,
                                const uint64_t *ld);
 
 /*
+ Reads the global region [lo, hi] (inclusive) into `buf` like juxmem_array_get, but with no
+ acquire, lock or pin (a relaxed read, for monitoring and visualisation): a committed version
+ that was the latest at most `max_staleness_seconds` ago (0: the latest now). It never waits
+ for a writer and pins nothing (an opened array is a registered reader: writers under
+ JUXMEM_FULL_BLOCK keep versions until its reads pass them). The version read goes to
+ `*version` (may be NULL). One process alone.
+ */
+juxmem_status juxmem_array_get_relaxed(struct juxmem_array *array,
+                                       const uint64_t *lo,
+                                       const uint64_t *hi,
+                                       void *buf,
+                                       const uint64_t *ld,
+                                       double max_staleness_seconds,
+                                       uint64_t *version);
+
+/*
  Writes `buf` into the global region [lo, hi] (inclusive), under a write acquire. One
  process alone. As juxmem_array_get otherwise.
  */

@@ -85,7 +85,7 @@ module juxmem
   public :: juxmem_array_acquire, juxmem_array_release, juxmem_array_acquire_overwrite
   public :: juxmem_array_acquire_read, juxmem_array_release_read
   public :: juxmem_array_local_read, juxmem_array_local_write
-  public :: juxmem_array_get, juxmem_array_put
+  public :: juxmem_array_get, juxmem_array_put, juxmem_array_get_relaxed
 
   ! The C options struct (see juxmem_array_options in juxmem.h).
   type, bind(C) :: c_options
@@ -105,6 +105,11 @@ module juxmem
   end interface
   interface juxmem_array_put
     module procedure put_r8_1d, put_r8_2d
+  end interface
+  ! A relaxed read: no acquire, lock or pin; a committed version that was the latest at most
+  ! max_staleness seconds ago (0: the latest now), returned in version.
+  interface juxmem_array_get_relaxed
+    module procedure get_relaxed_r8_1d, get_relaxed_r8_2d
   end interface
 
   interface
@@ -213,6 +218,14 @@ module juxmem
       import :: c_int32_t, c_ptr, c_int64_t
       type(c_ptr), value :: array, buf
       integer(c_int64_t), intent(in) :: lo(*), hi(*), ld(*)
+    end function
+    integer(c_int32_t) function c_array_get_relaxed(array, lo, hi, buf, ld, staleness, version) &
+        bind(C, name="juxmem_array_get_relaxed")
+      import :: c_int32_t, c_ptr, c_int64_t, c_double
+      type(c_ptr), value :: array, buf
+      integer(c_int64_t), intent(in) :: lo(*), hi(*), ld(*)
+      real(c_double), value :: staleness
+      integer(c_int64_t), intent(out) :: version
     end function
     integer(c_int32_t) function c_array_put(array, lo, hi, buf, ld) bind(C, name="juxmem_array_put")
       import :: c_int32_t, c_ptr, c_int64_t
@@ -550,6 +563,34 @@ contains
     call corners(lo, hi, clo, chi)
     ld(1) = size(buf, 1, kind=c_int64_t)
     ierr = int(c_array_get(array%ptr, clo, chi, c_loc(buf), ld))
+  end subroutine
+
+  subroutine get_relaxed_r8_1d(array, lo, hi, buf, max_staleness, version, ierr)
+    type(juxmem_array), intent(in) :: array
+    integer(c_int64_t), intent(in) :: lo(1), hi(1)
+    real(c_double), intent(inout), contiguous, target :: buf(:)
+    real(c_double), intent(in) :: max_staleness
+    integer(c_int64_t), intent(out) :: version
+    integer, intent(out) :: ierr
+    integer(c_int64_t) :: clo(1), chi(1), ld(1)
+    call corners(lo, hi, clo, chi)
+    ld = 0
+    version = 0
+    ierr = int(c_array_get_relaxed(array%ptr, clo, chi, c_loc(buf), ld, max_staleness, version))
+  end subroutine
+
+  subroutine get_relaxed_r8_2d(array, lo, hi, buf, max_staleness, version, ierr)
+    type(juxmem_array), intent(in) :: array
+    integer(c_int64_t), intent(in) :: lo(2), hi(2)
+    real(c_double), intent(inout), contiguous, target :: buf(:, :)
+    real(c_double), intent(in) :: max_staleness
+    integer(c_int64_t), intent(out) :: version
+    integer, intent(out) :: ierr
+    integer(c_int64_t) :: clo(2), chi(2), ld(1)
+    call corners(lo, hi, clo, chi)
+    ld(1) = size(buf, 1, kind=c_int64_t)
+    version = 0
+    ierr = int(c_array_get_relaxed(array%ptr, clo, chi, c_loc(buf), ld, max_staleness, version))
   end subroutine
 
   subroutine put_r8_1d(array, lo, hi, buf, ierr)

@@ -573,6 +573,46 @@ pub unsafe extern "C" fn juxmem_array_get(
     })
 }
 
+/// Reads the global region [lo, hi] (inclusive) into `buf` like juxmem_array_get, but with no
+/// acquire, lock or pin (a relaxed read, for monitoring and visualisation): a committed version
+/// that was the latest at most `max_staleness_seconds` ago (0: the latest now). It never waits
+/// for a writer and pins nothing (an opened array is a registered reader: writers under
+/// JUXMEM_FULL_BLOCK keep versions until its reads pass them). The version read goes to
+/// `*version` (may be NULL). One process alone.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_get_relaxed(
+    array: *mut juxmem_array,
+    lo: *const u64,
+    hi: *const u64,
+    buf: *mut c_void,
+    ld: *const u64,
+    max_staleness_seconds: f64,
+    version: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, lo, hi, buf);
+        if !(max_staleness_seconds >= 0.0 && max_staleness_seconds.is_finite()) {
+            return status_of(Err(jx::Error::InvalidArgument(format!(
+                "max_staleness_seconds {max_staleness_seconds}: give a finite number of seconds, \
+                 0 or more"
+            ))));
+        }
+        let (lo, hi, ld, len) = tri!(region_args((*array).ndims, lo, hi, ld));
+        let staleness = std::time::Duration::from_secs_f64(max_staleness_seconds);
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                tri!(check_aligned::<T>(buf));
+                let b = std::slice::from_raw_parts_mut(buf.cast::<T>(), len);
+                let v = tri!(x.get_relaxed_ld(&lo, &hi, b, ld, staleness));
+                if !version.is_null() {
+                    *version = v;
+                }
+                JUXMEM_OK
+            })
+        })
+    })
+}
+
 /// Writes `buf` into the global region [lo, hi] (inclusive), under a write acquire. One
 /// process alone. As juxmem_array_get otherwise.
 #[no_mangle]

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::layout::Layout;
 use crate::plan::{region, Plan, Span};
 use crate::service::protocol::*;
@@ -123,6 +123,15 @@ pub struct SharedArray<'g, T: Element, G: Group + ?Sized> {
     /// This handle's reader registration (opened handles; kept by the root).
     reader: Option<u64>,
     puts: Mutex<Vec<Put<T>>>,
+    /// The version relaxed reads read, and when it was learned to be the latest.
+    relaxed: Mutex<Option<Relaxed>>,
+}
+
+/// A version learned to be the latest committed, for relaxed reads.
+struct Relaxed {
+    version: u64,
+    learned: Instant,
+    blocks: Vec<BlockPlacement>,
 }
 
 impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
@@ -142,6 +151,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             lock: None,
             reader,
             puts: Mutex::new(Vec::new()),
+            relaxed: Mutex::new(None),
         }
     }
 
@@ -660,6 +670,91 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             }
             v.get_region(version, working, lo, hi, buf, ld)
         })
+    }
+
+    /// Reads the global region `[lo, hi)` into `buf` with no lock and no pin (JuxMem's relaxed
+    /// read, for visualisation and monitoring): a committed version that was the latest at
+    /// most `max_staleness` ago. It never waits for a writer and pins nothing; on a handle
+    /// opened with [`Federation::inspect`](super::Federation::inspect) (not a registered
+    /// reader) it never makes a writer wait either. Returns the version read. One process
+    /// alone; needs no acquire (and ignores one held).
+    pub fn get_relaxed(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        buf: &mut [T],
+        max_staleness: Duration,
+    ) -> Result<u64> {
+        self.get_relaxed_ld(lo, hi, buf, None, max_staleness)
+    }
+
+    /// [`SharedArray::get_relaxed`] into a buffer with leading dimensions `ld`.
+    pub fn get_relaxed_ld(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        buf: &mut [T],
+        ld: Option<&[u64]>,
+        max_staleness: Duration,
+    ) -> Result<u64> {
+        let deadline = self.deadline();
+        let mut last = None;
+        // A version pruned while it is read (it was not pinned): learn the latest again.
+        for _ in 0..3 {
+            let (version, blocks) = self.relaxed_version(max_staleness, last.is_some())?;
+            let mut view = self.view.clone();
+            view.meta.blocks = blocks;
+            match retry_shared(&view, deadline, "get_relaxed", |v, _| {
+                v.get_region(version, None, lo, hi, buf, ld)
+            }) {
+                Ok(()) => return Ok(version),
+                Err(e) if e.code() == ErrorCode::VersionGone => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("a failed attempt"))
+    }
+
+    /// The version a relaxed read reads: the one learned last if it is fresh enough (and
+    /// `refresh` is not asked), else the latest committed one, asked of the manager without
+    /// waiting or pinning.
+    fn relaxed_version(
+        &self,
+        max_staleness: Duration,
+        refresh: bool,
+    ) -> Result<(u64, Vec<BlockPlacement>)> {
+        let mut known = self.relaxed.lock().unwrap_or_else(|e| e.into_inner());
+        if let (false, Some(k)) = (refresh, known.as_ref()) {
+            if k.learned.elapsed() <= max_staleness {
+                return Ok((k.version, k.blocks.clone()));
+            }
+        }
+        let learned = Instant::now();
+        let r = self.view.fed.inner.pool.call(
+            &self.view.meta.manager.addr,
+            &Request::WaitVersion {
+                array: self.view.meta.id,
+                req: VersionReq::Latest,
+                timeout_ms: 0,
+                pin: false,
+                // A registered handle passes the version, so writers need not keep older ones
+                // for it (an `inspect` handle has no registration to pass).
+                reader: self.reader,
+            },
+        )?;
+        let Response::Version {
+            version, blocks, ..
+        } = r
+        else {
+            return Err(unexpected("WaitVersion", &r));
+        };
+        check_placement(&self.view.meta.spec.layout, &blocks)?;
+        *known = Some(Relaxed {
+            version,
+            learned,
+            blocks: blocks.clone(),
+        });
+        Ok((version, blocks))
     }
 
     /// Writes `buf` (row-major over the region) into the global region `[lo, hi)`, under a

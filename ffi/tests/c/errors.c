@@ -162,6 +162,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "FAIL: read back %g\n", buf[0]);
   }
   expect("release read", juxmem_array_release_read(a), JUXMEM_OK, NULL);
+  /* A relaxed read: no acquire needed, the latest committed version, read whole. */
+  uint64_t relaxed_version = 0;
+  buf[0] = 0.0;
+  expect("relaxed read", juxmem_array_get_relaxed(a, lo, hi, buf, NULL, 0.0, &relaxed_version),
+         JUXMEM_OK, NULL);
+  checks++;
+  if (relaxed_version != 1 || buf[0] != 42.0) {
+    failures++;
+    fprintf(stderr, "FAIL: relaxed read gave version %llu, value %g\n",
+            (unsigned long long)relaxed_version, buf[0]);
+  }
+  expect("relaxed read, negative staleness",
+         juxmem_array_get_relaxed(a, lo, hi, buf, NULL, -1.0, NULL), JUXMEM_E_INVALID_ARGUMENT,
+         "max_staleness_seconds");
+  expect("relaxed read, NULL array", juxmem_array_get_relaxed(NULL, lo, hi, buf, NULL, 0.0, NULL),
+         JUXMEM_E_NULL_PARAMETER, "array");
   juxmem_names *names = NULL;
   expect("list", juxmem_list(ctx, "errors/", &names), JUXMEM_OK, NULL);
   const char *name = NULL;

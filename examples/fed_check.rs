@@ -27,6 +27,14 @@
 //!                              13 x 17 block-cyclic over the ranks, and PREFIX/cube (f32,
 //!                              4 x 13 x 17), homed on provider daemons, 2 versions kept; release
 //!                              RELEASES versions, element i (linear) of version v = tools_value
+//! fed_check ckpt-write DIR    (mpirun) create ckpt/x (2-D block over the ranks), release
+//!                              version 1 (element i = f(i)), checkpoint it to DIR
+//! fed_check ckpt-restore DIR NAME DIST
+//!                              (mpirun) restore DIR as NAME in a DIST layout over the ranks,
+//!                              check every element
+//! fed_check ckpt-refused DIR NAME
+//!                              (mpirun) restoring DIR as NAME must fail; print the error and
+//!                              whether NAME is still free
 //! ```
 
 use std::time::Duration;
@@ -533,6 +541,86 @@ fn tools_write(prefix: &str, releases: u64) {
     }
 }
 
+fn ckpt_write(dir: &str) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let (n, me) = (world.size() as u64, world.rank() as u64);
+    let fed = join(&format!("ckpt-writer{me}"));
+    let layout = layout_2d(Dist::Block, n);
+    let mut a = fed
+        .create::<f64, _>(&world, "ckpt/x", ArrayOptions::new(layout.clone()))
+        .unwrap();
+    a.acquire().unwrap();
+    fill(&layout, me, &mut a.local_mut().unwrap());
+    assert_eq!(a.release().unwrap(), 1);
+    a.acquire_read(VersionReq::Exactly(1)).unwrap();
+    let v = a.checkpoint(std::path::Path::new(dir)).unwrap();
+    a.release_read().unwrap();
+    if me == 0 {
+        println!("CKPT written version {v} on {n} ranks");
+    }
+}
+
+fn ckpt_restore(dir: &str, name: &str, dist: &str) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let (n, me) = (world.size() as u64, world.rank() as u64);
+    let fed = join(&format!("ckpt-reader{me}"));
+    let layout = layout_2d(dist.parse().unwrap(), n);
+    let mut a = fed
+        .restore::<f64, _>(
+            &world,
+            std::path::Path::new(dir),
+            name,
+            ArrayOptions::new(layout.clone()),
+        )
+        .unwrap();
+    a.acquire_read(VersionReq::Exactly(1)).unwrap();
+    let mut want = vec![0.0; layout.local_len(me).unwrap() as usize];
+    fill(&layout, me, &mut want);
+    let got = a.local().unwrap();
+    let wrong = got.iter().zip(&want).filter(|(x, y)| x != y).count() as u64;
+    let checked = got.len() as u64;
+    drop(got);
+    a.release_read().unwrap();
+    let sum = |x: u64| {
+        let mut total = 0u64;
+        world.all_reduce_into(&x, &mut total, mpi::collective::SystemOperation::sum());
+        total
+    };
+    let (all_wrong, all_checked) = (sum(wrong), sum(checked));
+    if me == 0 {
+        println!("CKPT restored {all_checked} elements on {n} ranks ({dist}), {all_wrong} wrong");
+    }
+}
+
+fn ckpt_refused(dir: &str, name: &str) {
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let (n, me) = (world.size() as u64, world.rank() as u64);
+    let fed = join(&format!("ckpt-refused{me}"));
+    let layout = layout_2d(Dist::Cyclic, n);
+    let e = match fed.restore::<f64, _>(
+        &world,
+        std::path::Path::new(dir),
+        name,
+        ArrayOptions::new(layout),
+    ) {
+        Ok(_) => {
+            println!("CKPT restored a bad checkpoint");
+            std::process::exit(1);
+        }
+        Err(e) => e,
+    };
+    let free = matches!(fed.lookup(name), Err(juxmem::Error::NotFound(_)));
+    if me == 0 || !matches!(e, juxmem::Error::Remote { .. }) {
+        println!("CKPT refused on rank {me}: {:?}: {e}", e.code());
+    }
+    if me == 0 {
+        println!("CKPT name {}", if free { "free" } else { "TAKEN" });
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
@@ -556,6 +644,9 @@ fn main() {
         "produce" => produce(&arg(2), arg(3).parse().unwrap()),
         "hold-lock" => write_all(&arg(2), arg(3).parse().unwrap(), true),
         "tools-write" => tools_write(&arg(2), arg(3).parse().unwrap()),
+        "ckpt-write" => ckpt_write(&arg(2)),
+        "ckpt-restore" => ckpt_restore(&arg(2), &arg(3), &arg(4)),
+        "ckpt-refused" => ckpt_refused(&arg(2), &arg(3)),
         other => {
             eprintln!("unknown subcommand {other:?}");
             std::process::exit(2);

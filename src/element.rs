@@ -31,6 +31,20 @@ pub enum ElemType {
 }
 
 impl ElemType {
+    /// Every element type.
+    pub const ALL: [ElemType; 10] = [
+        ElemType::I8,
+        ElemType::U8,
+        ElemType::I16,
+        ElemType::U16,
+        ElemType::I32,
+        ElemType::U32,
+        ElemType::I64,
+        ElemType::U64,
+        ElemType::F32,
+        ElemType::F64,
+    ];
+
     /// Size of one element in bytes.
     pub fn size(self) -> usize {
         match self {

@@ -22,6 +22,7 @@
 //! `release_read`) are called by every member of the group together; `get`, `put` and
 //! `acquire_region` are called by one process alone.
 
+pub mod checkpoint;
 pub mod group;
 mod region;
 mod shared;
@@ -361,6 +362,54 @@ impl Federation {
         timeout: Duration,
     ) -> Result<SharedArray<'g, T, G>> {
         self.open_as(group, name, layout, timeout, true)
+    }
+
+    /// Restores the checkpoint in `dir` (written by [`SharedArray::checkpoint`]) as a new
+    /// array `name` with `opts` (collective): any layout of the checkpoint's shape; each member
+    /// reads the block files its part needs, checked against the manifest's sizes and CRCs
+    /// first, and the array's first version (1) holds the checkpointed data. A missing, torn or
+    /// corrupt file is a typed error naming it, and no array is left behind (the name stays
+    /// free). Returns the array, released.
+    pub fn restore<'g, T: Element, G: Group + ?Sized>(
+        &self,
+        group: &'g G,
+        dir: &std::path::Path,
+        name: &str,
+        opts: ArrayOptions,
+    ) -> Result<SharedArray<'g, T, G>> {
+        // The root reads the manifest; every member gets its text (and the same error).
+        let mut text = Vec::new();
+        let read = on_root(group, || {
+            let m = checkpoint::read_manifest(dir)?;
+            text = m.render().into_bytes();
+            Ok(())
+        });
+        read?;
+        group.broadcast_bytes(0, &mut text);
+        let m = checkpoint::Manifest::parse(&String::from_utf8_lossy(&text), "the manifest")?;
+        // Checked before anything is created.
+        if T::TYPE != m.elem {
+            return Err(Error::TypeMismatch {
+                what: format!("the checkpoint of {} in {}", m.name, dir.display()),
+                expected: m.elem.name().into(),
+                got: T::TYPE.name().into(),
+            });
+        }
+        opts.layout.check_same_shape(&m.layout)?;
+        let layout = opts.layout.clone();
+        let mut a = self.create::<T, G>(group, name, opts)?;
+        let filled = a.acquire_overwrite().and_then(|()| {
+            let rank = group.rank() as u64;
+            let mut local = a.local_mut()?;
+            checkpoint::read_into(dir, &m, &layout, rank, &mut local)
+        });
+        if let Err(e) = agree(group, filled) {
+            // Nothing of it is visible: the write is aborted and the array destroyed.
+            let _ = a.destroy();
+            return Err(e);
+        }
+        a.release()?;
+        Ok(a)
     }
 
     /// Opens array `name` for inspection (monitoring, export): like [`Federation::open`], but not

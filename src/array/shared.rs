@@ -672,6 +672,23 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         })
     }
 
+    /// Writes the version this handle reads (after [`SharedArray::acquire_read`]) to the
+    /// directory `dir` as a checkpoint (collective): one file per member (its local part, in
+    /// this handle's layout) and a manifest, written last (see
+    /// [`checkpoint`](super::checkpoint) for the format). Writers go on meanwhile: the version
+    /// is immutable and pinned. Returns the version written.
+    pub fn checkpoint(&self, dir: &std::path::Path) -> Result<u64> {
+        let Access::Read { version, .. } = self.access else {
+            return Err(Error::NotAcquired(format!(
+                "checkpoint of {} needs acquire_read (the version to write)",
+                self.name()
+            )));
+        };
+        let local = self.local()?;
+        super::checkpoint::write(self.group, dir, self.name(), &self.layout, version, &local)?;
+        Ok(version)
+    }
+
     /// Reads the global region `[lo, hi)` into `buf` with no lock and no pin (JuxMem's relaxed
     /// read, for visualisation and monitoring): a committed version that was the latest at
     /// most `max_staleness` ago. It never waits for a writer and pins nothing; on a handle

@@ -368,6 +368,32 @@ juxmem_status juxmem_array_create(struct juxmem_context *ctx,
                                   struct juxmem_array **out);
 
 /*
+ Restores the checkpoint in directory `dir` (written by juxmem_array_checkpoint) as a new
+ array `name` of `type` in `layout` (any layout of the checkpoint's shape) with `opts` (NULL:
+ the defaults), collective. Each process reads the block files its part needs, each checked
+ against the manifest's size and CRC-32 first; the array's version 1 holds the checkpointed
+ data, released. A missing manifest is JUXMEM_E_NOT_FOUND; a torn or corrupt file
+ JUXMEM_E_INVALID_ARGUMENT naming it, and no array is left behind.
+ */
+juxmem_status juxmem_restore(struct juxmem_context *ctx,
+                             const char *dir,
+                             const char *name,
+                             juxmem_type elem_type,
+                             const struct juxmem_layout *layout,
+                             const struct juxmem_array_options *opts,
+                             struct juxmem_array **out);
+
+/*
+ Writes the version this handle reads (after juxmem_array_acquire_read) to directory `dir`
+ as a checkpoint (collective): one file per process (its local part) and a manifest, written
+ last; writers may go on meanwhile. The version written goes to `*version` (may be NULL).
+ The format is documented in docs/CHECKPOINT.md.
+ */
+juxmem_status juxmem_array_checkpoint(struct juxmem_array *array,
+                                      const char *dir,
+                                      uint64_t *version);
+
+/*
  Opens array `name` with this group's `layout` (collective). `type` must be the array's
  element type (JUXMEM_E_TYPE_MISMATCH otherwise) and `layout` its global shape. With
  `timeout_seconds` > 0, waits that long for the array to be created; with 0, an unknown name

@@ -86,6 +86,7 @@ module juxmem
   public :: juxmem_array_acquire_read, juxmem_array_release_read
   public :: juxmem_array_local_read, juxmem_array_local_write
   public :: juxmem_array_get, juxmem_array_put, juxmem_array_get_relaxed
+  public :: juxmem_array_checkpoint, juxmem_restore
 
   ! The C options struct (see juxmem_array_options in juxmem.h).
   type, bind(C) :: c_options
@@ -227,6 +228,21 @@ module juxmem
       real(c_double), value :: staleness
       integer(c_int64_t), intent(out) :: version
     end function
+    integer(c_int32_t) function c_array_checkpoint(array, dir, version) &
+        bind(C, name="juxmem_array_checkpoint")
+      import :: c_int32_t, c_ptr, c_int64_t, c_char
+      type(c_ptr), value :: array
+      character(kind=c_char), intent(in) :: dir(*)
+      integer(c_int64_t), intent(out) :: version
+    end function
+    integer(c_int32_t) function c_restore(ctx, dir, name, elem_type, layout, opts, out) &
+        bind(C, name="juxmem_restore")
+      import :: c_int32_t, c_ptr, c_char
+      type(c_ptr), value :: ctx, layout, opts
+      character(kind=c_char), intent(in) :: dir(*), name(*)
+      integer(c_int32_t), value :: elem_type
+      type(c_ptr) :: out
+    end function
     integer(c_int32_t) function c_array_put(array, lo, hi, buf, ld) bind(C, name="juxmem_array_put")
       import :: c_int32_t, c_ptr, c_int64_t
       type(c_ptr), value :: array, buf
@@ -352,6 +368,32 @@ contains
     ierr = int(c_array_create(ctx%ptr, c_string(name), int(elem, c_int32_t), layout%ptr, opts, &
       array%ptr))
     if (ierr == JUXMEM_OK) array%ndims = ndims_of(layout)
+  end subroutine
+
+  !> Restores the checkpoint in directory dir as a new array name of type elem in layout, any
+  !> layout of the checkpoint's shape, with the default options (collective; see juxmem_restore
+  !> in juxmem.h). Version 1 of the new array holds the checkpointed data, released.
+  subroutine juxmem_restore(ctx, dir, name, elem, layout, array, ierr)
+    type(juxmem_context), intent(in) :: ctx
+    character(len=*), intent(in) :: dir, name
+    integer, intent(in) :: elem
+    type(juxmem_layout), intent(in) :: layout
+    type(juxmem_array), intent(out) :: array
+    integer, intent(out) :: ierr
+    ierr = int(c_restore(ctx%ptr, c_string(dir), c_string(name), int(elem, c_int32_t), &
+      layout%ptr, c_null_ptr, array%ptr))
+    if (ierr == JUXMEM_OK) array%ndims = ndims_of(layout)
+  end subroutine
+
+  !> Writes the version array reads (after juxmem_array_acquire_read) to directory dir as a
+  !> checkpoint (collective); version receives the version written.
+  subroutine juxmem_array_checkpoint(array, dir, version, ierr)
+    type(juxmem_array), intent(in) :: array
+    character(len=*), intent(in) :: dir
+    integer(c_int64_t), intent(out) :: version
+    integer, intent(out) :: ierr
+    version = 0
+    ierr = int(c_array_checkpoint(array%ptr, c_string(dir), version))
   end subroutine
 
   !> Opens array name with this group's layout (collective), waiting up to timeout seconds

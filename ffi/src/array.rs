@@ -261,31 +261,7 @@ pub unsafe extern "C" fn juxmem_array_create(
 ) -> juxmem_status {
     boundary!({
         check_null!(ctx, name, layout, out);
-        let o = if opts.is_null() {
-            default_options()
-        } else {
-            *opts
-        };
-        let replicate: Vec<String> = if o.replicate_to.is_null() {
-            vec![]
-        } else {
-            tri!(c_str(o.replicate_to, "replicate_to"))
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        let policy = match o.on_full {
-            JUXMEM_FULL_BLOCK => FullPolicy::Block,
-            JUXMEM_FULL_DROP_OLDEST => FullPolicy::DropOldest,
-            other => {
-                return fail(
-                    JUXMEM_E_INVALID_ARGUMENT,
-                    &format!("unknown on_full policy {other}"),
-                )
-            }
-        };
+        let make = tri!(options_of(opts));
         make_array(
             ctx,
             name,
@@ -293,17 +269,110 @@ pub unsafe extern "C" fn juxmem_array_create(
             layout,
             out,
             |fed, group, name, elem, layout| {
-                let mut opts = ArrayOptions::new(layout)
-                    .redundancy(o.clusters, o.providers_per_cluster)
-                    .retention(o.max_versions, policy)
-                    .expect_readers(o.readers)
-                    .replicate_to(replicate);
-                if o.homes_on_daemons != 0 {
-                    opts = opts.homes_on_daemons();
-                }
+                let opts = make(layout);
                 jx::with_elem_type!(elem, T => fed.create::<T, dyn Group>(group, name, opts).map(AnyArray::from))
             },
         )
+    })
+}
+
+/// The array options `opts` (NULL: the defaults) ask for, for a given layout.
+unsafe fn options_of(
+    opts: *const juxmem_array_options,
+) -> Result<impl FnOnce(jx::Layout) -> ArrayOptions, Error> {
+    let o = if opts.is_null() {
+        default_options()
+    } else {
+        *opts
+    };
+    let replicate: Vec<String> = if o.replicate_to.is_null() {
+        vec![]
+    } else {
+        c_str(o.replicate_to, "replicate_to")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let policy = match o.on_full {
+        JUXMEM_FULL_BLOCK => FullPolicy::Block,
+        JUXMEM_FULL_DROP_OLDEST => FullPolicy::DropOldest,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown on_full policy {other}"
+            )))
+        }
+    };
+    Ok(move |layout| {
+        let mut opts = ArrayOptions::new(layout)
+            .redundancy(o.clusters, o.providers_per_cluster)
+            .retention(o.max_versions, policy)
+            .expect_readers(o.readers)
+            .replicate_to(replicate);
+        if o.homes_on_daemons != 0 {
+            opts = opts.homes_on_daemons();
+        }
+        opts
+    })
+}
+
+/// Restores the checkpoint in directory `dir` (written by juxmem_array_checkpoint) as a new
+/// array `name` of `type` in `layout` (any layout of the checkpoint's shape) with `opts` (NULL:
+/// the defaults), collective. Each process reads the block files its part needs, each checked
+/// against the manifest's size and CRC-32 first; the array's version 1 holds the checkpointed
+/// data, released. A missing manifest is JUXMEM_E_NOT_FOUND; a torn or corrupt file
+/// JUXMEM_E_INVALID_ARGUMENT naming it, and no array is left behind.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_restore(
+    ctx: *mut juxmem_context,
+    dir: *const c_char,
+    name: *const c_char,
+    elem_type: juxmem_type,
+    layout: *const juxmem_layout,
+    opts: *const juxmem_array_options,
+    out: *mut *mut juxmem_array,
+) -> juxmem_status {
+    boundary!({
+        check_null!(ctx, dir, name, layout, out);
+        let dir = std::path::PathBuf::from(tri!(c_str(dir, "dir")));
+        let make = tri!(options_of(opts));
+        make_array(
+            ctx,
+            name,
+            elem_type,
+            layout,
+            out,
+            |fed, group, name, elem, layout| {
+                let opts = make(layout);
+                jx::with_elem_type!(elem, T => fed.restore::<T, dyn Group>(group, &dir, name, opts).map(AnyArray::from))
+            },
+        )
+    })
+}
+
+/// Writes the version this handle reads (after juxmem_array_acquire_read) to directory `dir`
+/// as a checkpoint (collective): one file per process (its local part) and a manifest, written
+/// last; writers may go on meanwhile. The version written goes to `*version` (may be NULL).
+/// The format is documented in docs/CHECKPOINT.md.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_checkpoint(
+    array: *mut juxmem_array,
+    dir: *const c_char,
+    version: *mut u64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, dir);
+        let dir = std::path::PathBuf::from(tri!(c_str(dir, "dir")));
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                let v = tri!(x.checkpoint(&dir));
+                if !version.is_null() {
+                    *version = v;
+                }
+                JUXMEM_OK
+            })
+        })
     })
 }
 

@@ -7,6 +7,7 @@
 #include <juxmem.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int checks = 0, failures = 0;
@@ -178,6 +179,44 @@ int main(int argc, char **argv) {
          "max_staleness_seconds");
   expect("relaxed read, NULL array", juxmem_array_get_relaxed(NULL, lo, hi, buf, NULL, 0.0, NULL),
          JUXMEM_E_NULL_PARAMETER, "array");
+  /* Checkpoint the version read, restore it under another name, read it back. */
+  char dir[512];
+  const char *fed_dir = getenv("JUXMEM_FEDERATION_DIR");
+  snprintf(dir, sizeof dir, "%s/errors-checkpoint", fed_dir ? fed_dir : "/tmp");
+  expect("checkpoint without read", juxmem_array_checkpoint(a, dir, NULL), JUXMEM_E_NOT_ACQUIRED,
+         "acquire_read");
+  expect("read to checkpoint", juxmem_array_acquire_read(a, JUXMEM_LATEST, 0, 5.0, NULL), JUXMEM_OK,
+         NULL);
+  uint64_t checkpointed = 0;
+  expect("checkpoint", juxmem_array_checkpoint(a, dir, &checkpointed), JUXMEM_OK, NULL);
+  expect("release checkpointed read", juxmem_array_release_read(a), JUXMEM_OK, NULL);
+  juxmem_array *restored = NULL;
+  expect("restore", juxmem_restore(ctx, dir, "restored/errors", JUXMEM_TYPE_DOUBLE, layout, NULL,
+                                   &restored),
+         JUXMEM_OK, NULL);
+  buf[0] = 0.0;
+  expect("read restored", juxmem_array_acquire_read(restored, JUXMEM_EXACTLY, 1, 5.0, NULL),
+         JUXMEM_OK, NULL);
+  expect("get restored", juxmem_array_get(restored, lo, hi, buf, NULL), JUXMEM_OK, NULL);
+  checks++;
+  if (checkpointed != 1 || buf[0] != 42.0) {
+    failures++;
+    fprintf(stderr, "FAIL: checkpointed version %llu, restored value %g\n",
+            (unsigned long long)checkpointed, buf[0]);
+  }
+  expect("release restored read", juxmem_array_release_read(restored), JUXMEM_OK, NULL);
+  juxmem_array_close(restored);
+  juxmem_array *none = NULL;
+  expect("restore as another type",
+         juxmem_restore(ctx, dir, "restored/r2", JUXMEM_TYPE_FLOAT, layout, NULL, &none),
+         JUXMEM_E_TYPE_MISMATCH, "f64");
+  expect("restore from nowhere",
+         juxmem_restore(ctx, "/nonexistent/checkpoint", "restored/r3", JUXMEM_TYPE_DOUBLE, layout,
+                        NULL, &none),
+         JUXMEM_E_NOT_FOUND, "manifest");
+  expect("restore NULL dir", juxmem_restore(ctx, NULL, "restored/r4", JUXMEM_TYPE_DOUBLE, layout,
+                                            NULL, &none),
+         JUXMEM_E_NULL_PARAMETER, "dir");
   juxmem_names *names = NULL;
   expect("list", juxmem_list(ctx, "errors/", &names), JUXMEM_OK, NULL);
   const char *name = NULL;

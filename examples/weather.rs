@@ -20,8 +20,15 @@
 //! whatever produced the days (these Rust stages, or the C and Fortran stages of
 //! `ffi/examples`), the final fields must be the same.
 //!
-//! Usage: `weather --stage 1|2|3|verify [--cycles C] [--out DIR]` (under mpirun, with
-//! JUXMEM_CLUSTER and JUXMEM_FEDERATION_DIR set, as `juxmem launch` does).
+//! Checkpoint and restart: with `--checkpoint DIR`, stage 3 writes each cycle's final field to
+//! `DIR/cycle-<c>` (`SharedArray::checkpoint`; the manifest, written last, marks it done). With
+//! `--restart DIR`, every stage resumes after the last cycle checkpointed there (a new
+//! federation: the arrays start again at version 1, for that cycle), and `verify` first
+//! restores that last checkpoint into its own layout and checks it against the model.
+//!
+//! Usage: `weather --stage 1|2|3|verify [--cycles C] [--out DIR] [--checkpoint DIR]
+//! [--restart DIR]` (under mpirun, with JUXMEM_CLUSTER and JUXMEM_FEDERATION_DIR set, as
+//! `juxmem launch` does).
 
 #[path = "weather/model.rs"]
 mod model;
@@ -125,6 +132,20 @@ impl Ctx<'_> {
     }
 }
 
+/// The last cycle whose checkpoint in `dir` is complete (its manifest written), if any.
+fn last_checkpointed(dir: &std::path::Path) -> Res<Option<u64>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("--restart {}: {e}", dir.display()).into()),
+    };
+    Ok(entries
+        .flatten()
+        .filter(|e| e.path().join(juxmem::array::checkpoint::MANIFEST).exists())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("cycle-")?.parse().ok())
+        .max())
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("weather: {e}");
@@ -156,6 +177,17 @@ fn run() -> Res<()> {
         None => 3,
     };
     let out = PathBuf::from(arg("--out").map_or("out/weather", |s| s.as_str()));
+    let checkpoints = arg("--checkpoint").map(PathBuf::from);
+    let restart = arg("--restart").map(PathBuf::from);
+    // The cycle to start from: after the last one checkpointed (a restart), else 0.
+    let last_done = restart
+        .as_deref()
+        .map(last_checkpointed)
+        .transpose()?
+        .flatten();
+    let first = last_done.map_or(0, |c| c + 1);
+    // This run's arrays are new: version 1 is the first cycle it computes.
+    let version_of = |cycle: u64| cycle - first + 1;
     let world = universe.world();
     let cfg = Config::from_env()?;
     let cluster = cfg.cluster.clone();
@@ -172,6 +204,9 @@ fn run() -> Res<()> {
             "stage {stage_arg} on cluster {cluster}: {} ranks, field held as {me}",
             world.size()
         );
+        if let Some(c) = last_done {
+            println!("stage {stage_arg}: restarting after cycle {c}, checkpointed");
+        }
     }
     let t0 = Instant::now();
     match stage {
@@ -185,7 +220,7 @@ fn run() -> Res<()> {
                     .retention(2, FullPolicy::Block)
                     .expect_readers(1),
             )?;
-            for cycle in 0..cycles {
+            for cycle in first..cycles {
                 let reference = model::serial(&ctx.params, cycle);
                 let init = model::initial_part(&ctx.params, cycle, &me, ctx.rank())?;
                 let band = model::day1_band(&ctx.params, &world, &me, init);
@@ -214,9 +249,9 @@ fn run() -> Res<()> {
                     .retention(2, FullPolicy::Block)
                     .expect_readers(1),
             )?;
-            for cycle in 0..cycles {
+            for cycle in first..cycles {
                 let reference = model::serial(&ctx.params, cycle);
-                let v = day1.acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)?;
+                let v = day1.acquire_read_timeout(VersionReq::Exactly(version_of(cycle)), WAIT)?;
                 let mut rows = day1.local()?.to_vec();
                 ctx.check(
                     2,
@@ -243,10 +278,26 @@ fn run() -> Res<()> {
             }
         }
         4 => {
+            if let (Some(dir), Some(c)) = (&restart, last_done) {
+                // The last checkpoint, restored into this stage's own layout.
+                let from = dir.join(format!("cycle-{c}"));
+                let mut kept = fed.restore::<f64, _>(
+                    &world,
+                    &from,
+                    "forecast/day3/restored",
+                    ArrayOptions::new(me.clone()),
+                )?;
+                kept.acquire_read(VersionReq::Exactly(1))?;
+                let part = kept.local()?.to_vec();
+                let reference = model::serial(&ctx.params, c);
+                let what = format!("final field restored from {}", from.display());
+                ctx.check(4, c, &what, &me, &part, &reference[2])?;
+                kept.release_read()?;
+            }
             let mut day3 = fed.open_wait::<f64, _>(&world, "forecast/day3/t", me.clone(), WAIT)?;
-            for cycle in 0..cycles {
+            for cycle in first..cycles {
                 let reference = model::serial(&ctx.params, cycle);
-                let v = day3.acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)?;
+                let v = day3.acquire_read_timeout(VersionReq::Exactly(version_of(cycle)), WAIT)?;
                 let part = day3.local()?.to_vec();
                 let what = format!("final field (day 3 version {v}) read back");
                 ctx.check(4, cycle, &what, &me, &part, &reference[2])?;
@@ -262,9 +313,9 @@ fn run() -> Res<()> {
                     .redundancy(1, 2)
                     .expect_readers(1),
             )?;
-            for cycle in 0..cycles {
+            for cycle in first..cycles {
                 let reference = model::serial(&ctx.params, cycle);
-                let v = day2.acquire_read_timeout(VersionReq::Exactly(cycle + 1), WAIT)?;
+                let v = day2.acquire_read_timeout(VersionReq::Exactly(version_of(cycle)), WAIT)?;
                 let mut part = day2.local()?.to_vec();
                 ctx.check(
                     3,
@@ -290,10 +341,21 @@ fn run() -> Res<()> {
                 )?;
                 day3.acquire_read(VersionReq::Exactly(v3))?;
                 ctx.picture(&day3, &format!("day3_cycle{cycle}.png"))?;
+                if let Some(dir) = &checkpoints {
+                    let to = dir.join(format!("cycle-{cycle}"));
+                    day3.checkpoint(&to)?;
+                    if ctx.rank() == 0 {
+                        println!(
+                            "stage 3 cycle {cycle}: day 3 checkpointed to {}",
+                            to.display()
+                        );
+                    }
+                }
                 day3.release_read()?;
             }
         }
     }
+    let cycles = cycles.saturating_sub(first);
     let mut failed = 0i32;
     world.all_reduce_into(&i32::from(!ctx.ok), &mut failed, SystemOperation::sum());
     if world.rank() == 0 {

@@ -134,3 +134,68 @@ fn a_checkpoint_restores_in_other_layouts_and_bad_ones_are_refused() {
         out.stdout
     );
 }
+
+/// `juxmem launch` of the weather pipeline (three stages and verify), its output.
+fn launch_weather(dir: &std::path::Path, label: &str, stage_args: &str, cycles: u64) -> Output {
+    let weather = example("weather");
+    let pipeline = dir.join(format!("{label}.pipeline"));
+    let (w, o) = (weather.display(), dir.display());
+    std::fs::write(
+        &pipeline,
+        format!(
+            "federation weather-{label}\ncluster A1 providers=1\ncluster A2 providers=1\ncluster A3 providers=1\n\
+             stage A1 np=2 {w} --stage 1 --cycles {cycles} --out {o} {stage_args}\n\
+             stage A2 np=3 {w} --stage 2 --cycles {cycles} --out {o} {stage_args}\n\
+             stage A3 np=2 {w} --stage 3 --cycles {cycles} --out {o} {stage_args}\n\
+             stage A3 np=1 {w} --stage verify --cycles {cycles} {stage_args}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_juxmem"));
+    mpi_env(&mut cmd);
+    cmd.args(["launch", pipeline.to_str().unwrap(), "--timeout", "200"]);
+    run_with_timeout(cmd, Duration::from_secs(300))
+}
+
+#[test]
+fn the_weather_pipeline_restarts_from_its_last_checkpointed_cycle() {
+    let dir = std::env::temp_dir().join(format!("juxmem-weather-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("checkpoints");
+    // Two cycles, each final field checkpointed; then the whole federation stops.
+    let out = launch_weather(
+        &dir,
+        "first",
+        &format!("--checkpoint {}", ckpt.display()),
+        2,
+    );
+    assert!(
+        out.success && out.stdout.contains("launch: all stages succeeded"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(ckpt.join("cycle-1/manifest").exists());
+    // A new federation resumes after cycle 1: cycles 2 and 3, and the last checkpoint restored
+    // into the verify stage's own layout (1 rank) equals the model's.
+    let out = launch_weather(&dir, "second", &format!("--restart {}", ckpt.display()), 4);
+    assert!(out.success, "{}\n{}", out.stdout, out.stderr);
+    for want in [
+        "stage 1: restarting after cycle 1, checkpointed",
+        "stage verify cycle 1: final field restored from",
+        "stage verify cycle 2: final field (day 3 version 1) read back: max |error| vs single process = 0.000e0",
+        "stage verify cycle 3: final field (day 3 version 2) read back: max |error| vs single process = 0.000e0",
+        "WEATHER stage verify verified: 2 cycles",
+        "launch: all stages succeeded",
+    ] {
+        assert!(out.stdout.contains(want), "missing {want:?}:\n{}", out.stdout);
+    }
+    let restored = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("final field restored from"))
+        .unwrap();
+    assert!(restored.ends_with("= 0.000e0"), "{restored}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -575,6 +575,31 @@ juxmem_status juxmem_list(struct juxmem_context *ctx,
                           struct juxmem_names **out);
 
 /*
+ The names of the arrays of the whole federation matching every condition given (sorted):
+ the name `pattern` (as juxmem_list; NULL for all), the element type `elem_type` (0 for
+ any), the shape `shape` of `ndims` extents (NULL for any), and the `nattrs` attributes
+ `keys[i]` = `values[i]` (each array must carry all of them).
+ */
+juxmem_status juxmem_search(struct juxmem_context *ctx,
+                            const char *pattern,
+                            juxmem_type elem_type,
+                            uint32_t ndims,
+                            const uint64_t *shape,
+                            uint32_t nattrs,
+                            const char *const *keys,
+                            const char *const *values,
+                            struct juxmem_names **out);
+
+/*
+ Sets attribute `key` to `value` (user metadata: units, forecast cycle, model...; found by
+ juxmem_search), under a write acquire (collective); it takes effect at once. A key has 1 to
+ 64 letters, digits, '_', '-' or '.'; a value at most 1024 bytes on one line.
+ */
+juxmem_status juxmem_array_set_attribute(struct juxmem_array *array,
+                                         const char *key,
+                                         const char *value);
+
+/*
  Number of names in a list.
  */
 juxmem_status juxmem_names_count(const struct juxmem_names *names, size_t *count);

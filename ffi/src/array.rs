@@ -913,6 +913,79 @@ pub unsafe extern "C" fn juxmem_list(
     })
 }
 
+/// The names of the arrays of the whole federation matching every condition given (sorted):
+/// the name `pattern` (as juxmem_list; NULL for all), the element type `elem_type` (0 for
+/// any), the shape `shape` of `ndims` extents (NULL for any), and the `nattrs` attributes
+/// `keys[i]` = `values[i]` (each array must carry all of them).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_search(
+    ctx: *mut juxmem_context,
+    pattern: *const c_char,
+    elem_type: juxmem_type,
+    ndims: u32,
+    shape: *const u64,
+    nattrs: u32,
+    keys: *const *const c_char,
+    values: *const *const c_char,
+    out: *mut *mut juxmem_names,
+) -> juxmem_status {
+    boundary!({
+        check_null!(ctx, out);
+        let mut q = jx::service::protocol::Query {
+            pattern: if pattern.is_null() {
+                "*".into()
+            } else {
+                tri!(c_str(pattern, "the pattern")).to_string()
+            },
+            ..Default::default()
+        };
+        if elem_type != 0 {
+            q.elem = Some(tri!(crate::typed::elem_type(elem_type)));
+        }
+        if !shape.is_null() {
+            q.shape = Some(slice(shape, ndims as usize).to_vec());
+        }
+        if nattrs > 0 {
+            check_null!(keys, values);
+            for i in 0..nattrs as usize {
+                let k = tri!(c_str(*keys.add(i), "an attribute key"));
+                let v = tri!(c_str(*values.add(i), "an attribute value"));
+                q.attributes.insert(k.to_string(), v.to_string());
+            }
+        }
+        (*ctx).with(|s| {
+            let entries = tri!(s.fed.search(&q));
+            let names = entries
+                .into_iter()
+                .map(|e| CString::new(e.name).unwrap_or_default())
+                .collect();
+            *out = Box::into_raw(Box::new(juxmem_names { names }));
+            JUXMEM_OK
+        })
+    })
+}
+
+/// Sets attribute `key` to `value` (user metadata: units, forecast cycle, model...; found by
+/// juxmem_search), under a write acquire (collective); it takes effect at once. A key has 1 to
+/// 64 letters, digits, '_', '-' or '.'; a value at most 1024 bytes on one line.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_set_attribute(
+    array: *mut juxmem_array,
+    key: *const c_char,
+    value: *const c_char,
+) -> juxmem_status {
+    boundary!({
+        check_null!(array, key, value);
+        let key = tri!(c_str(key, "key"));
+        let value = tri!(c_str(value, "value"));
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                status_of(x.set_attributes(&[(key, value)], &[]))
+            })
+        })
+    })
+}
+
 /// Number of names in a list.
 #[no_mangle]
 pub unsafe extern "C" fn juxmem_names_count(

@@ -63,6 +63,7 @@ fn main() {
         retention: Retention::default(),
         homes: HomePlacement::Daemons,
         replicate_to: vec!["A2".into()],
+        attributes: Default::default(),
     };
     let meta = ArrayMeta {
         id: 1,
@@ -243,6 +244,7 @@ fn main() {
             elem: ElemType::F32,
             shape: vec![64],
             committed: 3,
+            attributes: [("units".to_string(), "K".to_string())].into(),
         }]),
         Response::WriteGranted {
             epoch: 2,
@@ -338,6 +340,7 @@ fn main() {
         incarnation: Some(123456789),
         pid: Some(4242),
         host: Some("node17".into()),
+        fingerprint: Some("ab".repeat(32)),
     };
     save("contact", "manager", render(&contact).as_bytes());
 

@@ -12,8 +12,8 @@
 //! - `manifest`: text, one `key=value` per line after the first line `juxmem-checkpoint 1`:
 //!   `name`, `type` (`f64`, `i32`, ...), `shape` (comma-separated extents), `dists` (one per
 //!   dimension: `block`, `cyclic`, `block-cyclic(<b>)`), `grid` (processes per dimension),
-//!   `version` (the version checkpointed), `attributes` (empty in this version), then for each
-//!   block `block.<b>=<file> <bytes> <crc32 in hex>` (CRC-32, IEEE).
+//!   `version` (the version checkpointed), one `attribute.<key>=<value>` per attribute of the
+//!   array, then for each block `block.<b>=<file> <bytes> <crc32 in hex>` (CRC-32, IEEE).
 //!
 //! The manifest is written last (each block file is written aside, synced and renamed first):
 //! a directory without a manifest is an unfinished checkpoint. Every block file is checked
@@ -58,6 +58,8 @@ pub struct Manifest {
     pub layout: Layout,
     /// The version checkpointed.
     pub version: u64,
+    /// The array's attributes.
+    pub attributes: std::collections::BTreeMap<String, String>,
     /// One per block of `layout`.
     pub blocks: Vec<BlockFile>,
 }
@@ -71,7 +73,7 @@ impl Manifest {
     pub fn render(&self) -> String {
         let dists: Vec<String> = self.layout.dists().iter().map(Dist::to_string).collect();
         let mut s = format!(
-            "{MAGIC}\nname={}\ntype={}\nshape={}\ndists={}\ngrid={}\nversion={}\nattributes=\n",
+            "{MAGIC}\nname={}\ntype={}\nshape={}\ndists={}\ngrid={}\nversion={}\n",
             self.name,
             self.elem,
             join(&self.layout.shape()),
@@ -79,6 +81,9 @@ impl Manifest {
             join(&self.layout.grid()),
             self.version
         );
+        for (k, v) in &self.attributes {
+            s += &format!("attribute.{k}={v}\n");
+        }
         for (b, f) in self.blocks.iter().enumerate() {
             s += &format!("block.{b}={} {} {:08x}\n", f.file, f.bytes, f.crc32);
         }
@@ -164,7 +169,13 @@ impl Manifest {
                 crc32,
             });
         }
-        if kv.len() != 7 + blocks.len() {
+        let attributes: std::collections::BTreeMap<String, String> = kv
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("attribute.")?.to_string(), v.clone())))
+            .collect();
+        crate::service::protocol::check_attributes(&attributes)
+            .map_err(|e| bad(format!("attributes: {e}")))?;
+        if kv.len() != 6 + blocks.len() + attributes.len() {
             return Err(bad(
                 "lines this version does not know (block lines beyond the layout's?)".into(),
             ));
@@ -174,6 +185,7 @@ impl Manifest {
             elem,
             layout,
             version,
+            attributes,
             blocks,
         })
     }
@@ -203,6 +215,7 @@ pub(crate) fn write<T: Element, G: Group + ?Sized>(
     name: &str,
     layout: &Layout,
     version: u64,
+    attributes: &std::collections::BTreeMap<String, String>,
     local: &[T],
 ) -> Result<()> {
     if cfg!(target_endian = "big") {
@@ -248,6 +261,7 @@ pub(crate) fn write<T: Element, G: Group + ?Sized>(
                 elem: T::TYPE,
                 layout: layout.clone(),
                 version,
+                attributes: attributes.clone(),
                 blocks,
             };
             write_file(dir, MANIFEST, m.render().as_bytes())?;
@@ -369,6 +383,7 @@ mod tests {
                 .collect(),
             layout,
             version: 9,
+            attributes: [("units".to_string(), "K".to_string())].into(),
         }
     }
 
@@ -403,6 +418,10 @@ mod tests {
                     .join("\n"),
             ),
             ("an extra line", format!("{text}block.2=block-2.bin 4 0\n")),
+            (
+                "a bad attribute",
+                text.replace("attribute.units=K", "attribute.un its=K"),
+            ),
             ("a zero grid", text.replace("grid=2,1", "grid=0,1")),
         ];
         for (what, t) in cases {

@@ -50,6 +50,7 @@ pub struct ArrayOptions {
     retention: Retention,
     homes: HomePlacement,
     replicate_to: Vec<String>,
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl ArrayOptions {
@@ -62,7 +63,15 @@ impl ArrayOptions {
             retention: Retention::default(),
             homes: HomePlacement::Creator,
             replicate_to: vec![],
+            attributes: Default::default(),
         }
+    }
+
+    /// An attribute (user metadata: units, forecast cycle, model...), found by
+    /// [`Federation::search`]; see [`check_attributes`] for the limits.
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> ArrayOptions {
+        self.attributes.insert(key.into(), value.into());
+        self
     }
 
     /// Copies in `clusters` clusters, `providers_per_cluster` providers each.
@@ -211,6 +220,19 @@ impl Federation {
         }
     }
 
+    /// The arrays of the whole federation matching `query` (name pattern, element type,
+    /// shape, attributes), by name.
+    pub fn search(&self, query: &Query) -> Result<Vec<NameEntry>> {
+        check_attributes(&query.attributes)?;
+        match self.manager_call(&Request::Search {
+            query: query.clone(),
+            forwarded: false,
+        })? {
+            Response::Names(n) => Ok(n),
+            other => Err(unexpected("Search", &other)),
+        }
+    }
+
     /// The federation's state.
     pub fn status(&self) -> Result<Vec<ClusterStatus>> {
         match self.manager_call(&Request::Status { forwarded: false })? {
@@ -284,6 +306,7 @@ impl Federation {
             retention: opts.retention,
             homes: opts.homes,
             replicate_to: opts.replicate_to,
+            attributes: opts.attributes,
         };
         let meta = on_root(group, || {
             let homes = if spec.homes == HomePlacement::Creator {
@@ -397,6 +420,13 @@ impl Federation {
         }
         opts.layout.check_same_shape(&m.layout)?;
         let layout = opts.layout.clone();
+        // The checkpoint's attributes, under those `opts` give.
+        let mut opts = opts;
+        for (k, v) in &m.attributes {
+            opts.attributes
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
         let mut a = self.create::<T, G>(group, name, opts)?;
         let filled = a.acquire_overwrite().and_then(|()| {
             let rank = group.rank() as u64;

@@ -672,6 +672,46 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         })
     }
 
+    /// The array's attributes, as known when this handle was opened or last changed them.
+    pub fn attributes(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.view.meta.spec.attributes
+    }
+
+    /// Sets the attributes `set` and removes those named in `remove`, under a write acquire
+    /// (collective; the change takes effect at once, not with the release).
+    pub fn set_attributes(&mut self, set: &[(&str, &str)], remove: &[&str]) -> Result<()> {
+        let Access::Write { epoch, .. } = self.access else {
+            return Err(Error::NotAcquired(format!(
+                "set_attributes on {} needs acquire()",
+                self.name()
+            )));
+        };
+        let set: std::collections::BTreeMap<String, String> = set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let remove: Vec<String> = remove.iter().map(|k| k.to_string()).collect();
+        check_attributes(&set)?;
+        let fed = self.view.fed.clone();
+        let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
+        let (s2, r2) = (set.clone(), remove.clone());
+        on_root(self.group, || {
+            let req = Request::SetAttributes {
+                array: id,
+                epoch,
+                set: s2,
+                remove: r2,
+            };
+            fed.inner.pool.call(&manager.addr, &req).map(|_| ())
+        })?;
+        let attrs = &mut self.view.meta.spec.attributes;
+        for k in &remove {
+            attrs.remove(k);
+        }
+        attrs.extend(set);
+        Ok(())
+    }
+
     /// Writes the version this handle reads (after [`SharedArray::acquire_read`]) to the
     /// directory `dir` as a checkpoint (collective): one file per member (its local part, in
     /// this handle's layout) and a manifest, written last (see
@@ -685,7 +725,16 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             )));
         };
         let local = self.local()?;
-        super::checkpoint::write(self.group, dir, self.name(), &self.layout, version, &local)?;
+        let attributes = &self.view.meta.spec.attributes;
+        super::checkpoint::write(
+            self.group,
+            dir,
+            self.name(),
+            &self.layout,
+            version,
+            attributes,
+            &local,
+        )?;
         Ok(version)
     }
 

@@ -12,7 +12,7 @@ use crate::service::coherence::{Blocker, Grant, Poll, Ticket, Versions};
 use crate::service::groups::{DataGroups, Effect};
 use crate::service::names::{ClaimAnswer, Claimant, Claims};
 use crate::service::protocol::{
-    ArrayId, ArrayMeta, ArraySpec, ArrayStatus, NodeInfo, Touched, VersionReq,
+    check_attributes, ArrayId, ArrayMeta, ArraySpec, ArrayStatus, NodeInfo, Touched, VersionReq,
 };
 
 /// A process holding something at a manager: its node name and incarnation.
@@ -173,6 +173,26 @@ impl Entry {
         self.writer = None;
         self.last_commit = Some((owner.clone(), epoch, version));
         self.last_writer = Some(owner.clone());
+        Ok(())
+    }
+
+    /// Sets and removes attributes, for `owner` holding the write lock as epoch `epoch`; the
+    /// result must stay within the limits ([`check_attributes`]), else nothing changes.
+    pub fn set_attributes(
+        &mut self,
+        owner: &Owner,
+        epoch: u64,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<()> {
+        self.check_writer(owner, epoch)?;
+        let mut attrs = self.spec.attributes.clone();
+        for k in remove {
+            attrs.remove(k);
+        }
+        attrs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        check_attributes(&attrs)?;
+        self.spec.attributes = attrs;
         Ok(())
     }
 
@@ -535,6 +555,7 @@ mod tests {
             retention: Retention::default(),
             homes: HomePlacement::Daemons,
             replicate_to: vec![],
+            attributes: Default::default(),
         };
         let groups = DataGroups::new(
             Redundancy::NONE,

@@ -4,6 +4,8 @@
 //! Every request gets exactly one [`Response`]; requests marked "+ bulk" are followed by raw
 //! array bytes (length in the request), responses carrying [`Response::Data`] by raw bytes too.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::element::ElemType;
@@ -156,6 +158,57 @@ pub struct ArraySpec {
     pub homes: HomePlacement,
     /// Preferred clusters for copies outside the home's cluster (e.g. the consumer's).
     pub replicate_to: Vec<String>,
+    /// User metadata (units, forecast cycle, model...): see [`check_attributes`].
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Most attributes an array carries.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// Longest attribute key (letters, digits, `_`, `-`, `.`).
+pub const MAX_ATTRIBUTE_KEY: usize = 64;
+/// Longest attribute value.
+pub const MAX_ATTRIBUTE_VALUE: usize = 1024;
+
+/// `InvalidArgument` unless `attrs` are within the limits: at most [`MAX_ATTRIBUTES`], keys of
+/// 1 to [`MAX_ATTRIBUTE_KEY`] letters, digits, `_`, `-` or `.`, values of at most
+/// [`MAX_ATTRIBUTE_VALUE`] bytes without line breaks.
+pub fn check_attributes<'a>(
+    attrs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> crate::error::Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    for (n, (k, v)) in attrs.into_iter().enumerate() {
+        if n >= MAX_ATTRIBUTES {
+            return bad(format!("more than {MAX_ATTRIBUTES} attributes"));
+        }
+        let key_ok = !k.is_empty()
+            && k.len() <= MAX_ATTRIBUTE_KEY
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !key_ok {
+            return bad(format!(
+                "attribute key {k:?}: 1 to {MAX_ATTRIBUTE_KEY} letters, digits, '_', '-' or '.'"
+            ));
+        }
+        if v.len() > MAX_ATTRIBUTE_VALUE || v.contains(['\n', '\r']) {
+            return bad(format!(
+                "attribute {k}: a value of at most {MAX_ATTRIBUTE_VALUE} bytes on one line"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What [`Request::Search`] looks for: every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    /// Name pattern (as `List`: `*` matches any run; a trailing `/` lists a namespace).
+    pub pattern: String,
+    /// Element type.
+    pub elem: Option<ElemType>,
+    /// Global shape.
+    pub shape: Option<Vec<u64>>,
+    /// Attributes the array must carry with these values.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// Identifies one committed state of a block: the version it represents from on and the write
@@ -337,6 +390,8 @@ pub struct NameEntry {
     pub shape: Vec<u64>,
     /// Latest committed version.
     pub committed: u64,
+    /// Its attributes.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// A member as the status report shows it.
@@ -489,6 +544,26 @@ pub enum Request {
         pattern: String,
         /// See `Lookup`.
         forwarded: bool,
+    },
+    /// Arrays matching `query` (asks the other managers unless `forwarded`); answered
+    /// [`Response::Names`].
+    Search {
+        /// What to look for.
+        query: Query,
+        /// See `Lookup`.
+        forwarded: bool,
+    },
+    /// Sets and removes attributes of an array, by the holder of its write lock (`epoch`);
+    /// takes effect at once.
+    SetAttributes {
+        /// The array.
+        array: ArrayId,
+        /// The write epoch held.
+        epoch: u64,
+        /// Attributes to set.
+        set: BTreeMap<String, String>,
+        /// Attributes to remove.
+        remove: Vec<String>,
     },
     /// The federation's state as seen by this manager (and the others unless `forwarded`).
     Status {
@@ -698,6 +773,9 @@ pub enum Request {
 }
 
 /// Responses.
+// A response lives for one exchange and is decoded in place: boxing the array entry would
+// buy no memory and cost an allocation per answer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// Done.

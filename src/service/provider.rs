@@ -525,6 +525,8 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Create { .. } => "Create",
         Request::Lookup { .. } => "Lookup",
         Request::ClaimName { .. } => "ClaimName",
+        Request::Search { .. } => "Search",
+        Request::SetAttributes { .. } => "SetAttributes",
         Request::DropClaim { .. } => "DropClaim",
         Request::List { .. } => "List",
         Request::Status { .. } => "Status",

@@ -570,6 +570,7 @@ mod tests {
                 retention: Retention::default(),
                 homes: HomePlacement::Creator,
                 replicate_to: vec![],
+                attributes: Default::default(),
             },
             manager: node("A/m"),
             blocks: vec![placement.clone(), placement],

@@ -217,6 +217,38 @@ int main(int argc, char **argv) {
   expect("restore NULL dir", juxmem_restore(ctx, NULL, "restored/r4", JUXMEM_TYPE_DOUBLE, layout,
                                             NULL, &none),
          JUXMEM_E_NULL_PARAMETER, "dir");
+  /* Attributes under a write acquire, then found by search. */
+  expect("attribute without acquire", juxmem_array_set_attribute(a, "units", "K"),
+         JUXMEM_E_NOT_ACQUIRED, "acquire");
+  expect("acquire for attributes", juxmem_array_acquire(a, 5.0), JUXMEM_OK, NULL);
+  expect("bad attribute key", juxmem_array_set_attribute(a, "un its", "K"),
+         JUXMEM_E_INVALID_ARGUMENT, "attribute key");
+  expect("attribute", juxmem_array_set_attribute(a, "units", "K"), JUXMEM_OK, NULL);
+  expect("release after attributes", juxmem_array_release(a, NULL), JUXMEM_OK, NULL);
+  const char *keys[1] = {"units"}, *values[1] = {"K"}, *pascal[1] = {"Pa"};
+  juxmem_names *found = NULL;
+  expect("search", juxmem_search(ctx, NULL, JUXMEM_TYPE_DOUBLE, 0, NULL, 1, keys, values, &found),
+         JUXMEM_OK, NULL);
+  size_t nfound = 0;
+  const char *first = NULL;
+  expect("search count", juxmem_names_count(found, &nfound), JUXMEM_OK, NULL);
+  checks++;
+  if (nfound != 1 || juxmem_names_get(found, 0, &first) != JUXMEM_OK || strcmp(first, "errors/x")) {
+    failures++;
+    fprintf(stderr, "FAIL: search found %zu names\n", nfound);
+  }
+  juxmem_names_free(found);
+  expect("search, no match", juxmem_search(ctx, "*", 0, 0, NULL, 1, keys, pascal, &found), JUXMEM_OK,
+         NULL);
+  expect("search count, no match", juxmem_names_count(found, &nfound), JUXMEM_OK, NULL);
+  checks++;
+  if (nfound != 0) {
+    failures++;
+    fprintf(stderr, "FAIL: search for units=Pa found %zu names\n", nfound);
+  }
+  juxmem_names_free(found);
+  expect("search, NULL keys", juxmem_search(ctx, NULL, 0, 0, NULL, 1, NULL, values, &found),
+         JUXMEM_E_NULL_PARAMETER, "keys");
   juxmem_names *names = NULL;
   expect("list", juxmem_list(ctx, "errors/", &names), JUXMEM_OK, NULL);
   const char *name = NULL;

@@ -23,6 +23,7 @@ mod credentials;
 mod inspect;
 mod launch;
 mod picture;
+mod search;
 mod status;
 
 use std::collections::BTreeMap;
@@ -140,6 +141,7 @@ pub(crate) const USAGE: &str = "usage:
   juxmem show     NAME[@VERSION] --png FILE [--slice I,J,..] [--range LO,HI] [--wait SECONDS]
                   [--dir DIR]
   juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
+  juxmem search   [PATTERN] [--type T] [--shape A,B,..] [--attr KEY=VALUE].. [--dir DIR]
   juxmem destroy  NAME [--force] [--dir DIR]
   juxmem federation init DIR [--name NAME] [--days N]
   juxmem credentials issue --ca DIR --cluster NAME [--role manager|provider|both] [--out DIR]
@@ -152,7 +154,9 @@ get writes the array (latest version, or VERSION) as a NumPy .npy file; show dra
 array, or the slice of an n-D one at the leading indices --slice I,J,.. (default 0,..), as a
 PNG heat map with a colour bar (colours over the data's range, or --range LO,HI). A VERSION
 not released yet is an error unless --wait SECONDS waits for it. destroy frees an array's
-name and copies (--force: even while other processes use it).";
+name and copies (--force: even while other processes use it). search lists the arrays of every
+cluster whose name matches PATTERN (`*` any run; default all) and that have the type, shape and
+every attribute given.";
 
 fn main() -> ExitCode {
     let filter = std::env::var("JUXMEM_LOG").unwrap_or_else(|_| "warn".into());
@@ -186,6 +190,17 @@ fn main() -> ExitCode {
             })
         }
         "launch" => parse_args(rest, &["dir", "timeout"]).and_then(|a| launch::run_launch(&a)),
+        "search" => parse_args(rest, &["dir", "cluster", "type", "shape", "attr"]).and_then(|a| {
+            only_flags(&a, &[])?;
+            let o = |k: &str| a.options.get(k).map(String::as_str);
+            let q = search::query(
+                rest,
+                a.positional.first().map(String::as_str),
+                o("type"),
+                o("shape"),
+            )?;
+            search::run_search(&config(&a)?, q)
+        }),
         "destroy" => parse_args(rest, &["dir", "cluster"]).and_then(|a| {
             only_flags(&a, &["force"])?;
             run_destroy(&a)

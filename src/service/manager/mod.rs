@@ -305,6 +305,7 @@ impl Manager {
     /// and is undone if `owner` dies first.
     fn create(&self, owner: Owner, spec: ArraySpec, homes: Vec<NodeInfo>) -> Result<ArrayMeta> {
         check_name(&spec.name)?;
+        check_attributes(&spec.attributes)?;
         let versions = Versions::new(spec.retention)?;
         let nblocks = spec.layout.nprocs();
         if spec.redundancy.clusters == 0 || spec.redundancy.providers_per_cluster == 0 {
@@ -704,32 +705,45 @@ impl Manager {
         out
     }
 
-    fn list(&self, pattern: &str, forwarded: bool) -> Vec<NameEntry> {
+    /// The arrays matching `query`, here and (unless `forwarded`) in the other clusters.
+    fn search(&self, query: &Query, forwarded: bool) -> Vec<NameEntry> {
+        let shape_ok = |e: &Entry| {
+            query
+                .shape
+                .as_ref()
+                .is_none_or(|s| *s == e.spec.layout.shape())
+        };
         let mut names: Vec<NameEntry> = self
             .lock()
             .directory
             .entries()
-            .filter(|e| e.confirmed && name_matches(pattern, &e.spec.name))
+            .filter(|e| e.confirmed && name_matches(&query.pattern, &e.spec.name))
+            .filter(|e| query.elem.is_none_or(|t| t == e.spec.elem) && shape_ok(e))
+            .filter(|e| {
+                query
+                    .attributes
+                    .iter()
+                    .all(|(k, v)| e.spec.attributes.get(k) == Some(v))
+            })
             .map(|e| NameEntry {
                 name: e.spec.name.clone(),
                 cluster: self.me.cluster.clone(),
                 elem: e.spec.elem,
                 shape: e.spec.layout.shape(),
                 committed: e.versions.committed(),
+                attributes: e.spec.attributes.clone(),
             })
             .collect();
         if !forwarded {
             for peer in self.peers() {
-                match self.pool.call_manager(
-                    &peer,
-                    &Request::List {
-                        pattern: pattern.into(),
-                        forwarded: true,
-                    },
-                ) {
+                let req = Request::Search {
+                    query: query.clone(),
+                    forwarded: true,
+                };
+                match self.pool.call_manager(&peer, &req) {
                     Ok(Response::Names(n)) => names.extend(n),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!("listing at cluster {}: {e}", peer.cluster),
+                    Err(e) => tracing::warn!("searching at cluster {}: {e}", peer.cluster),
                 }
             }
         }
@@ -1103,7 +1117,36 @@ impl Manager {
                         pattern.len()
                     )));
                 }
-                Ok(Response::Names(self.list(&pattern, forwarded)))
+                let query = Query {
+                    pattern,
+                    ..Query::default()
+                };
+                Ok(Response::Names(self.search(&query, forwarded)))
+            }
+            Request::Search { query, forwarded } => {
+                if query.pattern.len() > MAX_PATTERN {
+                    return Err(Error::InvalidArgument(format!(
+                        "a name pattern of {} bytes; at most {MAX_PATTERN} are accepted",
+                        query.pattern.len()
+                    )));
+                }
+                check_attributes(&query.attributes)?;
+                Ok(Response::Names(self.search(&query, forwarded)))
+            }
+            Request::SetAttributes {
+                array,
+                epoch,
+                set,
+                remove,
+            } => {
+                if set.len() + remove.len() > 2 * MAX_ATTRIBUTES {
+                    return Err(Error::InvalidArgument("too many attribute changes".into()));
+                }
+                self.lock()
+                    .directory
+                    .get_mut(array)?
+                    .set_attributes(&owner, epoch, &set, &remove)?;
+                Ok(Response::Ok)
             }
             Request::Status { forwarded } => Ok(Response::Status(self.status(forwarded))),
             Request::Placement { array, suspects } => {

@@ -145,6 +145,7 @@ fn the_entry_of_a_block_too_large_to_host_is_not_kept() {
             retention: Retention::default(),
             homes: HomePlacement::Daemons,
             replicate_to: vec![],
+            attributes: Default::default(),
         },
         manager: node.clone(),
         blocks: vec![],

@@ -140,6 +140,7 @@ fn invalid_layouts_from_the_wire_get_a_typed_error_and_the_daemons_keep_serving(
             retention: Retention::default(),
             homes: HomePlacement::Daemons,
             replicate_to: vec![],
+            attributes: Default::default(),
         },
         homes: vec![],
     };

@@ -401,6 +401,7 @@ fn initial_entry() -> Entry {
         retention,
         homes: HomePlacement::Daemons,
         replicate_to: Vec::new(),
+        attributes: Default::default(),
     };
     let manager = NodeInfo {
         name: "manager".into(),

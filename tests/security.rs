@@ -77,6 +77,7 @@ fn spec(name: &str) -> ArraySpec {
         retention: Retention::default(),
         homes: HomePlacement::Daemons,
         replicate_to: vec![],
+        attributes: Default::default(),
     }
 }
 

@@ -57,6 +57,7 @@ struct RawSpec {
     retention: Retention,
     homes: HomePlacement,
     replicate_to: Vec<String>,
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 fn dim(extent: u64, procs: u64, block: u64, dist: Dist) -> RawDim {
@@ -83,6 +84,7 @@ fn create_bytes(layout: RawLayout) -> Vec<u8> {
         retention: Retention::default(),
         homes: HomePlacement::Daemons,
         replicate_to: vec![],
+        attributes: Default::default(),
     };
     let mut b = vec![CREATE];
     b.extend(postcard::to_stdvec(&(spec, Vec::<NodeInfo>::new())).unwrap());

@@ -158,7 +158,9 @@ pub struct ArraySpec {
     pub homes: HomePlacement,
     /// Preferred clusters for copies outside the home's cluster (e.g. the consumer's).
     pub replicate_to: Vec<String>,
-    /// User metadata (units, forecast cycle, model...): see [`check_attributes`].
+    /// User metadata (units, forecast cycle, model...): see [`check_attributes`]. (The
+    /// default only matters to self-describing formats: postcard always carries it.)
+    #[serde(default)]
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -545,26 +547,6 @@ pub enum Request {
         /// See `Lookup`.
         forwarded: bool,
     },
-    /// Arrays matching `query` (asks the other managers unless `forwarded`); answered
-    /// [`Response::Names`].
-    Search {
-        /// What to look for.
-        query: Query,
-        /// See `Lookup`.
-        forwarded: bool,
-    },
-    /// Sets and removes attributes of an array, by the holder of its write lock (`epoch`);
-    /// takes effect at once.
-    SetAttributes {
-        /// The array.
-        array: ArrayId,
-        /// The write epoch held.
-        epoch: u64,
-        /// Attributes to set.
-        set: BTreeMap<String, String>,
-        /// Attributes to remove.
-        remove: Vec<String>,
-    },
     /// The federation's state as seen by this manager (and the others unless `forwarded`).
     Status {
         /// See `Lookup`.
@@ -769,6 +751,27 @@ pub enum Request {
         name: String,
         /// The creation.
         by: Claimant,
+    },
+    // ---- attributes and search (manager)
+    /// Arrays matching `query` (asks the other managers unless `forwarded`); answered
+    /// [`Response::Names`].
+    Search {
+        /// What to look for.
+        query: Query,
+        /// See `Lookup`.
+        forwarded: bool,
+    },
+    /// Sets and removes attributes of an array, by the holder of its write lock (`epoch`);
+    /// takes effect at once.
+    SetAttributes {
+        /// The array.
+        array: ArrayId,
+        /// The write epoch held.
+        epoch: u64,
+        /// Attributes to set.
+        set: BTreeMap<String, String>,
+        /// Attributes to remove.
+        remove: Vec<String>,
     },
 }
 

@@ -203,3 +203,47 @@ fn a_cluster_never_gets_two_managers_even_when_the_first_is_paused() {
     let _ = exit_within(&mut third, Duration::from_secs(30));
     assert!(z.is_ok(), "{:?}", z.err());
 }
+
+/// `mpirun -np N fed_check create-on-daemons NAME LEN 1 1` in cluster A.
+fn create_on_daemons(
+    fed: &LocalFederation,
+    np: u32,
+    name: &str,
+    len: u64,
+) -> common::mpirun::Output {
+    let mut cmd = Command::new("mpirun");
+    common::mpirun::mpi_env(&mut cmd);
+    fed.env(&mut cmd, "A");
+    cmd.arg("-np")
+        .arg(np.to_string())
+        .arg(common::mpirun::example("fed_check"))
+        .args(["create-on-daemons", name, &len.to_string(), "1", "1"]);
+    common::mpirun::run_with_timeout(cmd, Duration::from_secs(120))
+}
+
+#[test]
+fn a_creation_that_finds_no_room_frees_what_it_reserved() {
+    // One daemon of 1 MiB; blocks of 12288 f64 with 4 versions retained need 384 KiB each:
+    // two fit, three do not.
+    let settings = common::federation::Settings {
+        capacity: "1MiB".into(),
+        ..Default::default()
+    };
+    let fed = LocalFederation::start_with("names-room", &[("A", 1)], settings);
+    let out = create_on_daemons(&fed, 3, "room/big", 3 * 12288);
+    assert!(!out.success, "three blocks do not fit:\n{}", out.stdout);
+    assert!(
+        out.stderr.contains("Capacity") || out.stdout.contains("Capacity"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    // What the failed creation reserved for its first two blocks is free again.
+    let out = create_on_daemons(&fed, 2, "room/small", 2 * 12288);
+    assert!(
+        out.success && out.stdout.contains("CREATED room/small"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}

@@ -545,31 +545,49 @@ impl Manager {
         let others = &others[..extra_clusters];
         let ppc = spec.redundancy.providers_per_cluster;
         let mut placements = Vec::new();
+        // Every daemon reserved so far, with its bytes: freed again if a later block finds no
+        // room (else a failed creation would keep memory nothing uses).
+        let mut reserved: Vec<(NodeInfo, u64)> = Vec::new();
         for b in 0..spec.layout.nprocs() {
-            let bytes = Self::copy_bytes(spec, b)?;
-            let home = match spec.homes {
-                HomePlacement::Creator => homes[b as usize].clone(),
-                HomePlacement::Daemons => {
-                    self.lock()
-                        .membership
-                        .reserve(&self.me.cluster, bytes, 1, &[])?[0]
-                        .clone()
+            let placed = (|| -> Result<(NodeInfo, Vec<NodeInfo>)> {
+                let bytes = Self::copy_bytes(spec, b)?;
+                let home = match spec.homes {
+                    HomePlacement::Creator => homes[b as usize].clone(),
+                    HomePlacement::Daemons => {
+                        let h = self
+                            .lock()
+                            .membership
+                            .reserve(&self.me.cluster, bytes, 1, &[])?[0]
+                            .clone();
+                        reserved.push((h.clone(), bytes));
+                        h
+                    }
+                };
+                let mut replicas = if ppc > 1 {
+                    self.lock().membership.reserve(
+                        &self.me.cluster,
+                        bytes,
+                        ppc - 1,
+                        std::slice::from_ref(&home.name),
+                    )?
+                } else {
+                    vec![]
+                };
+                reserved.extend(replicas.iter().map(|n| (n.clone(), bytes)));
+                for c in others {
+                    let got = self.reserve_at(c, bytes, ppc, vec![])?;
+                    reserved.extend(got.iter().map(|n| (n.clone(), bytes)));
+                    replicas.extend(got);
                 }
-            };
-            let mut replicas = if ppc > 1 {
-                self.lock().membership.reserve(
-                    &self.me.cluster,
-                    bytes,
-                    ppc - 1,
-                    std::slice::from_ref(&home.name),
-                )?
-            } else {
-                vec![]
-            };
-            for c in others {
-                replicas.extend(self.reserve_at(c, bytes, ppc, vec![])?);
+                Ok((home, replicas))
+            })();
+            match placed {
+                Ok(p) => placements.push(p),
+                Err(e) => {
+                    self.release_reserved(&reserved, &peers);
+                    return Err(e);
+                }
             }
-            placements.push((home, replicas));
         }
         let serial = {
             let mut st = self.lock();
@@ -589,20 +607,21 @@ impl Manager {
         // Daemon homes and every replica start holding their block now.
         for (b, placement) in meta.blocks.iter().enumerate() {
             for n in placement.copies().filter(|n| n.kind == NodeKind::Daemon) {
-                self.pool
-                    .call(
-                        &n.addr,
-                        &Request::Host {
-                            meta: meta.clone(),
-                            block: b as u32,
-                        },
-                    )
-                    .map_err(|e| {
-                        Error::Network(format!(
-                            "asking {n} to host block {b} of {}: {e}",
-                            spec.name
-                        ))
-                    })?;
+                let hosted = self.pool.call(
+                    &n.addr,
+                    &Request::Host {
+                        meta: meta.clone(),
+                        block: b as u32,
+                    },
+                );
+                if let Err(e) = hosted {
+                    // Nothing of it stays: the copies hosted so far and every reservation.
+                    self.drop_copies(&entry);
+                    return Err(Error::Network(format!(
+                        "asking {n} to host block {b} of {}: {e}",
+                        spec.name
+                    )));
+                }
             }
         }
         Ok(entry)
@@ -784,6 +803,27 @@ impl Manager {
         tracing::info!("destroyed {}", entry.spec.name);
         self.drop_copies(&entry);
         Ok(())
+    }
+
+    /// Frees memory reserved on daemons (here or, through their managers, elsewhere) for a
+    /// creation that failed before any copy was hosted.
+    fn release_reserved(&self, reserved: &[(NodeInfo, u64)], peers: &[Contact]) {
+        for (n, bytes) in reserved {
+            if n.kind != NodeKind::Daemon {
+                continue;
+            }
+            if n.cluster == self.me.cluster {
+                self.lock().membership.release(n, *bytes);
+            } else if let Some(c) = peers.iter().find(|c| c.cluster == n.cluster) {
+                let req = Request::Release {
+                    node: n.clone(),
+                    bytes: *bytes,
+                };
+                if let Err(e) = self.pool.call_manager(c, &req) {
+                    tracing::debug!("releasing memory on {}: {e}", n.name);
+                }
+            }
+        }
     }
 
     /// Tells every copy of `entry` to drop it, and frees the memory placed for them.

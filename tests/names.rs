@@ -131,15 +131,31 @@ fn a_creation_that_cannot_ask_a_cluster_fails_and_frees_the_name() {
     assert!(e.to_string().contains("cluster A"), "{e}");
 }
 
+/// A process this test started, killed when dropped (also when the test fails half-way, so
+/// that a paused manager is never left behind).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            signal(&self.0, libc::SIGCONT);
+            signal(&self.0, libc::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A `juxmem manager` process for `cluster`, its output in `log`.
-fn manager(fed: &LocalFederation, cluster: &str, log: &str) -> std::process::Child {
+fn manager(fed: &LocalFederation, cluster: &str, log: &str) -> Daemon {
     let mut m = Command::new(juxmem_bin());
     m.args(["manager", "--cluster", cluster]);
     fed.env(&mut m, cluster);
-    m.stdout(Stdio::null())
-        .stderr(std::fs::File::create(fed.dir().join(log)).unwrap())
-        .spawn()
-        .unwrap()
+    Daemon(
+        m.stdout(Stdio::null())
+            .stderr(std::fs::File::create(fed.dir().join(log)).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn signal(child: &std::process::Child, sig: libc::c_int) {
@@ -169,21 +185,21 @@ fn a_cluster_never_gets_two_managers_even_when_the_first_is_paused() {
     let fed = LocalFederation::start("names-managers", &[("A", 0)]);
     fed.add_cluster_credentials("Z");
     let contact = fed.dir().join("Z.manager");
-    let mut first = manager(&fed, "Z", "z1.log");
+    let first = manager(&fed, "Z", "z1.log");
     wait_for("the first Z manager", || contact.exists());
     let first_contact = std::fs::read_to_string(&contact).unwrap();
     // Paused: it answers nobody, but it is still the cluster's manager.
-    signal(&first, libc::SIGSTOP);
+    signal(&first.0, libc::SIGSTOP);
     let mut second = manager(&fed, "Z", "z2.log");
-    let st = exit_within(&mut second, Duration::from_secs(30));
-    signal(&first, libc::SIGCONT);
+    let st = exit_within(&mut second.0, Duration::from_secs(30));
+    signal(&first.0, libc::SIGCONT);
     let log = std::fs::read_to_string(fed.dir().join("z2.log")).unwrap_or_default();
     assert!(
         st.is_some_and(|s| !s.success()),
         "a second manager of Z started while the first was paused: {st:?}\n{log}"
     );
     assert!(
-        log.contains("already runs") && log.contains(&format!("pid {}", first.id())),
+        log.contains("already runs") && log.contains(&format!("pid {}", first.0.id())),
         "{log}"
     );
     assert_eq!(
@@ -192,15 +208,14 @@ fn a_cluster_never_gets_two_managers_even_when_the_first_is_paused() {
         "the first manager's contact file was replaced"
     );
     // Once the first is gone (killed: no clean-up), a new one takes over.
-    signal(&first, libc::SIGKILL);
-    let _ = first.wait();
+    drop(first); // SIGKILL
     let mut third = manager(&fed, "Z", "z3.log");
     wait_for_within("the new Z manager", Duration::from_secs(30), || {
         std::fs::read_to_string(&contact).is_ok_and(|t| t != first_contact)
     });
     let z = Federation::join(fed.config("Z"));
-    signal(&third, libc::SIGTERM);
-    let _ = exit_within(&mut third, Duration::from_secs(30));
+    signal(&third.0, libc::SIGTERM);
+    let _ = exit_within(&mut third.0, Duration::from_secs(30));
     assert!(z.is_ok(), "{:?}", z.err());
 }
 

@@ -112,12 +112,13 @@ fn claimant(i: usize, home: usize) -> Claimant {
     }
 }
 
-/// Answer codes on the wire of the model: 0 granted, 1 claimed elsewhere, 2 exists.
+/// Answer codes on the wire of the model: 0 granted, 1 claimed elsewhere, 2 exists, 3 full.
 fn code(a: &ClaimAnswer) -> u8 {
     match a {
         ClaimAnswer::Granted => 0,
         ClaimAnswer::Claimed { .. } => 1,
         ClaimAnswer::Exists { .. } => 2,
+        ClaimAnswer::Full => 3,
     }
 }
 

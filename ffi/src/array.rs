@@ -901,15 +901,7 @@ pub unsafe extern "C" fn juxmem_list(
     boundary!({
         check_null!(ctx, pattern, out);
         let pattern = tri!(c_str(pattern, "the pattern"));
-        (*ctx).with(|s| {
-            let entries = tri!(s.fed.list(pattern));
-            let names = entries
-                .into_iter()
-                .map(|e| CString::new(e.name).unwrap_or_default())
-                .collect();
-            *out = Box::into_raw(Box::new(juxmem_names { names }));
-            JUXMEM_OK
-        })
+        (*ctx).with(|s| names_out(s.fed.list(pattern), out))
     })
 }
 
@@ -953,15 +945,7 @@ pub unsafe extern "C" fn juxmem_search(
                 q.attributes.insert(k.to_string(), v.to_string());
             }
         }
-        (*ctx).with(|s| {
-            let entries = tri!(s.fed.search(&q));
-            let names = entries
-                .into_iter()
-                .map(|e| CString::new(e.name).unwrap_or_default())
-                .collect();
-            *out = Box::into_raw(Box::new(juxmem_names { names }));
-            JUXMEM_OK
-        })
+        (*ctx).with(|s| names_out(s.fed.search(&q), out))
     })
 }
 
@@ -984,6 +968,19 @@ pub unsafe extern "C" fn juxmem_array_set_attribute(
             })
         })
     })
+}
+
+/// Hands the names of `found` to C as a new list in `*out`.
+unsafe fn names_out(
+    found: Result<Vec<jx::service::protocol::NameEntry>, Error>,
+    out: *mut *mut juxmem_names,
+) -> juxmem_status {
+    let names = tri!(found)
+        .into_iter()
+        .map(|e| CString::new(e.name).unwrap_or_default())
+        .collect();
+    *out = Box::into_raw(Box::new(juxmem_names { names }));
+    JUXMEM_OK
 }
 
 /// Number of names in a list.

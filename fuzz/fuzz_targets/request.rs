@@ -10,10 +10,10 @@
 use std::io::Cursor;
 
 use juxmem::element::ElemType;
-use juxmem::plan::stream::{pack_to, span_elements, unpack_from};
+use juxmem::plan::stream::{pack_to, unpack_from};
 use juxmem::service::coherence::Versions;
 use juxmem::service::protocol::{check_name, name_matches, Request};
-use juxmem::service::selection::{read_spans, write_spans};
+use juxmem::service::selection::{announced_write_spans, read_spans};
 use juxmem::service::store::{Data, Store};
 use juxmem::transport::tcp::{decode, read_frame};
 use juxmem::with_elem_size;
@@ -93,12 +93,10 @@ fn apply(store: &Store, req: Request) {
                 return;
             };
             let size = meta.spec.elem.size();
-            let Ok(spans) = write_spans(&meta.spec.layout, u64::from(block), &selection) else {
+            // The provider's own admission of the announced size.
+            let Ok(spans) = announced_write_spans(&meta, block, &selection, bytes) else {
                 return;
             };
-            if span_elements(&spans) * size as u64 != bytes {
-                return;
-            }
             let Ok(working) = store.working(array, block, term, epoch, base, false) else {
                 return;
             };

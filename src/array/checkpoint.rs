@@ -295,8 +295,9 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     Manifest::parse(&text, &path.display().to_string())
 }
 
-/// Fills `local` (this member's part in `target`) from the checkpoint in `dir`: every block
-/// file it needs is read whole and checked against the manifest's size and CRC first.
+/// Fills `local` (this member's part in `target`) from the checkpoint in `dir`, whose type and
+/// shape the caller checked against `T` and `target`: every block file it needs is read whole
+/// and checked against the manifest's size and CRC first.
 pub(crate) fn read_into<T: Element>(
     dir: &Path,
     m: &Manifest,
@@ -304,14 +305,6 @@ pub(crate) fn read_into<T: Element>(
     rank: u64,
     local: &mut [T],
 ) -> Result<()> {
-    if T::TYPE != m.elem {
-        return Err(Error::TypeMismatch {
-            what: format!("the checkpoint of {} in {}", m.name, dir.display()),
-            expected: m.elem.name().into(),
-            got: T::TYPE.name().into(),
-        });
-    }
-    target.check_same_shape(&m.layout)?;
     let plan = Plan::new(&m.layout, target)?;
     for t in plan.sources(rank)? {
         let f = &m.blocks[t.peer as usize];

@@ -223,7 +223,6 @@ impl Federation {
     /// The arrays of the whole federation matching `query` (name pattern, element type,
     /// shape, attributes), by name.
     pub fn search(&self, query: &Query) -> Result<Vec<NameEntry>> {
-        check_attributes(&query.attributes)?;
         match self.manager_call(&Request::Search {
             query: query.clone(),
             forwarded: false,

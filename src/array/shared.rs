@@ -691,7 +691,6 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let remove: Vec<String> = remove.iter().map(|k| k.to_string()).collect();
-        check_attributes(&set)?;
         let fed = self.view.fed.clone();
         let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
         let (s2, r2) = (set.clone(), remove.clone());
@@ -704,12 +703,8 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             };
             fed.inner.pool.call(&manager.addr, &req).map(|_| ())
         })?;
-        let attrs = &mut self.view.meta.spec.attributes;
-        for k in &remove {
-            attrs.remove(k);
-        }
-        attrs.extend(set);
-        Ok(())
+        // The manager took it: the same change here.
+        change_attributes(&mut self.view.meta.spec.attributes, &set, &remove)
     }
 
     /// Writes the version this handle reads (after [`SharedArray::acquire_read`]) to the

@@ -12,7 +12,7 @@ use crate::service::coherence::{Blocker, Grant, Poll, Ticket, Versions};
 use crate::service::groups::{DataGroups, Effect};
 use crate::service::names::{ClaimAnswer, Claimant, Claims};
 use crate::service::protocol::{
-    check_attributes, ArrayId, ArrayMeta, ArraySpec, ArrayStatus, NodeInfo, Touched, VersionReq,
+    change_attributes, ArrayId, ArrayMeta, ArraySpec, ArrayStatus, NodeInfo, Touched, VersionReq,
 };
 
 /// A process holding something at a manager: its node name and incarnation.
@@ -186,14 +186,7 @@ impl Entry {
         remove: &[String],
     ) -> Result<()> {
         self.check_writer(owner, epoch)?;
-        let mut attrs = self.spec.attributes.clone();
-        for k in remove {
-            attrs.remove(k);
-        }
-        attrs.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        check_attributes(&attrs)?;
-        self.spec.attributes = attrs;
-        Ok(())
+        change_attributes(&mut self.spec.attributes, set, remove)
     }
 
     /// Aborts epoch `epoch` held by `owner`.
@@ -523,6 +516,9 @@ pub fn name_taken(name: &str, answer: &ClaimAnswer) -> Error {
         )),
         ClaimAnswer::Claimed { cluster } => Error::AlreadyExists(format!(
             "an array named {name:?} is being created in cluster {cluster}"
+        )),
+        ClaimAnswer::Full => Error::Capacity(format!(
+            "{name:?}: too many creations under way in the federation; try again"
         )),
         ClaimAnswer::Granted => Error::Protocol(format!("{name:?}: granted is not taken")),
     }

@@ -200,6 +200,23 @@ pub fn check_attributes<'a>(
     Ok(())
 }
 
+/// `attrs` after a [`Request::SetAttributes`]: `remove` removed, then `set` set; `Err` (and
+/// `attrs` unchanged) if the result is beyond the limits.
+pub fn change_attributes(
+    attrs: &mut BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    remove: &[String],
+) -> crate::error::Result<()> {
+    let mut changed = attrs.clone();
+    for k in remove {
+        changed.remove(k);
+    }
+    changed.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    check_attributes(&changed)?;
+    *attrs = changed;
+    Ok(())
+}
+
 /// What [`Request::Search`] looks for: every condition given must hold.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Query {

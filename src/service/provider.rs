@@ -20,7 +20,7 @@ use crate::service::pool::Pool;
 use crate::service::protocol::{
     ArrayId, ArrayMeta, NodeId, NodeInfo, Request, Response, Selection, Stamp,
 };
-use crate::service::selection::{read_spans, write_spans};
+use crate::service::selection::{announced_write_spans, read_spans};
 use crate::service::server::Handler;
 use crate::service::store::{Data, Store};
 use crate::transport::tcp::{io_error, Conn};
@@ -396,18 +396,7 @@ impl Handler for Provider {
                     Err(e) => return refuse_bulk(conn, e),
                 };
                 let size = meta.spec.elem.size();
-                let checked = write_spans(&meta.spec.layout, u64::from(block), &selection).and_then(|spans| {
-                    let want = span_elements(&spans) * size as u64;
-                    if want == bytes {
-                        Ok(spans)
-                    } else {
-                        Err(Error::Protocol(format!(
-                            "write to block {block} of {} announces {bytes} bytes; the selection holds {want}",
-                            meta.spec.name
-                        )))
-                    }
-                });
-                let spans = match checked {
+                let spans = match announced_write_spans(&meta, block, &selection, bytes) {
                     Ok(s) => s,
                     Err(e) => return refuse_bulk(conn, e),
                 };

@@ -608,29 +608,27 @@ impl<M: Machine> Replica<M> {
                         out.applied.push((Proposal(p), outcome));
                     }
                 }
+                // Either encoding raft writes of a membership change.
                 EntryType::EntryConfChangeV2 => {
-                    let mut cc = ConfChangeV2::default();
-                    cc.merge_from_bytes(&e.data)
-                        .map_err(|err| Error::Protocol(format!("a malformed change: {err}")))?;
-                    let cs = self
-                        .raw
-                        .apply_conf_change(&cc)
-                        .map_err(|err| raft_error("applying a membership change", err))?;
-                    self.raw.mut_store().mem.wl().set_conf_state(cs);
+                    let cc: ConfChangeV2 = decode_change(&e.data)?;
+                    let cs = self.raw.apply_conf_change(&cc);
+                    self.keep_voters(cs)?;
                 }
                 EntryType::EntryConfChange => {
-                    let mut cc = raft::prelude::ConfChange::default();
-                    cc.merge_from_bytes(&e.data)
-                        .map_err(|err| Error::Protocol(format!("a malformed change: {err}")))?;
-                    let cs = self
-                        .raw
-                        .apply_conf_change(&cc)
-                        .map_err(|err| raft_error("applying a membership change", err))?;
-                    self.raw.mut_store().mem.wl().set_conf_state(cs);
+                    let cc: raft::prelude::ConfChange = decode_change(&e.data)?;
+                    let cs = self.raw.apply_conf_change(&cc);
+                    self.keep_voters(cs)?;
                 }
             }
             self.applied = e.index;
         }
+        Ok(())
+    }
+
+    /// Keeps the voters an applied membership change leaves.
+    fn keep_voters(&mut self, applied: raft::Result<ConfState>) -> Result<()> {
+        let cs = applied.map_err(|err| raft_error("applying a membership change", err))?;
+        self.raw.mut_store().mem.wl().set_conf_state(cs);
         Ok(())
     }
 
@@ -691,6 +689,14 @@ impl<M: Machine> Replica<M> {
             .compact(applied)
             .map_err(|e| raft_error("compacting the log", e))
     }
+}
+
+/// A membership change as a log entry holds it.
+fn decode_change<C: protobuf::Message>(data: &[u8]) -> Result<C> {
+    let mut cc = C::new();
+    cc.merge_from_bytes(data)
+        .map_err(|err| Error::Protocol(format!("a malformed change: {err}")))?;
+    Ok(cc)
 }
 
 /// The context of a proposal or read: who asked (so that only the asking replica reports it)

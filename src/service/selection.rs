@@ -1,10 +1,11 @@
 //! What part of a block a read or write moves, as spans (see [`crate::plan::Span`]). Both ends
 //! of a transfer compute the same spans, so only the selection travels, never index lists.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::plan::stream::span_elements;
 use crate::plan::{region, Plan, Span};
-use crate::service::protocol::Selection;
+use crate::service::protocol::{ArrayMeta, Selection};
 
 /// Spans from block `block` of `layout` (src: block-local offsets) to the reader's buffer
 /// (dst: offsets in the reader's local part or region buffer).
@@ -26,6 +27,26 @@ pub fn write_spans(layout: &Layout, block: u64, sel: &Selection) -> Result<Vec<S
             .collect()),
         Selection::Piece { target, q } => Plan::cached(target, layout)?.spans(*q, block),
     }
+}
+
+/// [`write_spans`] for a `Write` of block `block` of the array `meta` that announces `bytes`:
+/// `Protocol` unless the selection holds exactly that many bytes of the array's type (checked
+/// before a byte of the data is read).
+pub fn announced_write_spans(
+    meta: &ArrayMeta,
+    block: u32,
+    sel: &Selection,
+    bytes: u64,
+) -> Result<Vec<Span>> {
+    let spans = write_spans(&meta.spec.layout, u64::from(block), sel)?;
+    let want = span_elements(&spans) * meta.spec.elem.size() as u64;
+    if want != bytes {
+        return Err(Error::Protocol(format!(
+            "write to block {block} of {} announces {bytes} bytes; the selection holds {want}",
+            meta.spec.name
+        )));
+    }
+    Ok(spans)
 }
 
 fn whole(layout: &Layout, block: u64) -> Result<Vec<Span>> {

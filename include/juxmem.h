@@ -281,6 +281,11 @@ typedef uint32_t juxmem_dist;
 #define JUXMEM_E_PRODUCER_GONE 409
 
 /*
+ No manager replica of the cluster leads (an election did not end in time).
+ */
+#define JUXMEM_E_NOT_LEADER 410
+
+/*
  A required pointer argument was NULL.
  */
 #define JUXMEM_E_NULL_PARAMETER 500

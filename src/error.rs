@@ -65,11 +65,15 @@ pub enum ErrorCode {
     Busy = 408,
     /// A version waited for will not come: the process that produced the array died.
     ProducerGone = 409,
+    /// The manager replica asked does not lead its cluster (or no replica leads yet: an
+    /// election is under way); clients follow the leader by themselves, so this is seen only
+    /// when none could be found in time.
+    NotLeader = 410,
 }
 
 impl ErrorCode {
     /// Every code, for tables and round trips.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidArgument,
         ErrorCode::ShapeMismatch,
         ErrorCode::TypeMismatch,
@@ -94,6 +98,7 @@ impl ErrorCode {
         ErrorCode::Fenced,
         ErrorCode::Busy,
         ErrorCode::ProducerGone,
+        ErrorCode::NotLeader,
     ];
 
     /// The numeric value, as the C ABI returns it.
@@ -210,6 +215,9 @@ pub enum Error {
     /// The producer of a version waited for died.
     #[error("producer gone: {0}")]
     ProducerGone(String),
+    /// A manager replica that does not lead its cluster.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
     /// An error raised by a remote peer, with its code and full message.
     #[error("{message}")]
     Remote {
@@ -256,6 +264,7 @@ impl Error {
             Error::Fenced(_) => ErrorCode::Fenced,
             Error::Busy(_) => ErrorCode::Busy,
             Error::ProducerGone(_) => ErrorCode::ProducerGone,
+            Error::NotLeader(_) => ErrorCode::NotLeader,
             Error::Remote { code, .. } => *code,
         }
     }
@@ -281,7 +290,8 @@ impl Error {
             | Error::NotAcquired(m)
             | Error::Fenced(m)
             | Error::Busy(m)
-            | Error::ProducerGone(m) => m.clone(),
+            | Error::ProducerGone(m)
+            | Error::NotLeader(m) => m.clone(),
             Error::Remote { message, .. } => message.clone(),
             other => other.to_string(),
         }
@@ -310,6 +320,7 @@ impl Error {
             407 => Error::Fenced(m),
             408 => Error::Busy(m),
             409 => Error::ProducerGone(m),
+            410 => Error::NotLeader(m),
             other => Error::Remote {
                 code: ErrorCode::from_u32(other).unwrap_or(ErrorCode::InvalidArgument),
                 message: m,

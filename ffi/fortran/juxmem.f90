@@ -53,6 +53,7 @@ module juxmem
   integer, parameter, public :: JUXMEM_E_FENCED = 407
   integer, parameter, public :: JUXMEM_E_BUSY = 408
   integer, parameter, public :: JUXMEM_E_PRODUCER_GONE = 409
+  integer, parameter, public :: JUXMEM_E_NOT_LEADER = 410
   integer, parameter, public :: JUXMEM_E_NULL_PARAMETER = 500
   integer, parameter, public :: JUXMEM_E_PANIC = 501
   integer, parameter, public :: JUXMEM_E_FINALIZED = 502

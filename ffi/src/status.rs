@@ -59,6 +59,8 @@ pub const JUXMEM_E_FENCED: juxmem_status = 407;
 pub const JUXMEM_E_BUSY: juxmem_status = 408;
 /// A version waited for will not come: the process that produced the array died.
 pub const JUXMEM_E_PRODUCER_GONE: juxmem_status = 409;
+/// No manager replica of the cluster leads (an election did not end in time).
+pub const JUXMEM_E_NOT_LEADER: juxmem_status = 410;
 /// A required pointer argument was NULL.
 pub const JUXMEM_E_NULL_PARAMETER: juxmem_status = 500;
 /// juxmem failed internally (a bug): the operation did not complete.
@@ -158,6 +160,10 @@ pub(crate) const STATUSES: &[(juxmem_status, &CStr)] = &[
     (
         JUXMEM_E_PRODUCER_GONE,
         c"JUXMEM_E_PRODUCER_GONE: the producer of the array died",
+    ),
+    (
+        JUXMEM_E_NOT_LEADER,
+        c"JUXMEM_E_NOT_LEADER: no manager replica of the cluster leads",
     ),
     (
         JUXMEM_E_NULL_PARAMETER,

@@ -195,7 +195,7 @@ impl Federation {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .keeper
-            .ensure(&manager.addr)
+            .ensure(&crate::service::contact::of_node(manager))
     }
 
     /// How many times a manager declared this process dead (it was paused or cut off for

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::service::failpoint;
 use crate::service::protocol::*;
+use crate::service::{contact, failpoint};
 
 use super::view::{retry, retry_shared, View};
 use super::{unexpected, Federation};
@@ -37,7 +37,10 @@ impl WriteEpoch {
             version,
             touched,
         };
-        self.fed.inner.pool.call(&self.manager.addr, &req)?;
+        self.fed
+            .inner
+            .pool
+            .call_manager(&contact::of_node(&self.manager), &req)?;
         if failpoint::hit("commit.reply_lost") {
             return Err(Error::Network(
                 "failpoint: the commit's answer was lost".into(),
@@ -52,7 +55,11 @@ impl WriteEpoch {
             array: self.array,
             epoch: self.epoch,
         };
-        let _ = self.fed.inner.pool.call(&self.manager.addr, &req);
+        let _ = self
+            .fed
+            .inner
+            .pool
+            .call_manager(&contact::of_node(&self.manager), &req);
     }
 }
 
@@ -73,13 +80,13 @@ pub(crate) fn take_write_lock(
     timeout: Duration,
 ) -> Result<Granted> {
     fed.ensure_lease(manager)?;
-    let r = fed.inner.pool.call_waiting(
-        &manager.addr,
+    let r = fed.inner.pool.call_manager_waiting(
+        &contact::of_node(manager),
         &Request::AcquireWrite {
             array: id,
             timeout_ms: timeout.as_millis() as u64,
         },
-        timeout,
+        Some(timeout),
     )?;
     match r {
         Response::WriteGranted {
@@ -330,7 +337,7 @@ impl<T: Element> RegionRead<T> {
                     .fed
                     .inner
                     .pool
-                    .call(&self.view.meta.manager.addr, &req)
+                    .call_manager(&contact::of_node(&self.view.meta.manager), &req)
                     .map(|_| ())
             }
             None => Ok(()),

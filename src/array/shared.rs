@@ -13,6 +13,7 @@ use crate::element::Element;
 use crate::error::{Error, ErrorCode, Result};
 use crate::layout::Layout;
 use crate::plan::{region, Plan, Span};
+use crate::service::contact;
 use crate::service::protocol::*;
 use crate::service::store::{Data, Working};
 
@@ -701,7 +702,10 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                 set: s2,
                 remove: r2,
             };
-            fed.inner.pool.call(&manager.addr, &req).map(|_| ())
+            fed.inner
+                .pool
+                .call_manager(&contact::of_node(&manager), &req)
+                .map(|_| ())
         })?;
         // The manager took it: the same change here.
         change_attributes(&mut self.view.meta.spec.attributes, &set, &remove)
@@ -791,8 +795,8 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             }
         }
         let learned = Instant::now();
-        let r = self.view.fed.inner.pool.call(
-            &self.view.meta.manager.addr,
+        let r = self.view.fed.inner.pool.call_manager(
+            &contact::of_node(&self.view.meta.manager),
             &Request::WaitVersion {
                 array: self.view.meta.id,
                 req: VersionReq::Latest,
@@ -916,7 +920,10 @@ impl<T: Element, G: Group + ?Sized> SharedArray<'_, T, G> {
                 array: id,
                 force: false,
             };
-            fed.inner.pool.call(&manager.addr, &req).map(|_| ())
+            fed.inner
+                .pool
+                .call_manager(&contact::of_node(&manager), &req)
+                .map(|_| ())
         })
     }
 }
@@ -936,7 +943,7 @@ impl<T: Element, G: Group + ?Sized> Drop for SharedArray<'_, T, G> {
                 .fed
                 .inner
                 .pool
-                .call(&self.view.meta.manager.addr, &req);
+                .call_manager(&contact::of_node(&self.view.meta.manager), &req);
         }
     }
 }
@@ -952,8 +959,8 @@ pub(crate) fn wait_version(
     reader: Option<u64>,
 ) -> Result<(u64, Option<u64>, Vec<BlockPlacement>)> {
     fed.ensure_lease(manager)?;
-    let r = fed.inner.pool.call_waiting(
-        &manager.addr,
+    let r = fed.inner.pool.call_manager_waiting(
+        &contact::of_node(manager),
         &Request::WaitVersion {
             array: id,
             req,
@@ -961,7 +968,7 @@ pub(crate) fn wait_version(
             pin: true,
             reader,
         },
-        timeout,
+        Some(timeout),
     )?;
     match r {
         Response::Version {
@@ -974,7 +981,10 @@ pub(crate) fn wait_version(
                 // Not kept pinned for a version this process cannot read.
                 if let Some(p) = pin {
                     let req = Request::Unpin { array: id, pin: p };
-                    let _ = fed.inner.pool.call(&manager.addr, &req);
+                    let _ = fed
+                        .inner
+                        .pool
+                        .call_manager(&contact::of_node(manager), &req);
                 }
                 Err(e)
             }

@@ -18,6 +18,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::service::protocol::{FullPolicy, Retention, VersionReq};
 
@@ -25,7 +27,7 @@ use crate::service::protocol::{FullPolicy, Retention, VersionReq};
 pub type Ticket = u64;
 
 /// A granted write epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Grant {
     /// Epoch id, carried by every write of the epoch.
     pub epoch: u64,
@@ -73,7 +75,7 @@ pub enum Poll<T> {
 }
 
 /// The versions and write lock of one array.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Versions {
     retention: Retention,
     committed: u64,

@@ -1,11 +1,13 @@
-//! Rendezvous through a federation directory: each manager writes a contact file
-//! `<dir>/<cluster>.manager` with its address, incarnation and pid. A file whose address
+//! Rendezvous through a federation directory: the manager leading each cluster writes a contact
+//! file `<dir>/<cluster>.manager` with its address, incarnation and pid, and every manager
+//! replica a file `<dir>/<cluster>.r<id>.replica` of the same form. A file whose address
 //! answers with another incarnation, or does not answer, is stale (left by a crashed run) and
 //! is reported as such, never trusted.
 //!
-//! A manager holds its cluster with an exclusive lock on `<dir>/<cluster>.manager.lock` for as
-//! long as it lives ([`claim`]): a second manager of the cluster is refused even while the
-//! first does not answer (paused), and a contact file found when the lock is free is stale.
+//! A manager replica holds its place with an exclusive lock (`<dir>/<cluster>.manager.lock` for
+//! replica 1, `<dir>/<cluster>.r<id>.lock` for the others) for as long as it lives ([`claim`]):
+//! a second process for the same replica is refused even while the first does not answer
+//! (paused), and a replica file found when the lock is free is stale.
 //!
 //! A contact file also names the manager's certificate (SHA-256): a client checks that the
 //! manager answering at the address presents that very certificate. Contact files are private
@@ -181,6 +183,106 @@ pub fn manager_of(cfg: &Config, cluster: &str) -> Result<Contact> {
         })
 }
 
+fn replica_path(dir: &Path, cluster: &str, id: u64) -> PathBuf {
+    dir.join(format!("{cluster}.r{id}.replica"))
+}
+
+/// Publishes manager replica `id` of its cluster (every replica has one such file, the
+/// leader also the cluster's `<cluster>.manager`): how the replicas find each other, and how
+/// clients find the leader after a failover.
+pub fn write_replica(dir: &Path, id: u64, c: &Contact) -> Result<()> {
+    let text = render(c);
+    let tmp = dir.join(format!(
+        ".{}.r{id}.replica.{}",
+        c.cluster,
+        std::process::id()
+    ));
+    let io = |e: std::io::Error| {
+        Error::Network(format!(
+            "cannot write a replica file in {}: {e}",
+            dir.display()
+        ))
+    };
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+    }
+    std::fs::rename(&tmp, replica_path(dir, &c.cluster, id)).map_err(io)
+}
+
+/// Removes replica `id`'s file if it is still this incarnation's.
+pub fn remove_replica(dir: &Path, cluster: &str, id: u64, incarnation: u64) {
+    let p = replica_path(dir, cluster, id);
+    if read_file(&p).is_ok_and(|c| c.incarnation == Some(incarnation)) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// The manager replicas of `cluster` the directory names, by replica id.
+pub fn replicas(dir: &Path, cluster: &str) -> Vec<(u64, Contact)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let prefix = format!("{cluster}.r");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".replica"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if let Ok(c) = read_file(&e.path()) {
+            if c.cluster == cluster {
+                out.push((id, c));
+            }
+        }
+    }
+    out.sort_by_key(|(id, _)| *id);
+    out
+}
+
+/// Where to ask for the manager of `cluster`: its leader's contact first (as the rendezvous
+/// names it), then every replica's (a failover may be under way).
+pub fn candidates(rendezvous: &Rendezvous, cluster: &str) -> Vec<Contact> {
+    let mut out: Vec<Contact> = Vec::new();
+    match rendezvous {
+        Rendezvous::Addresses(list) => {
+            for (c, addr) in list.iter().filter(|(c, _)| c == cluster) {
+                out.push(Contact {
+                    cluster: c.clone(),
+                    addr: addr.clone(),
+                    incarnation: None,
+                    pid: None,
+                    host: None,
+                    fingerprint: None,
+                });
+            }
+        }
+        Rendezvous::Dir(dir) => {
+            if let Ok(c) = read_file(&path(dir, cluster)) {
+                out.push(c);
+            }
+            for (_, c) in replicas(dir, cluster) {
+                if !out.iter().any(|o| o.addr == c.addr) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The error for a contact that does not answer as it should, saying which case it is where
 /// that can be told: a manager on this host whose process is gone (a crashed run), one that is
 /// alive but unreachable (what it advertised), or, elsewhere, either.
@@ -236,18 +338,20 @@ impl Claim {
     }
 }
 
-/// Publishes `me` as the manager of its cluster in the federation directory (if the rendezvous
-/// is one), after taking the cluster's manager lock: refused (`AlreadyExists`) while another
-/// manager of the cluster holds it, even one that does not answer (paused); a contact file left
+/// Publishes `me` as manager replica `replica` of its cluster in the federation directory (if
+/// the rendezvous is one), after taking that replica's lock: refused (`AlreadyExists`) while
+/// another process holds it, even one that does not answer (paused); a replica file left
 /// behind is then stale by construction and replaced. On a file system without locks, a
-/// manager that answers at the contact's address as its incarnation is what refuses.
-pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<Claim>> {
+/// manager that answers at the file's address as its incarnation is what refuses. The
+/// cluster's contact file (`<cluster>.manager`) is written by whichever replica leads
+/// ([`write`]).
+pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello, replica: u64) -> Result<Option<Claim>> {
     let Some(Rendezvous::Dir(dir)) = &cfg.rendezvous else {
         return Ok(None);
     };
-    let lock = lock_cluster(dir, &cfg.cluster)?;
+    let lock = lock_cluster(dir, &cfg.cluster, replica)?;
     if lock.is_none() {
-        if let Ok(old) = manager_of(cfg, &cfg.cluster) {
+        if let Ok(old) = read_file(&replica_path(dir, &cfg.cluster, replica)) {
             if let Ok(c) = tcp::connect(&old.addr, hello, &cfg.net) {
                 if Some(c.peer().incarnation) == old.incarnation {
                     return Err(Error::AlreadyExists(format!(
@@ -261,41 +365,48 @@ pub fn claim(cfg: &Config, me: &NodeInfo, hello: &Hello) -> Result<Option<Claim>
             }
         }
     }
-    if let Ok(old) = read_file(&path(dir, &cfg.cluster)) {
+    if let Ok(old) = read_file(&replica_path(dir, &cfg.cluster, replica)) {
         tracing::warn!(
-            "replacing the stale contact file of cluster {} ({}, pid {})",
+            "replacing the stale file of manager replica {replica} of cluster {} ({}, pid {})",
             cfg.cluster,
             old.addr,
             old.pid.unwrap_or(0)
         );
     }
-    write(
-        dir,
-        &Contact {
-            cluster: cfg.cluster.clone(),
-            addr: me.addr.clone(),
-            incarnation: Some(me.incarnation),
-            pid: Some(std::process::id()),
-            host: Some(hostname()),
-            fingerprint: match &cfg.net.security {
-                Security::Tls(c) => c.fingerprint(Role::Manager).map(str::to_string),
-                _ => None,
-            },
-        },
-    )?;
+    write_replica(dir, replica, &contact_of(cfg, me))?;
     Ok(Some(Claim {
         dir: dir.clone(),
         _lock: lock,
     }))
 }
 
-/// Takes the manager lock of `cluster` in `dir`: `Ok(None)` where the file system has no
-/// locks, `AlreadyExists` naming the holder if another process holds it.
-fn lock_cluster(dir: &Path, cluster: &str) -> Result<Option<std::fs::File>> {
+/// The contact of manager `me` (configured by `cfg`), as its files say it.
+pub fn contact_of(cfg: &Config, me: &NodeInfo) -> Contact {
+    Contact {
+        cluster: cfg.cluster.clone(),
+        addr: me.addr.clone(),
+        incarnation: Some(me.incarnation),
+        pid: Some(std::process::id()),
+        host: Some(hostname()),
+        fingerprint: match &cfg.net.security {
+            Security::Tls(c) => c.fingerprint(Role::Manager).map(str::to_string),
+            _ => None,
+        },
+    }
+}
+
+/// Takes the lock of manager replica `replica` of `cluster` in `dir` (replica 1, the only
+/// one of a cluster with a single manager: `<cluster>.manager.lock`): `Ok(None)` where the
+/// file system has no locks, `AlreadyExists` naming the holder if another process holds it.
+fn lock_cluster(dir: &Path, cluster: &str, replica: u64) -> Result<Option<std::fs::File>> {
     use std::io::{Read, Seek, Write};
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
-    let p = dir.join(format!("{cluster}.manager.lock"));
+    let p = if replica == 1 {
+        dir.join(format!("{cluster}.manager.lock"))
+    } else {
+        dir.join(format!("{cluster}.r{replica}.lock"))
+    };
     let io = |e: std::io::Error| Error::Network(format!("cannot open {}: {e}", p.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut f = std::fs::OpenOptions::new()
@@ -313,8 +424,9 @@ fn lock_cluster(dir: &Path, cluster: &str) -> Result<Option<std::fs::File>> {
             let mut holder = String::new();
             let _ = f.read_to_string(&mut holder);
             return Err(Error::AlreadyExists(format!(
-                "a manager for cluster {cluster} already runs ({}; it holds {}): stop it \
-                 first, even if it does not answer (a paused manager still holds the cluster)",
+                "a manager for cluster {cluster} (replica {replica}) already runs ({}; it holds \
+                 {}): stop it first, even if it does not answer (a paused manager still holds \
+                 the cluster)",
                 holder.trim(),
                 p.display()
             )));

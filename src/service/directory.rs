@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::service::coherence::{Blocker, Grant, Poll, Ticket, Versions};
 use crate::service::groups::{DataGroups, Effect};
@@ -24,7 +26,7 @@ pub fn owner_of(node: &NodeInfo) -> Owner {
 }
 
 /// One array's entry.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entry {
     /// Federation-wide id.
     pub id: ArrayId,
@@ -134,6 +136,42 @@ impl Entry {
             self.writer = Some((g.epoch, owner));
         }
         g
+    }
+
+    /// The grant `owner` holds, if it holds the write lock (its request is answered again
+    /// when repeated: the first answer was lost in a failover).
+    pub fn grant_of(&self, owner: &Owner) -> Option<Grant> {
+        match &self.writer {
+            Some((_, o)) if o == owner => self.versions.writer(),
+            _ => None,
+        }
+    }
+
+    /// The processes holding something of this array (the lock, pins, reader registrations,
+    /// an unconfirmed creation): a new leader starts a lease for each.
+    pub fn holders(&self) -> Vec<Owner> {
+        let mut v: Vec<Owner> = self
+            .writer
+            .iter()
+            .map(|(_, o)| o.clone())
+            .chain(self.pins.values().cloned())
+            .chain(self.readers.values().cloned())
+            .collect();
+        if !self.confirmed {
+            v.push(self.creator.clone());
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Forgets the writers waiting in the queue: their requests died with the leader that
+    /// queued them (they ask the new one again).
+    pub fn forget_waiters(&mut self) {
+        let tickets: Vec<Ticket> = self.tickets.keys().copied().collect();
+        for t in tickets {
+            self.cancel(t);
+        }
     }
 
     fn check_writer(&self, owner: &Owner, epoch: u64) -> Result<()> {

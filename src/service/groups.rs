@@ -13,13 +13,15 @@
 //! - A group short of the creator's redundancy (clusters x providers per cluster) gets new
 //!   copies; a copy becomes current only once it holds every committed stamp.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::service::protocol::{
     BlockPlacement, Health, NodeId, NodeInfo, Redundancy, Stamp, Touched,
 };
 
 /// A replica in a data group.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Replica {
     /// The provider.
     pub node: NodeInfo,
@@ -28,7 +30,7 @@ pub struct Replica {
 }
 
 /// One block's data group.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Group {
     term: u64,
     home: Option<NodeInfo>,
@@ -78,7 +80,7 @@ pub struct RestoreTask {
 }
 
 /// The data groups of one array.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DataGroups {
     redundancy: Redundancy,
     clusters: Vec<String>,

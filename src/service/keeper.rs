@@ -4,6 +4,10 @@
 //! killed outright is noticed at once (its control connections close); a paused or cut-off one
 //! when its leases run out.
 //!
+//! Control connections are kept per cluster, not per address: when a cluster's manager fails
+//! over, the heartbeat thread finds the new leader through the rendezvous (the leader's
+//! contact, then every replica's) and establishes the lease there again.
+//!
 //! At its own cluster's manager, the control connection also carries the provider's
 //! registration. If that manager declared this process dead (it was paused or cut off for
 //! longer than the failure timeout), its copies were handed over to others. A job process
@@ -20,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::config::Rendezvous;
 use crate::error::{Error, Result};
 use crate::service::contact::{self, Contact};
 use crate::service::protocol::{NodeInfo, Request, Response};
@@ -44,6 +49,7 @@ pub struct Registration {
 struct Shared {
     hello: Hello,
     net: NetConfig,
+    rendezvous: Option<Rendezvous>,
     interval: Duration,
     registration: Option<Registration>,
     stop: AtomicBool,
@@ -51,8 +57,10 @@ struct Shared {
     evicted: AtomicBool,
 }
 
-/// One manager's control connection and its heartbeat thread.
+/// One cluster's control connection (to its leading manager) and its heartbeat thread.
 struct Control {
+    /// The manager last reached.
+    contact: Mutex<Contact>,
     conn: Mutex<Option<Conn>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -69,26 +77,58 @@ fn call(conn: &mut Conn, req: &Request) -> Result<Response> {
 }
 
 impl Shared {
-    fn home(&self, addr: &str) -> Option<&Registration> {
+    fn home(&self, cluster: &str) -> Option<&Registration> {
         self.registration
             .as_ref()
-            .filter(|r| r.manager.addr == addr)
+            .filter(|r| r.node.cluster == cluster)
     }
 
-    /// Opens a control connection to `addr` and establishes the lease on it (registering at
-    /// our own manager; rejoining elsewhere).
-    fn open(&self, addr: &str) -> Result<Conn> {
-        let mut conn = tcp::connect(addr, &self.hello, &self.net)?;
-        match self.home(addr) {
+    /// Opens a control connection to the leading manager of `control`'s cluster, the one last
+    /// reached first, and establishes the lease on it.
+    fn open(&self, control: &Control) -> Result<Conn> {
+        let last = control
+            .contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut r = self.open_at(&last);
+        let Some(rendezvous) = &self.rendezvous else {
+            return r;
+        };
+        for c in contact::candidates(rendezvous, &last.cluster) {
+            match &r {
+                Ok(_) => break,
+                Err(Error::NotLeader(_) | Error::Stale(_) | Error::Network(_)) => {}
+                Err(_) => break,
+            }
+            if c.addr == last.addr && c.incarnation == last.incarnation {
+                continue;
+            }
+            r = self.open_at(&c);
+            if r.is_ok() {
+                *control.contact.lock().unwrap_or_else(|e| e.into_inner()) = c;
+            }
+        }
+        r
+    }
+
+    /// Opens a control connection to the manager `c` names and establishes the lease on it
+    /// (registering at our own manager; rejoining elsewhere).
+    fn open_at(&self, c: &Contact) -> Result<Conn> {
+        let mut conn = tcp::connect(&c.addr, &self.hello, &self.net).map_err(|e| match e {
+            Error::Network(m) => contact::stale(c, &format!("nothing answers there ({m})")),
+            other => other,
+        })?;
+        if let Some(want) = c.incarnation {
+            if conn.peer().incarnation != want {
+                return Err(contact::stale(
+                    c,
+                    "another manager incarnation answers there",
+                ));
+            }
+        }
+        match self.home(&c.cluster) {
             Some(r) => {
-                if let Some(want) = r.manager.incarnation {
-                    if conn.peer().incarnation != want {
-                        return Err(contact::stale(
-                            &r.manager,
-                            "another manager incarnation answers there",
-                        ));
-                    }
-                }
                 call(
                     &mut conn,
                     &Request::Register {
@@ -105,10 +145,10 @@ impl Shared {
         Ok(conn)
     }
 
-    /// The manager at `addr` refused us as dead.
-    fn declared_dead(&self, addr: &str, e: &Error) {
+    /// The manager of `cluster` refused us as dead.
+    fn declared_dead(&self, cluster: &str, e: &Error) {
         self.evictions.fetch_add(1, Ordering::SeqCst);
-        match self.home(addr) {
+        match self.home(cluster) {
             Some(r) if r.rejoin => {
                 tracing::warn!(
                     "{}: declared dead by the manager of {} ({e}); its copies were handed \
@@ -126,12 +166,12 @@ impl Shared {
                 );
                 self.evicted.store(true, Ordering::SeqCst);
             }
-            None => tracing::warn!("lease at {addr} lost: {e}"),
+            None => tracing::warn!("lease at the manager of {cluster} lost: {e}"),
         }
     }
 
-    /// One heartbeat on `addr`'s control connection, reconnecting if it broke.
-    fn renew(&self, addr: &str, slot: &mut MutexGuard<'_, Option<Conn>>) {
+    /// One heartbeat on `cluster`'s control connection, reconnecting if it broke.
+    fn renew(&self, cluster: &str, control: &Control, slot: &mut MutexGuard<'_, Option<Conn>>) {
         let renewed = match slot.as_mut() {
             Some(c) => call(c, &Request::Renew { rejoin: false }).map(|_| ()),
             None => Err(Error::Network("no control connection".into())),
@@ -140,45 +180,45 @@ impl Shared {
             return;
         };
         if matches!(e, Error::Fenced(_)) {
-            self.declared_dead(addr, &e);
+            self.declared_dead(cluster, &e);
         } else {
-            tracing::debug!("control connection to {addr}: {e}");
+            tracing::debug!("control connection to the manager of {cluster}: {e}");
         }
-        if self.evicted.load(Ordering::SeqCst) && self.home(addr).is_some() {
+        if self.evicted.load(Ordering::SeqCst) && self.home(cluster).is_some() {
             **slot = None; // the process starts again as a new member
             return;
         }
-        **slot = match self.open(addr) {
+        **slot = match self.open(control) {
             Ok(c) => Some(c),
             Err(e) => {
                 if matches!(e, Error::Fenced(_)) {
-                    self.declared_dead(addr, &e);
+                    self.declared_dead(cluster, &e);
                 } else {
-                    tracing::debug!("reconnecting to {addr}: {e}");
+                    tracing::debug!("reconnecting to the manager of {cluster}: {e}");
                 }
                 None
             }
         };
     }
 
-    fn stopping(&self, addr: &str) -> bool {
+    fn stopping(&self, cluster: &str) -> bool {
         self.stop.load(Ordering::SeqCst)
-            || (self.evicted.load(Ordering::SeqCst) && self.home(addr).is_some())
+            || (self.evicted.load(Ordering::SeqCst) && self.home(cluster).is_some())
     }
 
     /// The heartbeat thread of one control connection.
-    fn run(&self, addr: &str, control: &Control) {
-        while !self.stopping(addr) {
+    fn run(&self, cluster: &str, control: &Control) {
+        while !self.stopping(cluster) {
             // Sleep in short steps so that stopping is prompt.
             let mut slept = Duration::ZERO;
-            while slept < self.interval && !self.stopping(addr) {
+            while slept < self.interval && !self.stopping(cluster) {
                 let step = Duration::from_millis(50).min(self.interval - slept);
                 std::thread::sleep(step);
                 slept += step;
             }
-            if !self.stopping(addr) {
+            if !self.stopping(cluster) {
                 let mut slot = control.conn.lock().unwrap_or_else(|e| e.into_inner());
-                self.renew(addr, &mut slot);
+                self.renew(cluster, control, &mut slot);
             }
         }
     }
@@ -187,9 +227,11 @@ impl Shared {
 impl Keeper {
     /// Starts keeping leases as `hello`, renewing every `interval`; with a registration, the
     /// provider joins its cluster first (an error if its manager refuses or does not answer).
+    /// Managers that fail over are found again through `rendezvous`.
     pub fn start(
         hello: Hello,
         net: NetConfig,
+        rendezvous: Option<Rendezvous>,
         interval: Duration,
         registration: Option<Registration>,
     ) -> Result<Keeper> {
@@ -198,6 +240,7 @@ impl Keeper {
             shared: Arc::new(Shared {
                 hello,
                 net,
+                rendezvous,
                 interval,
                 registration,
                 stop: AtomicBool::new(false),
@@ -207,25 +250,22 @@ impl Keeper {
             controls: Mutex::new(BTreeMap::new()),
         };
         if let Some(manager) = home {
-            keeper.ensure(&manager.addr).map_err(|e| match e {
-                Error::Network(m) => {
-                    contact::stale(&manager, &format!("nothing answers there ({m})"))
-                }
-                other => other,
-            })?;
+            keeper.ensure(&manager)?;
         }
         Ok(keeper)
     }
 
-    /// Makes sure this process holds a lease at the manager at `addr` (before taking a lock or
-    /// a pin there).
-    pub fn ensure(&self, addr: &str) -> Result<()> {
+    /// Makes sure this process holds a lease at the manager of `manager`'s cluster (before
+    /// taking a lock or a pin there); `manager` is where to ask first.
+    pub fn ensure(&self, manager: &Contact) -> Result<()> {
+        let cluster = manager.cluster.clone();
         let control = {
             let mut controls = self.controls.lock().unwrap_or_else(|e| e.into_inner());
             controls
-                .entry(addr.to_string())
+                .entry(cluster.clone())
                 .or_insert_with(|| {
                     Arc::new(Control {
+                        contact: Mutex::new(manager.clone()),
                         conn: Mutex::new(None),
                         thread: Mutex::new(None),
                     })
@@ -235,16 +275,16 @@ impl Keeper {
         {
             let mut slot = control.conn.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_none() {
-                *slot = Some(self.shared.open(addr)?);
+                *slot = Some(self.shared.open(&control)?);
             }
         }
         let mut thread = control.thread.lock().unwrap_or_else(|e| e.into_inner());
         if thread.is_none() {
-            let (shared, c, a) = (self.shared.clone(), control.clone(), addr.to_string());
+            let (shared, c, k) = (self.shared.clone(), control.clone(), cluster.clone());
             *thread = Some(
                 std::thread::Builder::new()
-                    .name(format!("juxmem-keeper-{addr}"))
-                    .spawn(move || shared.run(&a, &c))
+                    .name(format!("juxmem-keeper-{cluster}"))
+                    .spawn(move || shared.run(&k, &c))
                     .map_err(|e| Error::Network(format!("cannot start a lease keeper: {e}")))?,
             );
         }

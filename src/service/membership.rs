@@ -5,12 +5,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::service::directory::Owner;
 use crate::service::protocol::{DeadMember, MemberStatus, NodeInfo, NodeKind};
 
 /// One registered provider.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Member {
     node: NodeInfo,
     capacity: u64,
@@ -24,10 +26,28 @@ pub struct Membership {
     dead: VecDeque<(NodeInfo, String, Instant)>,
 }
 
+/// The members as manager replicas replicate them (the recently dead are a report of the
+/// replica that saw them die, not replicated).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Members(Vec<Member>);
+
 /// How many dead members the status report remembers.
 const DEAD_SHOWN: usize = 32;
 
 impl Membership {
+    /// The members, as replicated.
+    pub fn record(&self) -> Members {
+        Members(self.members.clone())
+    }
+
+    /// A membership holding the replicated `members`.
+    pub fn from_record(members: Members) -> Membership {
+        Membership {
+            members: members.0,
+            dead: VecDeque::new(),
+        }
+    }
+
     /// Adds a provider; returns the previous incarnation of the same name, if one was still
     /// registered (it is gone: a process restarted under that name).
     pub fn register(&mut self, node: NodeInfo, capacity: u64) -> Option<NodeInfo> {
@@ -35,14 +55,20 @@ impl Membership {
             .members
             .iter()
             .position(|m| m.node.name == node.name)
-            .map(|i| self.members.remove(i).node)
-            .filter(|o| o.incarnation != node.incarnation);
+            .map(|i| self.members.remove(i));
+        // The same incarnation registering again (with a new leader) keeps what is placed on
+        // it.
+        let reserved = match &old {
+            Some(m) if m.node.incarnation == node.incarnation => m.reserved,
+            _ => 0,
+        };
         self.members.push(Member {
             node,
             capacity,
-            reserved: 0,
+            reserved,
         });
-        old
+        old.map(|m| m.node)
+            .filter(|o| o.incarnation != self.members.last().map_or(0, |m| m.node.incarnation))
     }
 
     /// Removes a provider (dead or left) if `owner` is its current incarnation; returns it.

@@ -108,7 +108,10 @@ impl RunningProvider {
             incarnation: new_incarnation(),
         };
         let hello = hello_of(&node, cfg);
-        let pool = Arc::new(Pool::new(hello.clone(), cfg.net.clone()));
+        let pool = Arc::new(
+            Pool::new(hello.clone(), cfg.net.clone())
+                .following(cfg.rendezvous.clone(), cfg.timeout() + cfg.failure_timeout),
+        );
         let store = Arc::new(Store::new(node.name.clone(), capacity));
         let server = Server::start(
             listener,
@@ -123,6 +126,7 @@ impl RunningProvider {
         let keeper = Keeper::start(
             hello,
             cfg.net.clone(),
+            cfg.rendezvous.clone(),
             cfg.heartbeat(),
             Some(Registration {
                 manager: manager.clone(),

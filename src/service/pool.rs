@@ -1,9 +1,11 @@
-//! Outgoing connections, kept open and reused per peer address.
+//! Outgoing connections, kept open and reused per peer address; calls to a cluster's manager
+//! follow its leader (see [`Pool::call_manager`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::config::Rendezvous;
 use crate::error::{Error, Result};
 use crate::service::contact::{self, Contact};
 use crate::service::protocol::{Request, Response};
@@ -14,6 +16,10 @@ pub struct Pool {
     me: Hello,
     cfg: NetConfig,
     idle: Mutex<HashMap<String, Vec<Conn>>>,
+    /// Where to look for a cluster's manager replicas when the one asked does not lead.
+    rendezvous: Option<Rendezvous>,
+    /// How long to look for a leader (an election and the failure detection before it).
+    follow: Duration,
 }
 
 impl Pool {
@@ -23,7 +29,17 @@ impl Pool {
             me,
             cfg,
             idle: Mutex::new(HashMap::new()),
+            rendezvous: None,
+            follow: Duration::ZERO,
         }
+    }
+
+    /// A pool whose manager calls follow the leader of each cluster, found through
+    /// `rendezvous`, for up to `budget`.
+    pub fn following(mut self, rendezvous: Option<Rendezvous>, budget: Duration) -> Pool {
+        self.rendezvous = rendezvous;
+        self.follow = budget;
+        self
     }
 
     /// Our hello.
@@ -95,9 +111,90 @@ impl Pool {
         .into_result()
     }
 
-    /// Calls a manager known from a contact, checking that it is the incarnation the contact
-    /// names (another incarnation or no answer means the contact is stale).
+    /// Calls the manager of `contact`'s cluster, starting with the one the contact names.
+    /// When that one does not lead (any more), is gone or answers as another incarnation, the
+    /// request goes to the cluster's other replicas (as the rendezvous names them) until one
+    /// leads, for up to the pool's follow budget. A request whose answer was lost is sent again
+    /// only if repeating it is safe ([`Request::safe_to_repeat`]).
     pub fn call_manager(&self, contact: &Contact, req: &Request) -> Result<Response> {
+        self.call_manager_waiting(contact, req, None)
+    }
+
+    /// Like [`Pool::call_manager`] for a request that may legitimately wait up to `wait`.
+    pub fn call_manager_waiting(
+        &self,
+        contact: &Contact,
+        req: &Request,
+        wait: Option<Duration>,
+    ) -> Result<Response> {
+        let deadline = Instant::now() + self.follow;
+        let mut at = contact.clone();
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let (sent, r) = self.call_contact(&at, req, wait);
+            let e = match r {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            let elsewhere = match &e {
+                Error::NotLeader(_) | Error::Stale(_) => true,
+                Error::Network(_) | Error::Timeout { .. } => !sent || req.safe_to_repeat(),
+                _ => false,
+            };
+            let Some(rendezvous) = self.rendezvous.as_ref().filter(|_| elsewhere) else {
+                return Err(e);
+            };
+            tried.push(at.addr.clone());
+            loop {
+                if Instant::now() >= deadline {
+                    return Err(e);
+                }
+                let all = contact::candidates(rendezvous, &contact.cluster);
+                // A cluster of one manager has nobody to fail over to: its error stands.
+                if all.len() < 2 && all.iter().all(|c| tried.contains(&c.addr)) {
+                    return Err(e);
+                }
+                let next = all.into_iter().find(|c| !tried.contains(&c.addr));
+                match next {
+                    Some(c) => {
+                        tracing::debug!(
+                            "manager of {} at {}: {e}; asking {}",
+                            contact.cluster,
+                            at.addr,
+                            c.addr
+                        );
+                        at = c;
+                        break;
+                    }
+                    None => {
+                        // Every replica asked: wait for an election, then ask them all again.
+                        tried.clear();
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Pool::call_manager`]: whether the request was sent, and its answer.
+    fn call_contact(
+        &self,
+        contact: &Contact,
+        req: &Request,
+        wait: Option<Duration>,
+    ) -> (bool, Result<Response>) {
+        if let Err(e) = self.check_contact(contact) {
+            return (false, Err(e));
+        }
+        let r = match wait {
+            Some(w) => self.call_waiting(&contact.addr, req, w),
+            None => self.call(&contact.addr, req),
+        };
+        (true, r)
+    }
+
+    /// Checks that the manager at `contact`'s address is the one the contact names.
+    fn check_contact(&self, contact: &Contact) -> Result<()> {
         let (incarnation, fingerprint) = self
             .with(&contact.addr, |c| {
                 Ok((c.peer().incarnation, c.peer_fingerprint()))
@@ -126,6 +223,6 @@ impl Pool {
                 )));
             }
         }
-        self.call(&contact.addr, req)
+        Ok(())
     }
 }

@@ -463,6 +463,23 @@ pub struct ClusterStatus {
     pub dead: Vec<DeadMember>,
     /// Arrays whose entry this manager holds.
     pub arrays: Vec<ArrayStatus>,
+    /// The cluster's manager replicas, as the one answering sees them.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One manager replica as the status report shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Replica id.
+    pub id: u64,
+    /// Its address (empty if unknown).
+    pub addr: String,
+    /// Whether it leads.
+    pub leader: bool,
+    /// The term, as the replica answering knows it.
+    pub term: u64,
+    /// Log entries it is behind the leader (known to the leader only).
+    pub lag: Option<u64>,
 }
 
 /// What a release did to one block, reported at commit.
@@ -790,6 +807,42 @@ pub enum Request {
         /// Attributes to remove.
         remove: Vec<String>,
     },
+    // ---- consensus between a cluster's manager replicas
+    /// Raft messages from manager replica `from` of `cluster` (encoded as raft encodes them).
+    Raft {
+        /// The cluster.
+        cluster: String,
+        /// The sending replica.
+        from: u64,
+        /// The messages.
+        messages: Vec<Vec<u8>>,
+    },
+}
+
+impl Request {
+    /// Whether sending this request again, after its answer was lost (to a manager that
+    /// failed over meanwhile), is safe: reads, and changes that the manager recognises as
+    /// repeated (a commit, a confirmation, a write lock asked again by its holder, a
+    /// registration of the same incarnation, a claim renewal).
+    pub fn safe_to_repeat(&self) -> bool {
+        matches!(
+            self,
+            Request::Lookup { .. }
+                | Request::List { .. }
+                | Request::Search { .. }
+                | Request::Status { .. }
+                | Request::Members
+                | Request::Placement { .. }
+                | Request::Created { .. }
+                | Request::Commit { .. }
+                | Request::AcquireWrite { .. }
+                | Request::WaitVersion { pin: false, .. }
+                | Request::Renew { .. }
+                | Request::Register { .. }
+                | Request::ClaimName { .. }
+                | Request::DropClaim { .. }
+        )
+    }
 }
 
 /// Responses.

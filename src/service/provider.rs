@@ -516,6 +516,7 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::ClaimName { .. } => "ClaimName",
         Request::Search { .. } => "Search",
         Request::SetAttributes { .. } => "SetAttributes",
+        Request::Raft { .. } => "Raft",
         Request::DropClaim { .. } => "DropClaim",
         Request::List { .. } => "List",
         Request::Status { .. } => "Status",

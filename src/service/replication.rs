@@ -417,6 +417,14 @@ impl<M: Machine> Replica<M> {
         v
     }
 
+    /// Starts an election now rather than after an election timeout (a group of one starts
+    /// leading at once).
+    pub fn campaign(&mut self) -> Result<()> {
+        self.raw
+            .campaign()
+            .map_err(|e| raft_error("starting an election", e))
+    }
+
     /// One tick of time.
     pub fn tick(&mut self) {
         self.raw.tick();

@@ -452,3 +452,91 @@ pub fn tls_closed_by_peer(s: &mut RawTls, limit: Duration) -> bool {
         }
     }
 }
+
+/// A manager replica process started by [`start_replica`], killed (SIGKILL) when dropped.
+pub struct ManagerReplica {
+    /// Its replica id.
+    pub id: u64,
+    child: Child,
+}
+
+impl ManagerReplica {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ManagerReplica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts replica `id` of `n` of `cluster`'s manager, its data directory
+/// `<federation>/data-<cluster>-<id>` (kept across restarts), its log `<cluster>-r<id>.log`
+/// (appended to).
+pub fn start_replica(fed: &LocalFederation, cluster: &str, id: u64, n: u64) -> ManagerReplica {
+    let data = fed.dir().join(format!("data-{cluster}-{id}"));
+    let mut m = Command::new(juxmem_bin());
+    m.args(["manager", "--cluster", cluster])
+        .args(["--replica", &id.to_string(), "--replicas", &n.to_string()])
+        .arg("--data-dir")
+        .arg(&data);
+    fed.env(&mut m, cluster);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(fed.dir().join(format!("{cluster}-r{id}.log")))
+        .expect("replica log");
+    ManagerReplica {
+        id,
+        child: m
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("juxmem manager"),
+    }
+}
+
+/// The pid the cluster's contact file names: its leader's, once one took office.
+pub fn leader_pid(fed: &LocalFederation, cluster: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(fed.dir().join(format!("{cluster}.manager"))).ok()?;
+    juxmem::service::contact::parse(&text, "contact").ok()?.pid
+}
+
+/// The logs of replicas 1..=n of `cluster`, for failure messages.
+pub fn replica_logs(fed: &LocalFederation, cluster: &str, n: u64) -> String {
+    (1..=n)
+        .map(|k| {
+            let p = fed.dir().join(format!("{cluster}-r{k}.log"));
+            format!(
+                "--- replica {k}:\n{}",
+                std::fs::read_to_string(p).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// SIGKILLs the leader of `cluster` (one of `replicas`, removed from it) and returns its id
+/// and how long until another replica took office (its contact names another process).
+pub fn kill_leader(
+    fed: &LocalFederation,
+    cluster: &str,
+    replicas: &mut Vec<ManagerReplica>,
+) -> (u64, Duration) {
+    let pid = leader_pid(fed, cluster).expect("a leader");
+    let i = replicas
+        .iter()
+        .position(|r| r.pid() == pid)
+        .expect("the leader is one of ours");
+    let killed = replicas.remove(i);
+    let id = killed.id;
+    let t = Instant::now();
+    drop(killed); // SIGKILL
+    wait_for_within("a new leader", Duration::from_secs(60), || {
+        leader_pid(fed, cluster).is_some_and(|p| p != pid)
+    });
+    (id, t.elapsed())
+}

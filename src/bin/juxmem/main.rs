@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! juxmem manager  --cluster NAME [--listen ADDR]           run a cluster manager
+//!        [--replica K --replicas N] [--data-dir DIR]       (replica K of N; log on disk)
 //! juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR]
 //!                                                          run a provider daemon
 //! juxmem status [--json]                                   clusters, members, arrays, copies
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use juxmem::config::{parse_bytes, Config, Rendezvous};
 use juxmem::error::{Error, Result};
+use juxmem::service::manager::consensus::Settings;
 use juxmem::service::manager::Manager;
 use juxmem::service::node::RunningProvider;
 use juxmem::service::protocol::{NodeKind, Request, Response};
@@ -134,7 +136,8 @@ fn config(args: &Args) -> Result<Config> {
 }
 
 pub(crate) const USAGE: &str = "usage:
-  juxmem manager  --cluster NAME [--listen ADDR] [--dir DIR]
+  juxmem manager  --cluster NAME [--listen ADDR] [--dir DIR] [--replica K --replicas N]
+                  [--data-dir DIR]
   juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR] [--dir DIR]
   juxmem status   [--json] [--dir DIR]
   juxmem get      NAME[@VERSION] --npy FILE [--wait SECONDS] [--dir DIR]
@@ -172,7 +175,16 @@ fn main() -> ExitCode {
     };
     let rest = &raw[1..];
     let r = match cmd.as_str() {
-        "manager" => parse_args(rest, &["cluster", "listen", "dir"]).and_then(|a| run_manager(&a)),
+        "manager" => parse_args(
+            rest,
+            &[
+                "cluster", "listen", "dir", "replica", "replicas", "data-dir",
+            ],
+        )
+        .and_then(|a| {
+            only_flags(&a, &[])?;
+            run_manager(&a)
+        }),
         "provider" => parse_args(rest, &["cluster", "listen", "dir", "name", "capacity"])
             .and_then(|a| run_provider(&a)),
         "status" => parse_args(rest, &["dir", "cluster"]).and_then(|a| {
@@ -232,13 +244,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// The replica settings `--replica K --replicas N --data-dir DIR` ask for.
+fn replica_settings(args: &Args) -> Result<Settings> {
+    let count = |k: &str, default: u64| -> Result<u64> {
+        match args.options.get(k) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|&n| (1..=7).contains(&n))
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("--{k} {v:?}: a number from 1 to 7"))
+                }),
+        }
+    };
+    let replicas = count("replicas", 1)?;
+    let id = count("replica", 1)?;
+    if id > replicas {
+        return Err(Error::InvalidArgument(format!(
+            "--replica {id} of --replicas {replicas}: replicas are numbered 1 to {replicas}"
+        )));
+    }
+    Ok(Settings {
+        id,
+        voters: (1..=replicas).collect(),
+        data_dir: args.options.get("data-dir").map(PathBuf::from),
+    })
+}
+
 fn run_manager(args: &Args) -> Result<()> {
     let cfg = config(args)?;
+    let settings = replica_settings(args)?;
     install_signal_handlers();
-    let m = Manager::start(cfg.clone())?;
+    let m = Manager::start_replica(cfg.clone(), &settings)?;
     println!(
-        "manager of cluster {} listening on {}",
+        "manager of cluster {} (replica {} of {}) listening on {}",
         cfg.cluster,
+        settings.id,
+        settings.voters.len(),
         m.addr()
     );
     wait_for_stop();

@@ -21,7 +21,8 @@ pub fn client_pool(cfg: &Config, what: &str) -> Result<Pool> {
         kind: NodeKind::Rank,
         incarnation: new_incarnation(),
     };
-    Ok(Pool::new(hello_of(&me, cfg), cfg.net()?))
+    Ok(Pool::new(hello_of(&me, cfg), cfg.net()?)
+        .following(cfg.rendezvous.clone(), cfg.timeout() + cfg.failure_timeout))
 }
 
 pub fn federation_status(cfg: &Config) -> Result<Vec<ClusterStatus>> {
@@ -55,6 +56,19 @@ fn human(bytes: u64) -> String {
 pub fn print_status(status: &[ClusterStatus]) {
     for c in status {
         println!("cluster {}: manager {}", c.cluster, c.manager);
+        if c.replicas.len() > 1 {
+            for r in &c.replicas {
+                println!(
+                    "  replica {} at {}: {}term {}{}",
+                    r.id,
+                    if r.addr.is_empty() { "?" } else { &r.addr },
+                    if r.leader { "leader, " } else { "" },
+                    r.term,
+                    r.lag
+                        .map_or(String::new(), |l| format!(", {l} entries behind"))
+                );
+            }
+        }
         for m in &c.members {
             let kind = match m.node.kind {
                 NodeKind::Daemon => "provider daemon",
@@ -166,6 +180,9 @@ struct JsonCluster<'a> {
     members: Vec<JsonMember<'a>>,
     dead: Vec<JsonDead<'a>>,
     arrays: Vec<JsonArray<'a>>,
+    /// The manager replicas: id, address, whether it leads, term, lag (entries; null where
+    /// the replica answering is not the leader).
+    replicas: &'a [juxmem::service::protocol::ReplicaStatus],
 }
 
 #[derive(Serialize)]
@@ -288,6 +305,7 @@ impl<'a> JsonStatus<'a> {
                             reserved: m.reserved,
                         })
                         .collect(),
+                    replicas: &c.replicas,
                     dead: c
                         .dead
                         .iter()

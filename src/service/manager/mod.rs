@@ -9,6 +9,8 @@
 //! processes dead, failover, probing suspects, learning of other clusters' losses) and
 //! [`restore`] (bringing data groups back to the redundancy asked for).
 
+mod book;
+pub mod consensus;
 mod failures;
 mod restore;
 
@@ -33,6 +35,8 @@ use crate::service::protocol::*;
 use crate::service::server::{Handler, Server};
 use crate::transport::address;
 use crate::transport::tcp::{self, Conn};
+use book::{Key, Shadow};
+use consensus::{Consensus, Pending, Settings};
 
 struct State {
     membership: Membership,
@@ -41,6 +45,32 @@ struct State {
     /// Each process's current control connection (session id).
     controls: HashMap<Owner, u64>,
     serial: u64,
+    /// The consensus generation this replica serves in, once it took office as leader.
+    ready: Option<u64>,
+    /// What was last proposed of each record.
+    shadow: Shadow,
+    /// The latest proposal: an answer waits until it is committed.
+    last: Option<Pending>,
+    /// Other clusters' claims of names are refused until then (a new leader does not know
+    /// the claims its predecessor granted: they may live that long).
+    claims_from: Instant,
+}
+
+/// Which records of the book a request may change, to propose after it (and what its answer
+/// waits for).
+enum Scope {
+    /// Nothing replicated (a heartbeat).
+    Nothing,
+    /// Nothing replicated, but the answer reads the state: it must be current.
+    Read,
+    /// These records.
+    Keys(Vec<Key>),
+    /// The records of an array (and the members and serial it may change).
+    Array(ArrayId),
+    /// The array a creation answers with.
+    Create,
+    /// Anything (a failure's effects).
+    All,
 }
 
 /// What one connection is: a process's control connection (its heartbeats) once it registered
@@ -74,6 +104,9 @@ pub struct Manager {
     /// behind).
     kick: (Mutex<bool>, Condvar),
     stop: AtomicBool,
+    consensus: Arc<Consensus>,
+    /// Number of voters when started (several: a claim grace period applies at takeover).
+    replicated: bool,
 }
 
 /// Longest name pattern a listing accepts (bytes).
@@ -101,6 +134,7 @@ pub struct RunningManager {
     pub manager: Arc<Manager>,
     server: Server,
     maintenance: Option<JoinHandle<()>>,
+    driver: Option<JoinHandle<()>>,
     contact: Option<contact::Claim>,
 }
 
@@ -115,16 +149,18 @@ impl Drop for RunningManager {
     fn drop(&mut self) {
         self.server.stop();
         self.manager.stop.store(true, Ordering::SeqCst);
+        self.manager.consensus.stop();
         self.manager.wake();
         if let Some(t) = self.maintenance.take() {
             let _ = t.join();
         }
+        if let Some(t) = self.driver.take() {
+            let _ = t.join();
+        }
         if let Some(c) = &self.contact {
-            contact::remove(
-                c.dir(),
-                &self.manager.me.cluster,
-                self.manager.me.incarnation,
-            );
+            let m = &self.manager;
+            contact::remove(c.dir(), &m.me.cluster, m.me.incarnation);
+            contact::remove_replica(c.dir(), &m.me.cluster, m.consensus.id(), m.me.incarnation);
         }
     }
 }
@@ -134,7 +170,14 @@ impl Manager {
     /// (see [`crate::transport::address`]), and (with a federation directory) writes its contact
     /// file. Refuses to start if a live manager already answers
     /// for the cluster; replaces a stale contact file.
-    pub fn start(mut cfg: Config) -> Result<RunningManager> {
+    pub fn start(cfg: Config) -> Result<RunningManager> {
+        Manager::start_replica(cfg, &Settings::default())
+    }
+
+    /// Starts manager replica `settings.id` of `cfg.cluster` (see [`Manager::start`]); a
+    /// single replica leads at once (this returns once it serves), several elect a leader
+    /// once a majority of them runs.
+    pub fn start_replica(mut cfg: Config, settings: &Settings) -> Result<RunningManager> {
         cfg.net = cfg.net()?.require_security()?;
         // Reachable from the other clusters' managers (the first one the rendezvous names).
         let toward = contact::managers(&cfg)
@@ -153,6 +196,7 @@ impl Manager {
             .map_err(|e| Error::Network(format!("listener address: {e}")))?;
         let addr = endpoint.bound(local).to_string();
         let me = NodeInfo {
+            // Every replica speaks as the cluster's manager (its credential says so too).
             name: format!("{}/manager", cfg.cluster),
             cluster: cfg.cluster.clone(),
             addr: addr.clone(),
@@ -160,8 +204,23 @@ impl Manager {
             incarnation: new_incarnation(),
         };
         let hello = hello_of(&me, &cfg);
-        let pool = Arc::new(Pool::new(hello.clone(), cfg.net.clone()));
-        let contact = contact::claim(&cfg, &me, &hello)?;
+        let pool = Arc::new(
+            Pool::new(hello.clone(), cfg.net.clone())
+                .following(cfg.rendezvous.clone(), cfg.timeout() + cfg.failure_timeout),
+        );
+        let contact = contact::claim(&cfg, &me, &hello, settings.id)?;
+        let dir = match &cfg.rendezvous {
+            Some(crate::config::Rendezvous::Dir(d)) => Some(d.clone()),
+            _ => None,
+        };
+        if settings.voters.len() > 1 && dir.is_none() {
+            return Err(Error::InvalidArgument(
+                "several manager replicas find each other in a federation directory: set \
+                 JUXMEM_FEDERATION_DIR"
+                    .into(),
+            ));
+        }
+        let consensus = Consensus::start(settings, &cfg.cluster, pool.clone(), dir)?;
         let manager = Arc::new(Manager {
             me,
             cfg: cfg.clone(),
@@ -172,11 +231,17 @@ impl Manager {
                 directory: Directory::default(),
                 controls: HashMap::new(),
                 serial: 0,
+                ready: None,
+                shadow: Shadow::default(),
+                last: None,
+                claims_from: Instant::now(),
             }),
             changed: Condvar::new(),
             restoring: Mutex::new(HashSet::new()),
             kick: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
+            consensus,
+            replicated: settings.voters.len() > 1,
         });
         let server = Server::start(listener, hello, cfg.net.clone(), manager.clone())?;
         let m = manager.clone();
@@ -184,13 +249,196 @@ impl Manager {
             .name(format!("juxmem-maintain-{}", cfg.cluster))
             .spawn(move || m.maintain())
             .map_err(|e| Error::Network(format!("cannot start the maintenance thread: {e}")))?;
-        tracing::info!("manager of cluster {} listening on {addr}", cfg.cluster);
-        Ok(RunningManager {
+        let m = manager.clone();
+        let driver = std::thread::Builder::new()
+            .name(format!("juxmem-consensus-{}", cfg.cluster))
+            .spawn(move || m.drive())
+            .map_err(|e| Error::Network(format!("cannot start the consensus thread: {e}")))?;
+        let running = RunningManager {
             manager,
             server,
             maintenance: Some(maintenance),
+            driver: Some(driver),
             contact,
-        })
+        };
+        tracing::info!(
+            "manager replica {} of cluster {} listening on {addr}",
+            settings.id,
+            cfg.cluster
+        );
+        if !running.manager.replicated {
+            // Alone, it leads at once: serve before returning, as a single manager always did.
+            let deadline = Instant::now() + cfg.timeout();
+            while running.manager.lock().ready.is_none() {
+                if Instant::now() > deadline {
+                    return Err(Error::Timeout {
+                        what: format!("the manager of {} to take office", cfg.cluster),
+                        seconds: cfg.timeout().as_secs_f64(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(running)
+    }
+
+    /// The consensus thread: time for the replica, and the manager's gains and losses of
+    /// office.
+    fn drive(self: Arc<Self>) {
+        let mut next = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= next {
+                self.consensus.tick();
+                next = now + consensus::TICK;
+            }
+            let (generation, leading) = self.consensus.office();
+            let ready = self.lock().ready;
+            if leading && ready != Some(generation) {
+                if let Err(e) = self.take_office(generation) {
+                    tracing::warn!("manager of {} could not take office: {e}", self.me.cluster);
+                }
+            } else if !leading && ready.is_some() {
+                self.leave_office();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// This replica leads in `generation`: rebuild the live state from the book (once every
+    /// earlier entry is applied), start a lease for every holder, and serve.
+    fn take_office(&self, generation: u64) -> Result<()> {
+        // An empty command of this term: once applied, everything committed before it is.
+        let p = self.consensus.propose(Vec::new())?;
+        self.consensus.wait(p, self.cfg.timeout())?;
+        let (g, book) = self.consensus.book();
+        if g != generation {
+            return Err(Error::NotLeader("office lost while taking it".into()));
+        }
+        let live = book.state()?;
+        let now = Instant::now();
+        {
+            let mut st = self.lock();
+            st.directory = live.directory;
+            st.membership = live.membership;
+            st.serial = live.serial;
+            st.leases = Leases::new(self.cfg.failure_timeout);
+            st.controls.clear();
+            let mut holders: Vec<Owner> = st.membership.nodes().iter().map(owner_of).collect();
+            for e in st.directory.entries_mut() {
+                e.forget_waiters();
+                e.manager = self.me.clone();
+                holders.extend(e.holders());
+            }
+            for o in &holders {
+                st.leases.revive(o, now);
+            }
+            st.shadow = Shadow::of(&book);
+            st.last = None;
+            st.claims_from = if self.replicated {
+                now + self.claim_lease()
+            } else {
+                now
+            };
+            st.ready = Some(generation);
+            self.propose_all(&mut st)?;
+            tracing::info!(
+                "manager replica {} of {} took office: {} arrays, {} members",
+                self.consensus.id(),
+                self.me.cluster,
+                st.directory.entries().count(),
+                st.membership.nodes().len()
+            );
+        }
+        if let Some(crate::config::Rendezvous::Dir(dir)) = &self.cfg.rendezvous {
+            contact::write(dir, &contact::contact_of(&self.cfg, &self.me))?;
+        }
+        self.changed.notify_all();
+        self.wake();
+        Ok(())
+    }
+
+    /// This replica does not lead any more: it refuses every request until it leads again.
+    fn leave_office(&self) {
+        self.lock().ready = None;
+        tracing::info!(
+            "manager replica {} of {} left office",
+            self.consensus.id(),
+            self.me.cluster
+        );
+        self.changed.notify_all();
+    }
+
+    /// Proposes the records among `keys` that changed.
+    fn propose_keys(&self, st: &mut State, keys: Vec<Key>) -> Result<()> {
+        let State {
+            shadow,
+            directory,
+            membership,
+            serial,
+            ..
+        } = st;
+        let changes = shadow.changes(keys, directory, membership, *serial)?;
+        if !changes.is_empty() {
+            match self.consensus.propose(changes) {
+                Ok(p) => st.last = Some(p),
+                Err(e) => {
+                    // The shadow counts what was not proposed: rebuilt at the next office.
+                    st.ready = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes every record that changed.
+    fn propose_all(&self, st: &mut State) -> Result<()> {
+        let keys = st.shadow.all_keys(&st.directory);
+        self.propose_keys(st, keys)
+    }
+
+    /// After a request: proposes what it changed, and waits until the state its answer
+    /// reflects is committed (or, for a read, until this replica confirmed it still leads).
+    fn settle(&self, scope: Scope, answer: &Result<Response>) -> Result<()> {
+        let pending = {
+            let mut st = self.lock();
+            if st.ready.is_none() {
+                return Err(self.consensus_refusal());
+            }
+            let keys = match scope {
+                Scope::Nothing => return Ok(()),
+                Scope::Read => vec![],
+                Scope::Keys(k) => k,
+                Scope::Array(a) => vec![Key::Entry(a), Key::Members, Key::Serial],
+                Scope::Create => {
+                    let mut k = vec![Key::Members, Key::Serial];
+                    if let Ok(Response::Meta(m)) = answer {
+                        k.push(Key::Entry(m.id));
+                    }
+                    k
+                }
+                Scope::All => st.shadow.all_keys(&st.directory),
+            };
+            self.propose_keys(&mut st, keys)?;
+            st.last
+        };
+        match pending {
+            Some(p) if !self.consensus.done(p) => self.consensus.wait(p, self.cfg.timeout()),
+            _ => self.consensus.barrier(self.cfg.timeout()),
+        }
+    }
+
+    /// The error for a request reaching a replica that does not serve.
+    fn consensus_refusal(&self) -> Error {
+        match self.consensus.office() {
+            (_, true) => Error::NotLeader(format!(
+                "manager replica {} of {} is taking office: ask again",
+                self.consensus.id(),
+                self.me.cluster
+            )),
+            _ => self.consensus.refusal(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -225,6 +473,10 @@ impl Manager {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
+            if self.lock().ready.is_none() {
+                last = Instant::now();
+                continue; // a follower: the leader maintains
+            }
             // A gap much longer than the interval means this manager was stalled itself: the
             // heartbeats sent meanwhile wait unread in its sockets, so leases are extended by
             // the gap before any is judged (and the handlers get a moment to read them).
@@ -253,6 +505,14 @@ impl Manager {
                 self.check_peers();
             }
             self.heal();
+            // What failures and restores changed (their effects are not answers: nobody
+            // waits for them).
+            let mut st = self.lock();
+            if st.ready.is_some() {
+                if let Err(e) = self.propose_all(&mut st) {
+                    tracing::debug!("proposing the maintenance's changes: {e}");
+                }
+            }
         }
     }
 
@@ -668,7 +928,12 @@ impl Manager {
         let timeout = timeout.min(Duration::from_secs(365 * 24 * 3600));
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
+        let office = st.ready;
         loop {
+            if st.ready != office {
+                on_timeout(&mut st);
+                return Err(self.consensus_refusal());
+            }
             if let Poll::Ready(v) = poll(&mut st)? {
                 return Ok(v);
             }
@@ -706,6 +971,7 @@ impl Manager {
                 members: st.membership.status(),
                 dead: st.membership.dead(Instant::now()),
                 arrays,
+                replicas: self.consensus.status(),
             }
         }];
         if !forwarded {
@@ -861,7 +1127,17 @@ impl Manager {
         let ticket = {
             let mut st = self.lock();
             st.leases.touch(&owner, Instant::now())?;
-            st.directory.get_mut(array)?.enqueue_writer(owner)
+            let e = st.directory.get_mut(array)?;
+            // Asked again by its holder: the first answer was lost (a failover).
+            if let Some(g) = e.grant_of(&owner) {
+                return Ok(Response::WriteGranted {
+                    epoch: g.epoch,
+                    base: g.base,
+                    floor: g.floor,
+                    blocks: e.groups.placements(),
+                });
+            }
+            e.enqueue_writer(owner)
         };
         let timeout = Duration::from_millis(timeout_ms);
         let (grant, blocks) = self.wait(
@@ -976,6 +1252,29 @@ impl Manager {
         if behind > 0 {
             self.wake();
         }
+        Ok(Response::Ok)
+    }
+
+    /// Raft messages from replica `from` of this cluster's manager.
+    fn raft(
+        &self,
+        peer: &Peer,
+        cluster: &str,
+        from: u64,
+        messages: &[Vec<u8>],
+    ) -> Result<Response> {
+        require_manager_of(peer, &self.me.cluster, "Raft")?;
+        if cluster != self.me.cluster {
+            return Err(deny(
+                peer,
+                "Raft",
+                format!(
+                    "it is for cluster {cluster}; this is a replica of {}",
+                    self.me.cluster
+                ),
+            ));
+        }
+        self.consensus.step(from, messages)?;
         Ok(Response::Ok)
     }
 
@@ -1133,6 +1432,18 @@ impl Manager {
             Request::ClaimName { name, by, lease_ms } => {
                 require_manager_of(peer, &by.cluster, "ClaimName")?;
                 check_name(&name)?;
+                let wait = self
+                    .lock()
+                    .claims_from
+                    .saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    return Err(Error::Busy(format!(
+                        "the manager of {} took office lately and does not know the claims of \
+                         names its predecessor granted: claims are taken again in {:.1} s",
+                        self.me.cluster,
+                        wait.as_secs_f64()
+                    )));
+                }
                 let lease = Duration::from_millis(lease_ms).min(MAX_CLAIM_LEASE);
                 let answer = self.lock().directory.claim_name(
                     &name,
@@ -1251,7 +1562,25 @@ impl Handler for Manager {
         let peer = Peer::of(conn);
         let owner = (peer.id.name.clone(), peer.id.incarnation);
         let what = crate::service::provider::request_name(&req);
-        let resp = match self.respond(session, &peer, owner, req) {
+        let answer = if let Request::Raft {
+            cluster,
+            from,
+            messages,
+        } = &req
+        {
+            self.raft(&peer, cluster, *from, messages)
+        } else if self.lock().ready.is_none() {
+            Err(self.consensus_refusal())
+        } else {
+            let scope = scope_of(&req);
+            let answer = self.respond(session, &peer, owner, req);
+            // The answer goes out once what it says is committed.
+            match self.settle(scope, &answer) {
+                Ok(()) => answer,
+                Err(e) => Err(e),
+            }
+        };
+        let resp = match answer {
             Ok(r) => r,
             Err(e) => {
                 // The state machines' refusals (who owns an epoch, a pin, a reader) name the
@@ -1290,6 +1619,40 @@ impl Handler for Manager {
         };
         if current && !self.stop.load(Ordering::SeqCst) {
             self.owner_gone(&owner, "its control connection closed");
+            let mut st = self.lock();
+            if st.ready.is_some() {
+                if let Err(e) = self.propose_all(&mut st) {
+                    tracing::debug!("proposing a closed connection's effects: {e}");
+                }
+            }
         }
+    }
+}
+
+/// What `req` may change of the book.
+fn scope_of(req: &Request) -> Scope {
+    match req {
+        Request::Renew { .. } => Scope::Nothing,
+        Request::Lookup { .. }
+        | Request::List { .. }
+        | Request::Search { .. }
+        | Request::Status { .. }
+        | Request::Members
+        | Request::ClaimName { .. }
+        | Request::DropClaim { .. } => Scope::Read,
+        Request::Reserve { .. } | Request::Release { .. } => Scope::Keys(vec![Key::Members]),
+        Request::Create { .. } => Scope::Create,
+        Request::Created { array }
+        | Request::Destroy { array, .. }
+        | Request::SetAttributes { array, .. }
+        | Request::AcquireWrite { array, .. }
+        | Request::Commit { array, .. }
+        | Request::Abort { array, .. }
+        | Request::WaitVersion { array, .. }
+        | Request::Unpin { array, .. }
+        | Request::AddReader { array }
+        | Request::RemoveReader { array, .. } => Scope::Array(*array),
+        // Registrations, departures and suspects may change any entry (failovers).
+        _ => Scope::All,
     }
 }

@@ -549,7 +549,10 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             Some(p) => fed
                 .inner
                 .pool
-                .call(&manager.addr, &Request::Unpin { array: id, pin: p })
+                .call_manager(
+                    &contact::of_node(&manager),
+                    &Request::Unpin { array: id, pin: p },
+                )
                 .map(|_| ()),
             None => Ok(()),
         })
@@ -933,6 +936,20 @@ impl<T: Element, G: Group + ?Sized> Drop for SharedArray<'_, T, G> {
         if matches!(self.access, Access::Write { .. }) {
             self.abort_write();
         }
+        // A read not released: its pin goes with the handle (else it would hold the version,
+        // and writers waiting on retention, until this process dies). The root holds it.
+        if let (Access::Read { pin: Some(pin), .. }, 0) = (&self.access, self.group.rank()) {
+            let req = Request::Unpin {
+                array: self.view.meta.id,
+                pin: *pin,
+            };
+            let _ = self
+                .view
+                .fed
+                .inner
+                .pool
+                .call_manager(&contact::of_node(&self.view.meta.manager), &req);
+        }
         if let Some(reader) = self.reader.take() {
             let req = Request::RemoveReader {
                 array: self.view.meta.id,
@@ -996,11 +1013,10 @@ pub(crate) fn wait_version(
 /// Registers a reader of `id` at its manager (under this process's lease there).
 pub(crate) fn add_reader(fed: &Federation, manager: &NodeInfo, id: ArrayId) -> Result<u64> {
     fed.ensure_lease(manager)?;
-    match fed
-        .inner
-        .pool
-        .call(&manager.addr, &Request::AddReader { array: id })?
-    {
+    match fed.inner.pool.call_manager(
+        &contact::of_node(manager),
+        &Request::AddReader { array: id },
+    )? {
         Response::Reader(r) => Ok(r),
         other => Err(unexpected("AddReader", &other)),
     }

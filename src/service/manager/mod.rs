@@ -335,7 +335,8 @@ impl Manager {
             }
             st.shadow = Shadow::of(&book);
             st.last = None;
-            st.claims_from = if self.replicated {
+            // A predecessor (whose first act in office wrote the book) may have granted claims.
+            st.claims_from = if self.replicated && !book.is_empty() {
                 now + self.claim_lease()
             } else {
                 now
@@ -664,11 +665,20 @@ impl Manager {
         self.cfg.failure_timeout.max(Duration::from_secs(1))
     }
 
-    /// Claims `name` for `by` at the cluster `c`: `AlreadyExists` if it is taken there.
+    /// Claims `name` for `by` at the cluster `c`: `AlreadyExists` if it is taken there. A
+    /// cluster whose manager just failed over takes claims again after a lease: asked again
+    /// until then.
     fn claim_at(&self, c: &Contact, name: &str, by: &Claimant) -> Result<()> {
-        match self.ask_claim(c, name, by)? {
-            ClaimAnswer::Granted => Ok(()),
-            answer => Err(name_taken(name, &answer)),
+        let deadline = Instant::now() + self.claim_lease() * 2;
+        loop {
+            match self.ask_claim(c, name, by) {
+                Ok(ClaimAnswer::Granted) => return Ok(()),
+                Ok(answer) => return Err(name_taken(name, &answer)),
+                Err(Error::Busy(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -913,6 +913,9 @@ pub enum Response {
     Status(Vec<ClusterStatus>),
     /// A cluster's answer to [`Request::ClaimName`].
     NameClaim(ClaimAnswer),
+    /// Raft messages back to the replica that sent [`Request::Raft`] (its answers, carried on
+    /// the same exchange rather than a new one).
+    Raft(Vec<Vec<u8>>),
 }
 
 impl Response {

@@ -517,11 +517,27 @@ impl<M: Machine> Replica<M> {
     /// Does what raft asks after a tick, a step or a proposal: keeps entries and state,
     /// applies committed entries, and returns what to send and what was applied.
     pub fn drive(&mut self) -> Result<Output<M::Outcome>> {
+        self.drive_sending(|_, _| false)
+    }
+
+    /// [`Replica::drive`], handing the messages a leader may send before it persists its own
+    /// entries (raft thesis 10.2.1) to `early` as soon as they are known, so that the
+    /// followers' disk writes overlap the leader's; those `early` takes (returns true for) are
+    /// not in the output.
+    pub fn drive_sending(
+        &mut self,
+        mut early: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<Output<M::Outcome>> {
         let mut out = Output::default();
         while self.raw.has_ready() {
             let mut rd = self.raw.ready();
-            // A leader may send before it persists (raft thesis 10.2.1).
-            self.encode(rd.take_messages(), &mut out)?;
+            let mut first = Output::default();
+            self.encode(rd.take_messages(), &mut first)?;
+            for (to, bytes) in first.messages {
+                if !early(to, &bytes) {
+                    out.messages.push((to, bytes));
+                }
+            }
             if !rd.snapshot().is_empty() {
                 self.install(rd.snapshot().clone())?;
             }

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::service::contact;
 use crate::service::manager::book::{Book, Change};
 use crate::service::pool::Pool;
-use crate::service::protocol::{ReplicaStatus, Request};
+use crate::service::protocol::{ReplicaStatus, Request, Response};
 use crate::service::replication::{Refusal, Replica, Timing};
 
 /// How a manager replica is set up.
@@ -80,6 +80,8 @@ pub struct Consensus {
     dir: Option<PathBuf>,
     senders: Mutex<BTreeMap<u64, SyncSender<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
+    /// Itself, for the links' threads.
+    me: std::sync::Weak<Consensus>,
 }
 
 impl Consensus {
@@ -111,7 +113,8 @@ impl Consensus {
         if replica.voters() == [settings.id] {
             replica.campaign()?;
         }
-        let c = Arc::new(Consensus {
+        let c = Arc::new_cyclic(|me| Consensus {
+            me: me.clone(),
             id: settings.id,
             cluster: cluster.to_string(),
             inner: Mutex::new(Inner {
@@ -160,8 +163,20 @@ impl Consensus {
         self.pump(&mut inner);
     }
 
-    /// Messages from replica `from`.
-    pub fn step(&self, from: u64, messages: &[Vec<u8>]) -> Result<()> {
+    /// Messages from replica `from`; returns the messages for `from` they give rise to at once
+    /// (sent back on the same exchange: one network hop less per append).
+    pub fn step(&self, from: u64, messages: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        self.step_answering(from, messages, true)
+    }
+
+    /// [`Consensus::step`]; with `answer` false, every message produced is sent as usual (for
+    /// answers that came back on an exchange: nothing would carry theirs).
+    fn step_answering(
+        &self,
+        from: u64,
+        messages: &[Vec<u8>],
+        answer: bool,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut inner = self.lock();
         if let Some(f) = &inner.failed {
             return Err(Error::NotLeader(format!("replica {} failed: {f}", self.id)));
@@ -173,8 +188,8 @@ impl Consensus {
                 r = Err(e);
             }
         }
-        self.pump(&mut inner);
-        r
+        let back = self.pump_to(&mut inner, Some(from).filter(|_| answer));
+        r.map(|()| back)
     }
 
     /// (generation, leading): what the manager serves as.
@@ -313,18 +328,44 @@ impl Consensus {
     /// Drives the replica after anything happened: sends its messages, notes what was applied
     /// and served, and any change of office.
     fn pump(&self, inner: &mut Inner) {
+        let _ = self.pump_to(inner, None);
+    }
+
+    /// [`Consensus::pump`], returning the messages for replica `back` instead of sending them.
+    fn pump_to(&self, inner: &mut Inner, back: Option<u64>) -> Vec<Vec<u8>> {
+        let mut kept = Vec::new();
         if inner.failed.is_some() {
-            return;
+            return kept;
         }
         // raft-rs panics on storage it finds inconsistent: that replica stops serving (the
         // others go on) rather than taking its process down.
-        let out = match catch_unwind(AssertUnwindSafe(|| inner.replica.drive())) {
+        // Messages that may go before this replica's own disk write go at once (to the sender
+        // threads), unless they answer `back`.
+        let early = |to: u64, bytes: &[u8]| {
+            if Some(to) == back {
+                return false;
+            }
+            self.send(to, bytes.to_vec());
+            true
+        };
+        let drive = AssertUnwindSafe(|| inner.replica.drive_sending(early));
+        let out = match catch_unwind(drive) {
             Ok(Ok(out)) => out,
-            Ok(Err(e)) => return self.fail(inner, e.to_string()),
-            Err(_) => return self.fail(inner, "raft found its storage inconsistent".into()),
+            Ok(Err(e)) => {
+                self.fail(inner, e.to_string());
+                return kept;
+            }
+            Err(_) => {
+                self.fail(inner, "raft found its storage inconsistent".into());
+                return kept;
+            }
         };
         for (to, bytes) in out.messages {
-            self.send(to, bytes);
+            if Some(to) == back {
+                kept.push(bytes);
+            } else {
+                self.send(to, bytes);
+            }
         }
         let mut woke = false;
         if let Some(&(p, ())) = out.applied.last() {
@@ -353,6 +394,7 @@ impl Consensus {
         if woke {
             self.changed.notify_all();
         }
+        kept
     }
 
     fn fail(&self, inner: &mut Inner, why: String) {
@@ -376,6 +418,7 @@ impl Consensus {
         let tx = senders.entry(to).or_insert_with(|| {
             let (tx, rx) = mpsc::sync_channel(QUEUE);
             let link = Link {
+                local: self.me.clone(),
                 from: self.id,
                 to,
                 cluster: self.cluster.clone(),
@@ -433,6 +476,8 @@ impl Consensus {
 
 /// The sending end of the link to one peer replica.
 struct Link {
+    /// This replica's consensus, to step the peer's answers into.
+    local: std::sync::Weak<Consensus>,
     from: u64,
     to: u64,
     cluster: String,
@@ -474,9 +519,19 @@ impl Link {
                 from: self.from,
                 messages: batch,
             };
-            if let Err(e) = self.pool.call(a, &req) {
-                tracing::debug!("raft messages to replica {} at {a}: {e}", self.to);
-                addr = None; // it may have restarted elsewhere
+            match self.pool.call(a, &req) {
+                Ok(Response::Raft(back)) if !back.is_empty() => {
+                    if let Some(c) = self.local.upgrade() {
+                        if let Err(e) = c.step_answering(self.to, &back, false) {
+                            tracing::debug!("answers of replica {}: {e}", self.to);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!("raft messages to replica {} at {a}: {e}", self.to);
+                    addr = None; // it may have restarted elsewhere
+                }
             }
         }
     }

@@ -1284,8 +1284,7 @@ impl Manager {
                 ),
             ));
         }
-        self.consensus.step(from, messages)?;
-        Ok(Response::Ok)
+        Ok(Response::Raft(self.consensus.step(from, messages)?))
     }
 
     /// Answers `req` from `peer` (its session `session`; `owner` is the key of what it holds).

@@ -261,3 +261,75 @@ fn every_replica_restarted_on_its_data_directory_brings_the_arrays_back() {
     drop(writer);
     drop(replicas);
 }
+
+/// `juxmem manager add|remove K` in cluster Z; its output.
+fn change(fed: &LocalFederation, what: &str, id: u64) -> std::process::Output {
+    let mut cmd = std::process::Command::new(common::federation::juxmem_bin());
+    cmd.args(["manager", what, &id.to_string(), "--cluster", "Z"]);
+    fed.env(&mut cmd, "Z");
+    cmd.output().unwrap()
+}
+
+#[test]
+fn replicas_are_added_and_removed_by_command() {
+    let fed = LocalFederation::start("replicas-change", &[("A", 0)]);
+    fed.add_cluster_credentials("Z");
+    let mut replicas: Vec<ManagerReplica> =
+        (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
+    wait_for_within("a leader of Z", Duration::from_secs(60), || {
+        leader_pid(&fed, "Z").is_some()
+    });
+    let writer = Federation::join(fed.config("Z")).unwrap();
+    let mut w = writer
+        .create::<f64, _>(&Solo, "change/x", ArrayOptions::new(layout()))
+        .unwrap();
+    let mut write = |x: f64| {
+        w.acquire().unwrap();
+        w.put(&[0], &[N], &vec![x; N as usize]).unwrap();
+        w.release().unwrap()
+    };
+    assert_eq!(write(1.0), 1);
+    // Replica 4 joins, replica 1 leaves.
+    replicas.push(common::federation::start_joining_replica(&fed, "Z", 4));
+    let out = change(&fed, "add", 4);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = change(&fed, "remove", 1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    replicas.retain(|r| r.id != 1); // killed
+                                    // Bad requests are typed errors.
+    let out = change(&fed, "add", 0);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replica id"));
+    // The replicas are now 2, 3, 4: with one more of them killed, the two left (replica 4
+    // among them unless it was the one) still make a majority and serve.
+    wait_for_within("replica 4 caught up", Duration::from_secs(30), || {
+        fed.status_text().contains("replica 4 at")
+    });
+    let status = fed.status_text();
+    assert!(!status.contains("replica 1 at"), "{status}");
+    let victim = match leader_pid(&fed, "Z") {
+        Some(p) if replicas.iter().any(|r| r.id == 4 && r.pid() == p) => 2,
+        _ => 0, // the leader
+    };
+    if victim == 0 {
+        kill_leader(&fed, "Z", &mut replicas);
+    } else {
+        replicas.retain(|r| r.id != victim);
+    }
+    assert_eq!(write(2.0), 2, "{}", replica_logs(&fed, "Z", 4));
+    let reader = Federation::join(fed.config("A")).unwrap();
+    let mut r = reader.open::<f64, _>(&Solo, "change/x", layout()).unwrap();
+    assert_eq!(r.acquire_read(VersionReq::Latest).unwrap(), 2);
+    drop(r);
+    drop(reader);
+    drop(w);
+    drop(writer);
+}

@@ -817,6 +817,14 @@ pub enum Request {
         /// The messages.
         messages: Vec<Vec<u8>>,
     },
+    /// Adds (`add`) or removes replica `id` of the cluster's manager (an operator, with the
+    /// cluster's manager credential); answered once the change is committed.
+    ChangeReplicas {
+        /// Add, else remove.
+        add: bool,
+        /// The replica.
+        id: u64,
+    },
 }
 
 impl Request {
@@ -841,6 +849,7 @@ impl Request {
                 | Request::Register { .. }
                 | Request::ClaimName { .. }
                 | Request::DropClaim { .. }
+                | Request::ChangeReplicas { .. }
         )
     }
 }

@@ -517,6 +517,7 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Search { .. } => "Search",
         Request::SetAttributes { .. } => "SetAttributes",
         Request::Raft { .. } => "Raft",
+        Request::ChangeReplicas { .. } => "ChangeReplicas",
         Request::DropClaim { .. } => "DropClaim",
         Request::List { .. } => "List",
         Request::Status { .. } => "Status",

@@ -478,10 +478,21 @@ impl Drop for ManagerReplica {
 /// `<federation>/data-<cluster>-<id>` (kept across restarts), its log `<cluster>-r<id>.log`
 /// (appended to).
 pub fn start_replica(fed: &LocalFederation, cluster: &str, id: u64, n: u64) -> ManagerReplica {
+    replica_process(fed, cluster, id, &["--replicas", &n.to_string()])
+}
+
+/// Starts replica `id` of `cluster`'s manager to join the running ones (`--join`; added with
+/// `juxmem manager add`), as [`start_replica`] otherwise.
+pub fn start_joining_replica(fed: &LocalFederation, cluster: &str, id: u64) -> ManagerReplica {
+    replica_process(fed, cluster, id, &["--join"])
+}
+
+fn replica_process(fed: &LocalFederation, cluster: &str, id: u64, how: &[&str]) -> ManagerReplica {
     let data = fed.dir().join(format!("data-{cluster}-{id}"));
     let mut m = Command::new(juxmem_bin());
     m.args(["manager", "--cluster", cluster])
-        .args(["--replica", &id.to_string(), "--replicas", &n.to_string()])
+        .args(["--replica", &id.to_string()])
+        .args(how)
         .arg("--data-dir")
         .arg(&data);
     fed.env(&mut m, cluster);

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! juxmem manager  --cluster NAME [--listen ADDR]           run a cluster manager
-//!        [--replica K --replicas N] [--data-dir DIR]       (replica K of N; log on disk)
+//!        [--replica K --replicas N | --replica K --join] [--data-dir DIR]
+//!                                                          (replica K of N; log on disk)
+//! juxmem manager add|remove K --cluster NAME               add or remove manager replica K
 //! juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR]
 //!                                                          run a provider daemon
 //! juxmem status [--json]                                   clusters, members, arrays, copies
@@ -137,7 +139,8 @@ fn config(args: &Args) -> Result<Config> {
 
 pub(crate) const USAGE: &str = "usage:
   juxmem manager  --cluster NAME [--listen ADDR] [--dir DIR] [--replica K --replicas N]
-                  [--data-dir DIR]
+                  [--replica K --join] [--data-dir DIR]
+  juxmem manager  add|remove K --cluster NAME [--dir DIR]
   juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR] [--dir DIR]
   juxmem status   [--json] [--dir DIR]
   juxmem get      NAME[@VERSION] --npy FILE [--wait SECONDS] [--dir DIR]
@@ -181,9 +184,18 @@ fn main() -> ExitCode {
                 "cluster", "listen", "dir", "replica", "replicas", "data-dir",
             ],
         )
-        .and_then(|a| {
-            only_flags(&a, &[])?;
-            run_manager(&a)
+        .and_then(|a| match a.positional.first().map(String::as_str) {
+            Some("add") | Some("remove") => {
+                only_flags(&a, &[])?;
+                run_replica_change(&a)
+            }
+            Some(other) => Err(Error::InvalidArgument(format!(
+                "juxmem manager {other:?}: add, remove, or options only\n{USAGE}"
+            ))),
+            None => {
+                only_flags(&a, &["join"])?;
+                run_manager(&a)
+            }
         }),
         "provider" => parse_args(rest, &["cluster", "listen", "dir", "name", "capacity"])
             .and_then(|a| run_provider(&a)),
@@ -258,8 +270,21 @@ fn replica_settings(args: &Args) -> Result<Settings> {
                 }),
         }
     };
-    let replicas = count("replicas", 1)?;
     let id = count("replica", 1)?;
+    let join = args.flags.iter().any(|f| f == "join");
+    if join {
+        if args.options.contains_key("replicas") {
+            return Err(Error::InvalidArgument(
+                "--join and --replicas: a joining replica learns the others from the leader".into(),
+            ));
+        }
+        return Ok(Settings {
+            id,
+            voters: vec![],
+            data_dir: args.options.get("data-dir").map(PathBuf::from),
+        });
+    }
+    let replicas = count("replicas", 1)?;
     if id > replicas {
         return Err(Error::InvalidArgument(format!(
             "--replica {id} of --replicas {replicas}: replicas are numbered 1 to {replicas}"
@@ -272,16 +297,50 @@ fn replica_settings(args: &Args) -> Result<Settings> {
     })
 }
 
+/// `juxmem manager add|remove K`: asks the cluster's leading manager replica to change the
+/// replicas, with the cluster's manager credential.
+fn run_replica_change(args: &Args) -> Result<()> {
+    let add = args.positional[0] == "add";
+    let id: u64 = args
+        .positional
+        .get(1)
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "juxmem manager add|remove needs a replica id\n{USAGE}"
+            ))
+        })?;
+    let cfg = config(args)?;
+    let me = juxmem::service::protocol::NodeInfo {
+        name: format!("{}/manager", cfg.cluster),
+        cluster: cfg.cluster.clone(),
+        addr: String::new(),
+        kind: NodeKind::Manager,
+        incarnation: juxmem::service::node::new_incarnation(),
+    };
+    let pool =
+        juxmem::service::pool::Pool::new(juxmem::service::node::hello_of(&me, &cfg), cfg.net()?)
+            .following(cfg.rendezvous.clone(), cfg.timeout() + cfg.failure_timeout);
+    let leader = juxmem::service::contact::manager_of(&cfg, &cfg.cluster)?;
+    pool.call_manager(&leader, &Request::ChangeReplicas { add, id })?;
+    println!(
+        "manager replica {id} of {} {}",
+        cfg.cluster,
+        if add { "added" } else { "removed" }
+    );
+    Ok(())
+}
+
 fn run_manager(args: &Args) -> Result<()> {
     let cfg = config(args)?;
     let settings = replica_settings(args)?;
     install_signal_handlers();
     let m = Manager::start_replica(cfg.clone(), &settings)?;
     println!(
-        "manager of cluster {} (replica {} of {}) listening on {}",
+        "manager of cluster {} (replica {}) listening on {}",
         cfg.cluster,
         settings.id,
-        settings.voters.len(),
         m.addr()
     );
     wait_for_stop();

@@ -28,7 +28,8 @@ use crate::service::replication::{Refusal, Replica, Timing};
 pub struct Settings {
     /// This replica's id (1, 2, ...).
     pub id: u64,
-    /// The replicas of a new cluster (ignored when `data_dir` holds a replica already).
+    /// The replicas of a new cluster (ignored when `data_dir` holds a replica already); empty:
+    /// this replica joins a running cluster (added with `juxmem manager add`).
     pub voters: Vec<u64>,
     /// Where the replica keeps its log and snapshots (`None`: memory only).
     pub data_dir: Option<PathBuf>,
@@ -99,15 +100,11 @@ impl Consensus {
             election_max: 20,
             compact_after: 10_000,
         };
-        let mut replica = match &settings.data_dir {
-            Some(d) => Replica::open(
-                d,
-                settings.id,
-                Some(&settings.voters),
-                Book::default(),
-                timing,
-            )?,
-            None => Replica::new(settings.id, &settings.voters, Book::default(), timing)?,
+        let voters = Some(settings.voters.as_slice()).filter(|v| !v.is_empty());
+        let mut replica = match (&settings.data_dir, voters) {
+            (Some(d), v) => Replica::open(d, settings.id, v, Book::default(), timing)?,
+            (None, Some(v)) => Replica::new(settings.id, v, Book::default(), timing)?,
+            (None, None) => Replica::joining(settings.id, Book::default(), timing)?,
         };
         // A group of one leads at once (no election timeout to wait for).
         if replica.voters() == [settings.id] {
@@ -440,6 +437,59 @@ impl Consensus {
                 senders.remove(&to);
             }
         }
+    }
+
+    /// Adds (`add`) or removes voter `id` (on the leader), and waits until the change is
+    /// applied here.
+    pub fn change_voters(&self, add: bool, id: u64, timeout: Duration) -> Result<()> {
+        {
+            let mut inner = self.lock();
+            if !inner.leading || inner.failed.is_some() {
+                return Err(self.not_leader(&inner));
+            }
+            let voters = inner.replica.voters();
+            if voters.contains(&id) == add {
+                return Ok(()); // done already (a repeated request)
+            }
+            if !add && voters.len() == 1 {
+                return Err(Error::InvalidArgument(format!(
+                    "replica {id} is the only replica of {}: it cannot be removed",
+                    self.cluster
+                )));
+            }
+            let r = if add {
+                inner.replica.add_voter(id)
+            } else {
+                inner.replica.remove_voter(id)
+            };
+            r.map_err(|e| match e {
+                Refusal::NotLeader { .. } => self.not_leader(&inner),
+                other => Error::from(other),
+            })?;
+            self.pump(&mut inner);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.lock();
+        while inner.replica.voters().contains(&id) != add {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "{} replica {id} of {}",
+                        if add { "adding" } else { "removing" },
+                        self.cluster
+                    ),
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+            let step = (deadline - now).min(Duration::from_millis(50));
+            inner = self
+                .changed
+                .wait_timeout(inner, step)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(())
     }
 
     /// What `juxmem status` shows of this replica and, if it leads, of the others.

@@ -213,7 +213,7 @@ impl Manager {
             Some(crate::config::Rendezvous::Dir(d)) => Some(d.clone()),
             _ => None,
         };
-        if settings.voters.len() > 1 && dir.is_none() {
+        if settings.voters.len() != 1 && dir.is_none() {
             return Err(Error::InvalidArgument(
                 "several manager replicas find each other in a federation directory: set \
                  JUXMEM_FEDERATION_DIR"
@@ -241,7 +241,7 @@ impl Manager {
             kick: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
             consensus,
-            replicated: settings.voters.len() > 1,
+            replicated: settings.voters.len() != 1,
         });
         let server = Server::start(listener, hello, cfg.net.clone(), manager.clone())?;
         let m = manager.clone();
@@ -1509,6 +1509,19 @@ impl Manager {
                 Ok(Response::Ok)
             }
             Request::Status { forwarded } => Ok(Response::Status(self.status(forwarded))),
+            Request::ChangeReplicas { add, id } => {
+                require_manager_of(peer, &self.me.cluster, "ChangeReplicas")?;
+                if id == 0 {
+                    return Err(Error::InvalidArgument("replica ids start at 1".into()));
+                }
+                self.consensus.change_voters(add, id, self.cfg.timeout())?;
+                tracing::info!(
+                    "manager replica {id} of {} {}",
+                    self.me.cluster,
+                    if add { "added" } else { "removed" }
+                );
+                Ok(Response::Ok)
+            }
             Request::Placement { array, suspects } => {
                 self.check_suspects(&suspects);
                 Ok(Response::Placement(
@@ -1641,7 +1654,7 @@ impl Handler for Manager {
 /// What `req` may change of the book.
 fn scope_of(req: &Request) -> Scope {
     match req {
-        Request::Renew { .. } => Scope::Nothing,
+        Request::Renew { .. } | Request::ChangeReplicas { .. } => Scope::Nothing,
         Request::Lookup { .. }
         | Request::List { .. }
         | Request::Search { .. }

@@ -173,12 +173,13 @@ fn pairs_consume() {
     }
 }
 
-fn counter_init(name: &str) {
+/// A counter homed on daemons with copies in `clusters` clusters (2 unless given).
+fn counter_init(name: &str, clusters: Option<u32>) {
     let fed = join("counter-init");
     let l = Layout::one_d(1, Dist::Block, 1).unwrap();
     let opts = ArrayOptions::new(l)
         .homes_on_daemons()
-        .redundancy(2, 1)
+        .redundancy(clusters.unwrap_or(2), 1)
         .retention(2, FullPolicy::DropOldest);
     fed.create::<i64, _>(&Solo, name, opts).unwrap();
     println!("COUNTER created {name}");
@@ -628,7 +629,7 @@ fn main() {
         "pairs-produce" => pairs_produce(),
         "lend" => lend(),
         "pairs-consume" => pairs_consume(),
-        "counter-init" => counter_init(&arg(2)),
+        "counter-init" => counter_init(&arg(2), arg(3).parse().ok()),
         "counter-inc" => counter_inc(&arg(2), arg(3).parse().unwrap()),
         "counter-read" => counter_read(&arg(2)),
         "snap-write" => snap_write(arg(2).parse().unwrap()),

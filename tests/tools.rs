@@ -96,6 +96,10 @@ fn status_json_and_typed_errors() {
     let (a, b) = (&clusters[0], &clusters[1]);
     assert_eq!(a["manager"]["name"], "A/manager");
     assert_eq!(a["manager"]["kind"], "manager");
+    // One manager replica, leading.
+    assert_eq!(a["replicas"].as_array().map(Vec::len), Some(1), "{a}");
+    assert_eq!(a["replicas"][0]["id"], 1);
+    assert_eq!(a["replicas"][0]["leader"], true);
     let members_a = names(&a["members"]);
     assert!(members_a.contains(&"A/provider-0".to_string()), "{a}");
     assert!(members_a.contains(&me.node().name), "{a}");

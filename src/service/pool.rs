@@ -183,28 +183,34 @@ impl Pool {
         req: &Request,
         wait: Option<Duration>,
     ) -> (bool, Result<Response>) {
-        if let Err(e) = self.check_contact(contact) {
-            return (false, Err(e));
-        }
-        let r = match wait {
-            Some(w) => self.call_waiting(&contact.addr, req, w),
-            None => self.call(&contact.addr, req),
+        // One connection: checked to be the contact's manager, then the request on it.
+        let sent = std::cell::Cell::new(false);
+        let r = self.with(&contact.addr, |c| {
+            self.check_peer(contact, c.peer().incarnation, c.peer_fingerprint())?;
+            if let Some(w) = wait {
+                c.set_read_timeout(Some(w + self.cfg.io_timeout))?;
+            }
+            sent.set(true);
+            c.send(req)?;
+            c.recv::<Response>()
+        });
+        let r = match r {
+            Err(Error::Network(m)) if !sent.get() => Err(contact::stale(
+                contact,
+                &format!("nothing answers there ({m})"),
+            )),
+            other => other.and_then(Response::into_result),
         };
-        (true, r)
+        (sent.get(), r)
     }
 
     /// Checks that the manager at `contact`'s address is the one the contact names.
-    fn check_contact(&self, contact: &Contact) -> Result<()> {
-        let (incarnation, fingerprint) = self
-            .with(&contact.addr, |c| {
-                Ok((c.peer().incarnation, c.peer_fingerprint()))
-            })
-            .map_err(|e| match e {
-                Error::Network(m) => {
-                    contact::stale(contact, &format!("nothing answers there ({m})"))
-                }
-                other => other,
-            })?;
+    fn check_peer(
+        &self,
+        contact: &Contact,
+        incarnation: u64,
+        fingerprint: Option<String>,
+    ) -> Result<()> {
         if let Some(want) = contact.incarnation {
             if want != incarnation {
                 return Err(contact::stale(

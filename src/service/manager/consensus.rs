@@ -189,6 +189,11 @@ impl Consensus {
         r.map(|()| back)
     }
 
+    /// Whether this replica is the only voter (no other can lead).
+    pub fn alone(&self) -> bool {
+        self.lock().replica.voters() == [self.id]
+    }
+
     /// (generation, leading): what the manager serves as.
     pub fn office(&self) -> (u64, bool) {
         let inner = self.lock();

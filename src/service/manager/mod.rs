@@ -65,8 +65,10 @@ enum Scope {
     Read,
     /// These records.
     Keys(Vec<Key>),
-    /// The records of an array (and the members and serial it may change).
+    /// The record of an array.
     Array(ArrayId),
+    /// The record of an array and the members (whose memory it may release).
+    ArrayAndMembers(ArrayId),
     /// The array a creation answers with.
     Create,
     /// Anything (a failure's effects).
@@ -411,7 +413,8 @@ impl Manager {
                 Scope::Nothing => return Ok(()),
                 Scope::Read => vec![],
                 Scope::Keys(k) => k,
-                Scope::Array(a) => vec![Key::Entry(a), Key::Members, Key::Serial],
+                Scope::Array(a) => vec![Key::Entry(a)],
+                Scope::ArrayAndMembers(a) => vec![Key::Entry(a), Key::Members],
                 Scope::Create => {
                     let mut k = vec![Key::Members, Key::Serial];
                     if let Ok(Response::Meta(m)) = answer {
@@ -426,6 +429,8 @@ impl Manager {
         };
         match pending {
             Some(p) if !self.consensus.done(p) => self.consensus.wait(p, self.cfg.timeout()),
+            // Alone, this replica cannot have been deposed: what it holds is current.
+            _ if self.consensus.alone() => Ok(()),
             _ => self.consensus.barrier(self.cfg.timeout()),
         }
     }
@@ -1664,8 +1669,8 @@ fn scope_of(req: &Request) -> Scope {
         | Request::DropClaim { .. } => Scope::Read,
         Request::Reserve { .. } | Request::Release { .. } => Scope::Keys(vec![Key::Members]),
         Request::Create { .. } => Scope::Create,
+        Request::Destroy { array, .. } => Scope::ArrayAndMembers(*array),
         Request::Created { array }
-        | Request::Destroy { array, .. }
         | Request::SetAttributes { array, .. }
         | Request::AcquireWrite { array, .. }
         | Request::Commit { array, .. }

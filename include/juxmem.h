@@ -27,6 +27,11 @@
 #include <stdint.h>
 
 /*
+ Longest array name, in bytes (a namespace path of '/'-separated segments).
+ */
+#define JUXMEM_MAX_NAME 255
+
+/*
  A shared array as this process's group sees it (opaque).
  */
 typedef struct juxmem_array juxmem_array;

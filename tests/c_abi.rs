@@ -55,7 +55,8 @@ fn built() -> &'static Built {
                 "cc -O2 -std=c11 -Wall -Wextra -Werror -ffp-contract=off {e}/examples/weather_stage2.c $(pkg-config --cflags --libs juxmem) -o weather_stage2\n\
                  cc -std=c11 -Wall -Wextra -Werror {e}/tests/c/errors.c $(pkg-config --cflags --libs juxmem) -o errors\n\
                  cc -std=c11 -Wall -Wextra -Werror {e}/tests/c/errors.c $(pkg-config --cflags juxmem) {p}/lib/libjuxmem.a $(pkg-config --libs mpi-c) -lpthread -ldl -lm -o errors_static\n\
-                 mpifort -O2 -Wall -Werror -ffp-contract=off {e}/examples/weather_stage3.f90 $(pkg-config --cflags --libs juxmem-fortran) -o weather_stage3",
+                 mpifort -O2 -Wall -Werror -ffp-contract=off {e}/examples/weather_stage3.f90 $(pkg-config --cflags --libs juxmem-fortran) -o weather_stage3\n\
+                 mpifort -Wall -Werror {e}/tests/fortran/search.f90 $(pkg-config --cflags --libs juxmem-fortran) -o search_f",
                 e = ffi.display(),
                 p = prefix.display()
             ),
@@ -187,6 +188,23 @@ fn error_paths_return_their_documented_codes() {
         );
         eprintln!("{prog}: {line}");
     }
+}
+
+#[test]
+fn fortran_searches_by_name_type_shape_and_attributes() {
+    let b = built();
+    let fed = LocalFederation::start("f-search", &[("A", 0)]);
+    let mut cmd = Command::new("mpirun");
+    mpi_env(&mut cmd);
+    fed.env(&mut cmd, "A");
+    cmd.args(["-np", "1"]).arg(b.bin.join("search_f"));
+    let out = run(cmd, "search_f");
+    assert!(
+        out.stdout.contains("SEARCH ok failures=0"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 #[test]

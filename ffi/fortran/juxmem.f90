@@ -88,6 +88,10 @@ module juxmem
   public :: juxmem_array_local_read, juxmem_array_local_write
   public :: juxmem_array_get, juxmem_array_put, juxmem_array_get_relaxed
   public :: juxmem_array_checkpoint, juxmem_restore
+  public :: juxmem_array_set_attribute, juxmem_search
+
+  !> Longest array name (bytes), the length of the names juxmem_search returns.
+  integer, parameter, public :: JUXMEM_MAX_NAME = 255
 
   ! The C options struct (see juxmem_array_options in juxmem.h).
   type, bind(C) :: c_options
@@ -249,6 +253,34 @@ module juxmem
       type(c_ptr), value :: array, buf
       integer(c_int64_t), intent(in) :: lo(*), hi(*), ld(*)
     end function
+    integer(c_int32_t) function c_array_set_attribute(array, key, value) &
+        bind(C, name="juxmem_array_set_attribute")
+      import :: c_int32_t, c_ptr, c_char
+      type(c_ptr), value :: array
+      character(kind=c_char), intent(in) :: key(*), value(*)
+    end function
+    integer(c_int32_t) function c_search(ctx, pattern, elem_type, ndims, shape, nattrs, keys, &
+        values, out) bind(C, name="juxmem_search")
+      import :: c_int32_t, c_ptr
+      type(c_ptr), value :: ctx, pattern, shape, keys, values
+      integer(c_int32_t), value :: elem_type, ndims, nattrs
+      type(c_ptr) :: out
+    end function
+    integer(c_int32_t) function c_names_count(names, count) bind(C, name="juxmem_names_count")
+      import :: c_int32_t, c_ptr, c_size_t
+      type(c_ptr), value :: names
+      integer(c_size_t) :: count
+    end function
+    integer(c_int32_t) function c_names_get(names, i, name) bind(C, name="juxmem_names_get")
+      import :: c_int32_t, c_ptr, c_size_t
+      type(c_ptr), value :: names
+      integer(c_size_t), value :: i
+      type(c_ptr) :: name
+    end function
+    subroutine c_names_free(names) bind(C, name="juxmem_names_free")
+      import :: c_ptr
+      type(c_ptr), value :: names
+    end subroutine
     function c_strlen(s) bind(C, name="strlen") result(n)
       import :: c_ptr, c_size_t
       type(c_ptr), value :: s
@@ -272,19 +304,24 @@ contains
     y = x(size(x):1:-1)
   end function
 
+  ! The C string at p, as a Fortran string.
+  function f_string(p) result(s)
+    type(c_ptr), intent(in) :: p
+    character(len=:), allocatable :: s
+    character(kind=c_char), pointer :: chars(:)
+    integer :: i, n
+    n = int(c_strlen(p))
+    call c_f_pointer(p, chars, [n])
+    allocate(character(len=n) :: s)
+    do i = 1, n
+      s(i:i) = chars(i)
+    end do
+  end function
+
   !> The message of this thread's last failure.
   function juxmem_error_message() result(msg)
     character(len=:), allocatable :: msg
-    type(c_ptr) :: p
-    character(kind=c_char), pointer :: chars(:)
-    integer :: i, n
-    p = c_last_error_message()
-    n = int(c_strlen(p))
-    call c_f_pointer(p, chars, [n])
-    allocate(character(len=n) :: msg)
-    do i = 1, n
-      msg(i:i) = chars(i)
-    end do
+    msg = f_string(c_last_error_message())
   end function
 
   !> Joins the federation for the processes of comm (an MPI communicator handle).
@@ -384,6 +421,100 @@ contains
     ierr = int(c_restore(ctx%ptr, c_string(dir), c_string(name), int(elem, c_int32_t), &
       layout%ptr, c_null_ptr, array%ptr))
     if (ierr == JUXMEM_OK) array%ndims = ndims_of(layout)
+  end subroutine
+
+  !> Sets attribute key to value (user metadata: units, forecast cycle, model...; found by
+  !> juxmem_search), under a write acquire (collective); it takes effect at once. Trailing
+  !> blanks of key and value are not part of them.
+  subroutine juxmem_array_set_attribute(array, key, value, ierr)
+    type(juxmem_array), intent(in) :: array
+    character(len=*), intent(in) :: key, value
+    integer, intent(out) :: ierr
+    ierr = int(c_array_set_attribute(array%ptr, c_string(key), c_string(value)))
+  end subroutine
+
+  !> The names of the arrays of the whole federation matching every condition given, sorted:
+  !> the name pattern (as juxmem_list in juxmem.h: '*' matches any run of characters), the
+  !> element type elem (a JUXMEM_TYPE_*), the shape (Fortran order) and the attributes
+  !> keys(i) = values(i) (each array must carry all of them; trailing blanks trimmed). names
+  !> is allocated to the matches, each blank-padded (a name has at most JUXMEM_MAX_NAME
+  !> characters).
+  subroutine juxmem_search(ctx, names, ierr, pattern, elem, shape, keys, values)
+    type(juxmem_context), intent(in) :: ctx
+    character(len=JUXMEM_MAX_NAME), allocatable, intent(out) :: names(:)
+    integer, intent(out) :: ierr
+    character(len=*), intent(in), optional :: pattern
+    integer, intent(in), optional :: elem
+    integer(c_int64_t), intent(in), optional :: shape(:)
+    character(len=*), intent(in), optional :: keys(:), values(:)
+    character(kind=c_char, len=:), allocatable, target :: pat
+    ! Longer than any valid key or value (64 and 1024 bytes): a longer one is refused here.
+    character(kind=c_char, len=1026), allocatable, target :: kbuf(:), vbuf(:)
+    integer(c_int64_t), allocatable, target :: cshape(:)
+    type(c_ptr), allocatable, target :: kp(:), vp(:)
+    type(c_ptr) :: ppat, pshape, pkeys, pvalues, list, p
+    integer(c_int32_t) :: ctype, nd, na
+    integer(c_size_t) :: count, i
+    allocate(names(0))
+    ppat = c_null_ptr
+    pshape = c_null_ptr
+    pkeys = c_null_ptr
+    pvalues = c_null_ptr
+    ctype = 0
+    nd = 0
+    na = 0
+    if (present(pattern)) then
+      pat = c_string(pattern)
+      ppat = c_loc(pat)
+    end if
+    if (present(elem)) ctype = int(elem, c_int32_t)
+    if (present(shape)) then
+      cshape = reversed64(shape)
+      nd = int(size(shape), c_int32_t)
+      if (nd > 0) pshape = c_loc(cshape)
+    end if
+    if (present(keys) .neqv. present(values)) then
+      ierr = JUXMEM_E_INVALID_ARGUMENT
+      return
+    end if
+    if (present(keys)) then
+      if (size(keys) /= size(values)) then
+        ierr = JUXMEM_E_INVALID_ARGUMENT
+        return
+      end if
+      na = int(size(keys), c_int32_t)
+      allocate(kbuf(na), vbuf(na), kp(na), vp(na))
+      do i = 1, int(na, c_size_t)
+        if (len_trim(keys(i)) > 1024 .or. len_trim(values(i)) > 1024) then
+          ierr = JUXMEM_E_INVALID_ARGUMENT
+          return
+        end if
+        kbuf(i) = trim(keys(i)) // c_null_char
+        vbuf(i) = trim(values(i)) // c_null_char
+        kp(i) = c_loc(kbuf(i))
+        vp(i) = c_loc(vbuf(i))
+      end do
+      if (na > 0) then
+        pkeys = c_loc(kp)
+        pvalues = c_loc(vp)
+      end if
+    end if
+    list = c_null_ptr
+    ierr = int(c_search(ctx%ptr, ppat, ctype, nd, pshape, na, pkeys, pvalues, list))
+    if (ierr /= JUXMEM_OK) return
+    ierr = int(c_names_count(list, count))
+    if (ierr /= JUXMEM_OK) then
+      call c_names_free(list)
+      return
+    end if
+    deallocate(names)
+    allocate(names(count))
+    do i = 0, count - 1
+      ierr = int(c_names_get(list, i, p))
+      if (ierr /= JUXMEM_OK) exit
+      names(i + 1) = f_string(p)
+    end do
+    call c_names_free(list)
   end subroutine
 
   !> Writes the version array reads (after juxmem_array_acquire_read) to directory dir as a

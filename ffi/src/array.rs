@@ -32,6 +32,9 @@ pub const JUXMEM_FULL_BLOCK: juxmem_full_policy = 0;
 /// Drop the oldest version even if unread (and count it).
 pub const JUXMEM_FULL_DROP_OLDEST: juxmem_full_policy = 1;
 
+/// Longest array name, in bytes (a namespace path of '/'-separated segments).
+pub const JUXMEM_MAX_NAME: u32 = 255;
+
 /// How to create an array; fill with juxmem_array_options_default, then change fields.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

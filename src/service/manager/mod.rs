@@ -114,6 +114,9 @@ pub struct Manager {
 /// Longest name pattern a listing accepts (bytes).
 const MAX_PATTERN: usize = 1024;
 
+/// Largest manager replica id.
+const MAX_REPLICA_ID: u64 = 64;
+
 /// Longest claim of a name another cluster may ask for.
 const MAX_CLAIM_LEASE: Duration = Duration::from_secs(60);
 
@@ -1516,8 +1519,28 @@ impl Manager {
             Request::Status { forwarded } => Ok(Response::Status(self.status(forwarded))),
             Request::ChangeReplicas { add, id } => {
                 require_manager_of(peer, &self.me.cluster, "ChangeReplicas")?;
-                if id == 0 {
-                    return Err(Error::InvalidArgument("replica ids start at 1".into()));
+                if id == 0 || id > MAX_REPLICA_ID {
+                    return Err(Error::InvalidArgument(format!(
+                        "replica {id}: replica ids go from 1 to {MAX_REPLICA_ID}"
+                    )));
+                }
+                // A voter that is not running would count in every majority and could stall
+                // the cluster (two voters of which one is missing make no majority): only a
+                // replica that started (and wrote its file) is added.
+                let started = match &self.cfg.rendezvous {
+                    Some(crate::config::Rendezvous::Dir(d)) => {
+                        contact::replicas(d, &self.me.cluster)
+                            .iter()
+                            .any(|(k, _)| *k == id)
+                    }
+                    _ => false,
+                };
+                if add && !started {
+                    return Err(Error::NotFound(format!(
+                        "manager replica {id} of {} has not started (no {}.r{id}.replica in the \
+                         federation directory): start it with --replica {id} --join first",
+                        self.me.cluster, self.me.cluster
+                    )));
                 }
                 self.consensus.change_voters(add, id, self.cfg.timeout())?;
                 tracing::info!(

@@ -352,15 +352,18 @@ fn replicas_are_added_and_removed_by_command() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    replicas.retain(|r| r.id != 1); // killed
-                                    // Bad requests are typed errors: no id, or a replica that did not start (it would count in
-    // every majority).
+    // Replica 1 is killed; bad requests are typed errors: no id, or a replica that did not
+    // start (it would count in every majority).
+    replicas.retain(|r| r.id != 1);
     let out = change(&fed, "add", 0);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("replica id"));
     let out = change(&fed, "add", 9);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("has not started"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("has not started"),
+        "{err}"
+    );
     // The replicas are now 2, 3, 4: with one more of them killed, the two left (replica 4
     // among them unless it was the one) still make a majority and serve.
     wait_for_within("replica 4 caught up", Duration::from_secs(30), || {

@@ -75,6 +75,18 @@ pub fn juxmem_bin() -> PathBuf {
         .join("juxmem")
 }
 
+/// Whether process `pid` is stopped (state `T` in `/proc/<pid>/stat`).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // The state follows the command name, which is in parentheses.
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|st| st == "T")
+        })
+        .unwrap_or(false)
+}
+
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: signalling a child process we started, by its pid.
     unsafe {
@@ -228,9 +240,13 @@ impl LocalFederation {
         let _ = d.child.wait();
     }
 
-    /// SIGSTOPs daemon `name`.
+    /// SIGSTOPs daemon `name`, and returns once it is stopped (a signal is delivered
+    /// asynchronously: on a loaded machine the daemon could otherwise still answer a request
+    /// sent right after this returns).
     pub fn pause(&self, name: &str) {
-        signal(self.daemon(name).pid(), libc::SIGSTOP);
+        let pid = self.daemon(name).pid();
+        signal(pid, libc::SIGSTOP);
+        wait_for(&format!("{name} (pid {pid}) to stop"), || stopped(pid));
     }
 
     /// SIGCONTs daemon `name`.

@@ -23,15 +23,20 @@ fn layout() -> Layout {
     Layout::new(&[N], &[Dist::Block], &[1]).unwrap()
 }
 
+/// Cluster Z of `fed`, run by 3 manager replicas, once one of them leads.
+fn three_replicas(fed: &LocalFederation) -> Vec<ManagerReplica> {
+    fed.add_cluster_credentials("Z");
+    let replicas: Vec<ManagerReplica> = (1..=3).map(|k| start_replica(fed, "Z", k, 3)).collect();
+    wait_for_within("a leader of Z", Duration::from_secs(60), || {
+        leader_pid(fed, "Z").is_some()
+    });
+    replicas
+}
+
 #[test]
 fn the_leader_killed_during_a_burst_of_creates_loses_no_acknowledged_create() {
     let fed = LocalFederation::start("replicas-creates", &[("A", 0)]);
-    fed.add_cluster_credentials("Z");
-    let mut replicas: Vec<ManagerReplica> =
-        (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
-    wait_for_within("a leader of Z", Duration::from_secs(60), || {
-        leader_pid(&fed, "Z").is_some()
-    });
+    let mut replicas = three_replicas(&fed);
     let client = Federation::join(fed.config("Z")).unwrap();
     let stop = AtomicBool::new(false);
     let started = Instant::now();
@@ -120,12 +125,7 @@ fn the_leader_killed_during_a_burst_of_creates_loses_no_acknowledged_create() {
 #[test]
 fn a_lock_put_unlock_loop_rides_over_a_leader_kill() {
     let fed = LocalFederation::start("replicas-loop", &[("A", 0)]);
-    fed.add_cluster_credentials("Z");
-    let mut replicas: Vec<ManagerReplica> =
-        (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
-    wait_for_within("a leader of Z", Duration::from_secs(60), || {
-        leader_pid(&fed, "Z").is_some()
-    });
+    let mut replicas = three_replicas(&fed);
     let writer = Federation::join(fed.config("Z")).unwrap();
     let mut w = writer
         .create::<f64, _>(&Solo, "loop/x", ArrayOptions::new(layout()))
@@ -258,11 +258,7 @@ fn a_lock_put_unlock_loop_rides_over_a_leader_kill() {
 #[test]
 fn every_replica_restarted_on_its_data_directory_brings_the_arrays_back() {
     let fed = LocalFederation::start("replicas-restart", &[("A", 0)]);
-    fed.add_cluster_credentials("Z");
-    let replicas: Vec<ManagerReplica> = (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
-    wait_for_within("a leader of Z", Duration::from_secs(60), || {
-        leader_pid(&fed, "Z").is_some()
-    });
+    let replicas = three_replicas(&fed);
     // The writer (home of the only block) lives on; every manager replica dies.
     let writer = Federation::join(fed.config("Z")).unwrap();
     let mut w = writer
@@ -322,12 +318,7 @@ fn change(fed: &LocalFederation, what: &str, id: u64) -> std::process::Output {
 #[test]
 fn replicas_are_added_and_removed_by_command() {
     let fed = LocalFederation::start("replicas-change", &[("A", 0)]);
-    fed.add_cluster_credentials("Z");
-    let mut replicas: Vec<ManagerReplica> =
-        (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
-    wait_for_within("a leader of Z", Duration::from_secs(60), || {
-        leader_pid(&fed, "Z").is_some()
-    });
+    let mut replicas = three_replicas(&fed);
     let writer = Federation::join(fed.config("Z")).unwrap();
     let mut w = writer
         .create::<f64, _>(&Solo, "change/x", ArrayOptions::new(layout()))

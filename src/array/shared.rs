@@ -938,29 +938,16 @@ impl<T: Element, G: Group + ?Sized> Drop for SharedArray<'_, T, G> {
         }
         // A read not released: its pin goes with the handle (else it would hold the version,
         // and writers waiting on retention, until this process dies). The root holds it.
+        let array = self.view.meta.id;
+        let tell = |req: Request| {
+            let manager = contact::of_node(&self.view.meta.manager);
+            let _ = self.view.fed.inner.pool.call_manager(&manager, &req);
+        };
         if let (Access::Read { pin: Some(pin), .. }, 0) = (&self.access, self.group.rank()) {
-            let req = Request::Unpin {
-                array: self.view.meta.id,
-                pin: *pin,
-            };
-            let _ = self
-                .view
-                .fed
-                .inner
-                .pool
-                .call_manager(&contact::of_node(&self.view.meta.manager), &req);
+            tell(Request::Unpin { array, pin: *pin });
         }
         if let Some(reader) = self.reader.take() {
-            let req = Request::RemoveReader {
-                array: self.view.meta.id,
-                reader,
-            };
-            let _ = self
-                .view
-                .fed
-                .inner
-                .pool
-                .call_manager(&contact::of_node(&self.view.meta.manager), &req);
+            tell(Request::RemoveReader { array, reader });
         }
     }
 }

@@ -55,13 +55,14 @@ fn path(dir: &Path, cluster: &str) -> PathBuf {
 
 /// Writes a contact file atomically (write, then rename).
 pub fn write(dir: &Path, c: &Contact) -> Result<()> {
-    let text = render(c);
-    let tmp = dir.join(format!(".{}.manager.{}", c.cluster, std::process::id()));
+    write_atomically(dir, &format!("{}.manager", c.cluster), &render(c))
+}
+
+/// Writes `text` to `dir/name` atomically (a private temporary file, then a rename), mode 0600.
+fn write_atomically(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     let io = |e: std::io::Error| {
-        Error::Network(format!(
-            "cannot write contact file in {}: {e}",
-            dir.display()
-        ))
+        Error::Network(format!("cannot write {name} in {}: {e}", dir.display()))
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     {
@@ -76,7 +77,7 @@ pub fn write(dir: &Path, c: &Contact) -> Result<()> {
             .map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
     }
-    std::fs::rename(&tmp, path(dir, &c.cluster)).map_err(io)
+    std::fs::rename(&tmp, dir.join(name)).map_err(io)
 }
 
 /// Removes a contact file if it is still ours (same incarnation).
@@ -191,31 +192,7 @@ fn replica_path(dir: &Path, cluster: &str, id: u64) -> PathBuf {
 /// leader also the cluster's `<cluster>.manager`): how the replicas find each other, and how
 /// clients find the leader after a failover.
 pub fn write_replica(dir: &Path, id: u64, c: &Contact) -> Result<()> {
-    let text = render(c);
-    let tmp = dir.join(format!(
-        ".{}.r{id}.replica.{}",
-        c.cluster,
-        std::process::id()
-    ));
-    let io = |e: std::io::Error| {
-        Error::Network(format!(
-            "cannot write a replica file in {}: {e}",
-            dir.display()
-        ))
-    };
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-    }
-    std::fs::rename(&tmp, replica_path(dir, &c.cluster, id)).map_err(io)
+    write_atomically(dir, &format!("{}.r{id}.replica", c.cluster), &render(c))
 }
 
 /// Removes replica `id`'s file if it is still this incarnation's.

@@ -56,7 +56,8 @@ fn built() -> &'static Built {
                  cc -std=c11 -Wall -Wextra -Werror {e}/tests/c/errors.c $(pkg-config --cflags --libs juxmem) -o errors\n\
                  cc -std=c11 -Wall -Wextra -Werror {e}/tests/c/errors.c $(pkg-config --cflags juxmem) {p}/lib/libjuxmem.a $(pkg-config --libs mpi-c) -lpthread -ldl -lm -o errors_static\n\
                  mpifort -O2 -Wall -Werror -ffp-contract=off {e}/examples/weather_stage3.f90 $(pkg-config --cflags --libs juxmem-fortran) -o weather_stage3\n\
-                 mpifort -Wall -Werror {e}/tests/fortran/search.f90 $(pkg-config --cflags --libs juxmem-fortran) -o search_f",
+                 mpifort -Wall -Werror {e}/tests/fortran/search.f90 $(pkg-config --cflags --libs juxmem-fortran) -o search_f\n\
+                 cc -O2 -std=c11 -Wall -Wextra -Werror {e}/examples/checkpoint.c $(pkg-config --cflags --libs juxmem) -o checkpoint_c",
                 e = ffi.display(),
                 p = prefix.display()
             ),
@@ -205,6 +206,28 @@ fn fortran_searches_by_name_type_shape_and_attributes() {
         out.stdout,
         out.stderr
     );
+}
+
+#[test]
+fn the_c_checkpoint_example_restores_every_element_in_another_layout() {
+    let b = built();
+    let fed = LocalFederation::start("c-checkpoint", &[("A", 0)]);
+    let dir = fed.dir().join("ckpt");
+    let mut cmd = Command::new("mpirun");
+    mpi_env(&mut cmd);
+    fed.env(&mut cmd, "A");
+    cmd.args(["-np", "2"])
+        .arg(b.bin.join("checkpoint_c"))
+        .arg(&dir);
+    let out = run(cmd, "checkpoint_c");
+    assert!(
+        out.stdout.contains("CHECKPOINT version=1 wrong=0"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    // A manifest and one file per writing process.
+    assert!(dir.join("manifest").exists(), "{}", dir.display());
 }
 
 #[test]

@@ -21,6 +21,17 @@ fn run(cmd: Command, what: &str) -> Output {
     run_ok(cmd, what, LIMIT)
 }
 
+/// `mpirun -np NP PROG ARGS` (one of the built programs) in cluster A of `fed`.
+fn mpirun_in(fed: &LocalFederation, np: u32, prog: &str, args: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new("mpirun");
+    mpi_env(&mut cmd);
+    fed.env(&mut cmd, "A");
+    cmd.args(["-np", &np.to_string()])
+        .arg(built().bin.join(prog))
+        .args(args);
+    run(cmd, prog)
+}
+
 fn shell(script: &str, dir: &Path, env: &[(&str, String)]) -> Output {
     let mut cmd = Command::new("bash");
     cmd.arg("-ec").arg(script).current_dir(dir);
@@ -167,15 +178,10 @@ fn fortran_constants_match_the_header() {
 
 #[test]
 fn error_paths_return_their_documented_codes() {
-    let b = built();
     for prog in ["errors", "errors_static"] {
         // Each run creates the same names: a federation of its own.
         let fed = LocalFederation::start(&format!("c-{prog}"), &[("A", 0)]);
-        let mut cmd = Command::new("mpirun");
-        mpi_env(&mut cmd);
-        fed.env(&mut cmd, "A");
-        cmd.args(["-np", "1"]).arg(b.bin.join(prog));
-        let out = run(cmd, prog);
+        let out = mpirun_in(&fed, 1, prog, &[]);
         let line = out
             .stdout
             .lines()
@@ -193,13 +199,8 @@ fn error_paths_return_their_documented_codes() {
 
 #[test]
 fn fortran_searches_by_name_type_shape_and_attributes() {
-    let b = built();
     let fed = LocalFederation::start("f-search", &[("A", 0)]);
-    let mut cmd = Command::new("mpirun");
-    mpi_env(&mut cmd);
-    fed.env(&mut cmd, "A");
-    cmd.args(["-np", "1"]).arg(b.bin.join("search_f"));
-    let out = run(cmd, "search_f");
+    let out = mpirun_in(&fed, 1, "search_f", &[]);
     assert!(
         out.stdout.contains("SEARCH ok failures=0"),
         "{}\n{}",
@@ -210,16 +211,9 @@ fn fortran_searches_by_name_type_shape_and_attributes() {
 
 #[test]
 fn the_c_checkpoint_example_restores_every_element_in_another_layout() {
-    let b = built();
     let fed = LocalFederation::start("c-checkpoint", &[("A", 0)]);
     let dir = fed.dir().join("ckpt");
-    let mut cmd = Command::new("mpirun");
-    mpi_env(&mut cmd);
-    fed.env(&mut cmd, "A");
-    cmd.args(["-np", "2"])
-        .arg(b.bin.join("checkpoint_c"))
-        .arg(&dir);
-    let out = run(cmd, "checkpoint_c");
+    let out = mpirun_in(&fed, 2, "checkpoint_c", &[dir.as_os_str()]);
     assert!(
         out.stdout.contains("CHECKPOINT version=1 wrong=0"),
         "{}\n{}",
@@ -235,11 +229,7 @@ fn readme_programs_run_in_a_federation() {
     let b = built();
     let fed = LocalFederation::start("c-hello", &[("A", 0)]);
     for prog in ["hello_c", "hello_f"] {
-        let mut cmd = Command::new("mpirun");
-        mpi_env(&mut cmd);
-        fed.env(&mut cmd, "A");
-        cmd.args(["-np", "2"]).arg(b.bin.join(prog));
-        let out = run(cmd, prog);
+        let out = mpirun_in(&fed, 2, prog, &[]);
         let ok = out
             .stdout
             .matches("elements read back in cyclic layout, 0 wrong")

@@ -15,7 +15,7 @@ use common::federation::{
 use juxmem::history::{self, FinalState, Op, Outcome, Recorder};
 use juxmem::layout::{Dist, Layout};
 use juxmem::service::protocol::VersionReq;
-use juxmem::{ArrayOptions, ErrorCode, Federation, Solo};
+use juxmem::{ArrayOptions, ErrorCode, Federation, SharedArray, Solo};
 
 const N: u64 = 64;
 
@@ -31,6 +31,13 @@ fn three_replicas(fed: &LocalFederation) -> Vec<ManagerReplica> {
         leader_pid(fed, "Z").is_some()
     });
     replicas
+}
+
+/// Acquire, put `x` everywhere, release: the version published.
+fn write(w: &mut SharedArray<'_, f64, Solo>, x: f64) -> u64 {
+    w.acquire().unwrap();
+    w.put(&[0], &[N], &vec![x; N as usize]).unwrap();
+    w.release().unwrap()
 }
 
 #[test]
@@ -264,13 +271,8 @@ fn every_replica_restarted_on_its_data_directory_brings_the_arrays_back() {
     let mut w = writer
         .create::<f64, _>(&Solo, "restart/x", ArrayOptions::new(layout()))
         .unwrap();
-    let mut write = |x: f64| {
-        w.acquire().unwrap();
-        w.put(&[0], &[N], &vec![x; N as usize]).unwrap();
-        w.release().unwrap()
-    };
     for x in 1..=5 {
-        assert_eq!(write(x as f64), x);
+        assert_eq!(write(&mut w, x as f64), x);
     }
     let old: Vec<u32> = replicas.iter().map(|r| r.pid()).collect();
     drop(replicas); // SIGKILL, all three
@@ -298,7 +300,7 @@ fn every_replica_restarted_on_its_data_directory_brings_the_arrays_back() {
     read(5);
     eprintln!("read after the restart in {:?}", t.elapsed());
     // And the writer goes on with the new leader.
-    assert_eq!(write(6.0), 6);
+    assert_eq!(write(&mut w, 6.0), 6);
     read(6);
     // The clients leave while their manager runs.
     drop(w);
@@ -323,12 +325,7 @@ fn replicas_are_added_and_removed_by_command() {
     let mut w = writer
         .create::<f64, _>(&Solo, "change/x", ArrayOptions::new(layout()))
         .unwrap();
-    let mut write = |x: f64| {
-        w.acquire().unwrap();
-        w.put(&[0], &[N], &vec![x; N as usize]).unwrap();
-        w.release().unwrap()
-    };
-    assert_eq!(write(1.0), 1);
+    assert_eq!(write(&mut w, 1.0), 1);
     // Replica 4 joins, replica 1 leaves.
     replicas.push(common::federation::start_joining_replica(&fed, "Z", 4));
     let out = change(&fed, "add", 4);
@@ -371,7 +368,7 @@ fn replicas_are_added_and_removed_by_command() {
     } else {
         replicas.retain(|r| r.id != victim);
     }
-    assert_eq!(write(2.0), 2, "{}", replica_logs(&fed, "Z", 4));
+    assert_eq!(write(&mut w, 2.0), 2, "{}", replica_logs(&fed, "Z", 4));
     let reader = Federation::join(fed.config("A")).unwrap();
     let mut r = reader.open::<f64, _>(&Solo, "change/x", layout()).unwrap();
     assert_eq!(r.acquire_read(VersionReq::Latest).unwrap(), 2);

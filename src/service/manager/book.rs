@@ -109,11 +109,6 @@ impl Book {
         })
     }
 
-    /// How many records it holds.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
     /// Whether it holds no record.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()

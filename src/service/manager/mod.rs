@@ -107,7 +107,7 @@ pub struct Manager {
     kick: (Mutex<bool>, Condvar),
     stop: AtomicBool,
     consensus: Arc<Consensus>,
-    /// Number of voters when started (several: a claim grace period applies at takeover).
+    /// Started as one of several replicas (a claim grace period applies at takeover).
     replicated: bool,
 }
 

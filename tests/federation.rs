@@ -694,3 +694,61 @@ fn a_raw_local_pointer_keeps_other_ranks_out_of_its_block_until_release() {
         );
     }
 }
+
+/// Puts into an array whose blocks live on provider daemons are what the release publishes
+/// (the writer's untouched copy of its part, loaded at acquire, once overwrote them with the
+/// base version's contents), mixed with local writes the puts win; and a process that opened
+/// the array once it held all the versions retained (a registered reader that read none of
+/// them) writes on, instead of waiting on its own reader registration (it once timed out).
+#[test]
+fn puts_to_daemon_homes_are_published_and_a_writers_own_reader_does_not_block_it() {
+    let fed = LocalFederation::start("daemon-puts", &[("A", 1)]);
+    fed.wait_for_providers(1);
+    let me = Federation::join(fed.config("A")).unwrap();
+    let n = 256u64;
+    let layout = Layout::one_d(n, Dist::Block, 1).unwrap();
+    let opts = ArrayOptions::new(layout.clone())
+        .homes_on_daemons()
+        .retention(2, juxmem::service::protocol::FullPolicy::Block);
+    let other = Federation::join(fed.config("A")).unwrap();
+    let mut r = None;
+    let mut check = |v: u64, want: &dyn Fn(usize) -> f64| {
+        let r =
+            r.get_or_insert_with(|| other.open::<f64, _>(&Solo, "dp/x", layout.clone()).unwrap());
+        r.acquire_read(VersionReq::Exactly(v)).unwrap();
+        let mut buf = vec![0.0; n as usize];
+        r.get(&[0], &[n], &mut buf).unwrap();
+        r.release_read().unwrap();
+        let wrong = (0..n as usize).filter(|&i| buf[i] != want(i)).count();
+        assert_eq!(wrong, 0, "version {v}: {:?}", &buf[..4]);
+    };
+    {
+        let mut c = me.create::<f64, _>(&Solo, "dp/x", opts).unwrap();
+        for v in 1..=2u64 {
+            c.acquire().unwrap();
+            c.put(&[0], &[n], &vec![v as f64; n as usize]).unwrap();
+            assert_eq!(c.release().unwrap(), v);
+            check(v, &|_| v as f64);
+        }
+    }
+    // Opened now, its reader registration starts at version 1, which version 3 must drop.
+    let mut w = me.open::<f64, _>(&Solo, "dp/x", layout.clone()).unwrap();
+    for v in 3..=4u64 {
+        w.acquire_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("version {v}: {e}"));
+        if v == 3 {
+            w.put(&[0], &[n], &vec![3.0; n as usize]).unwrap();
+        } else {
+            // A put of half, then local writes: the put's half wins, the rest is local.
+            w.put(&[0], &[n / 2], &vec![40.0; (n / 2) as usize])
+                .unwrap();
+            w.local_mut().unwrap().fill(-1.0);
+        }
+        assert_eq!(w.release().unwrap(), v);
+        check(v, &|i| match v {
+            4 if i < (n / 2) as usize => 40.0,
+            4 => -1.0,
+            _ => v as f64,
+        });
+    }
+}

@@ -124,6 +124,10 @@ pub struct SharedArray<'g, T: Element, G: Group + ?Sized> {
     /// This handle's reader registration (opened handles; kept by the root).
     reader: Option<u64>,
     puts: Mutex<Vec<Put<T>>>,
+    /// The local part, a copy of this rank's part (its blocks are homed elsewhere), was
+    /// handed out writable in this write epoch: release sends it. Untouched, it is not sent,
+    /// so it cannot undo puts (this rank's or others') made meanwhile.
+    local_written: bool,
     /// The version relaxed reads read, and when it was learned to be the latest.
     relaxed: Mutex<Option<Relaxed>>,
 }
@@ -152,6 +156,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             lock: None,
             reader,
             puts: Mutex::new(Vec::new()),
+            local_written: false,
             relaxed: Mutex::new(None),
         }
     }
@@ -243,6 +248,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         self.view.meta.committed = base;
         self.access = Access::Write { epoch, base, floor };
         self.puts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.local_written = false;
         let loaded = self.load_for_write(epoch, base, overwrite);
         let r = agree(self.group, loaded);
         if r.is_err() {
@@ -401,14 +407,23 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// Sends this rank's part to the homes of the blocks it covers, unless it is its own block
     /// homed here (then the working copy is the block). On a retry, the puts go again too.
     fn send_pieces(&mut self, epoch: u64, version: u64, again: bool) -> Result<()> {
-        if again {
-            let puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
-            for p in puts.iter() {
-                self.view
-                    .put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+        let replay_puts = |view: &View, puts: &Mutex<Vec<Put<T>>>| -> Result<()> {
+            for p in puts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                view.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
             }
+            Ok(())
+        };
+        let owned = matches!(self.local, Local::Owned(_));
+        // On a fresh placement the puts go again (after the local part, if that is sent).
+        if again && !(owned && self.local_written) {
+            replay_puts(&self.view, &self.puts)?;
         }
         if self.owns_block() {
+            return Ok(());
+        }
+        // A copy of this rank's part that was not written is not sent: the homes already
+        // have everything this epoch wrote (puts go straight to them).
+        if owned && !self.local_written {
             return Ok(());
         }
         let (id, rank) = (self.view.meta.id, self.view.rank);
@@ -440,6 +455,12 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             let spans: Vec<Span> = plan.spans(rank, t.peer)?;
             self.view
                 .send_write(t.peer as u32, epoch, &sel, &spans, src)?;
+        }
+        // This rank's puts of the epoch win over the local part sent after them (one order,
+        // whatever the order of the calls: mixing both on the same elements is for puts to
+        // decide).
+        if owned {
+            replay_puts(&self.view, &self.puts)?;
         }
         Ok(())
     }
@@ -585,7 +606,10 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         }
         let name = self.name().to_string();
         match &mut self.local {
-            Local::Owned(v) => Ok(LocalMut::Slice(v)),
+            Local::Owned(v) => {
+                self.local_written = true;
+                Ok(LocalMut::Slice(v))
+            }
             Local::Working(w) => Ok(LocalMut::Guard(
                 w.lock().unwrap_or_else(|e| e.into_inner()),
                 PhantomData,
@@ -614,7 +638,10 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             // A snapshot is shared with readers: it is never handed out writable (a write
             // acquire never leaves a snapshot as the local part).
             Local::Snapshot(d) => Ok((d.typed::<T>().as_ptr().cast_mut(), d.typed::<T>().len())),
-            Local::Owned(v) => Ok((v.as_mut_ptr(), v.len())),
+            Local::Owned(v) => {
+                self.local_written |= writable;
+                Ok((v.as_mut_ptr(), v.len()))
+            }
             Local::Working(w) => {
                 // The working copy's memory stays put while the handle holds the Arc. Foreign
                 // code may write it at any time until release, so the provider's threads

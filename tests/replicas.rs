@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::federation::{
-    kill_leader, leader_pid, replica_logs, start_replica, wait_for_within, LocalFederation,
-    ManagerReplica,
+    durable_dir, durable_log_path, kill_leader, leader_pid, replica_logs, start_durable_provider,
+    start_replica, wait_for_within, DurableProvider, LocalFederation, ManagerReplica,
 };
 use juxmem::history::{self, FinalState, Op, Outcome, Recorder};
 use juxmem::layout::{Dist, Layout};
@@ -306,6 +306,156 @@ fn every_replica_restarted_on_its_data_directory_brings_the_arrays_back() {
     drop(w);
     drop(reader);
     drop(writer);
+    drop(replicas);
+}
+
+/// What cluster Z's replicas and its durable providers logged, for failure messages.
+fn cluster_logs(fed: &LocalFederation, labels: &[&str]) -> String {
+    let mut text = replica_logs(fed, "Z", 3);
+    for l in labels {
+        let log = std::fs::read_to_string(durable_log_path(fed, "Z", l)).unwrap_or_default();
+        text.push_str(&format!("--- provider {l}:\n{log}"));
+    }
+    text
+}
+
+/// Each block's placement term, home and replicas (by name).
+fn where_(blocks: &[juxmem::service::protocol::BlockPlacement]) -> Vec<(u64, String, Vec<String>)> {
+    blocks
+        .iter()
+        .map(|b| {
+            (
+                b.term,
+                b.home.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
+                b.replicas.iter().map(|r| r.name.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Block files (`a<id>.b<block>...`) in a provider's data directory.
+fn block_files(fed: &LocalFederation, label: &str) -> usize {
+    std::fs::read_dir(durable_dir(fed, "Z", label))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with('a'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_whole_cluster_stopped_and_started_on_its_data_directories_serves_the_last_version() {
+    const LABELS: [&str; 2] = ["p1", "p2"];
+    let fed = LocalFederation::start("replicas-whole", &[("A", 0)]);
+    let replicas = three_replicas(&fed);
+    let providers: Vec<DurableProvider> = LABELS
+        .iter()
+        .map(|l| start_durable_provider(&fed, "Z", l))
+        .collect();
+    let started = |times: usize| {
+        LABELS.iter().all(|l| {
+            std::fs::read_to_string(durable_log_path(&fed, "Z", l))
+                .is_ok_and(|t| t.matches("offering").count() >= times)
+        })
+    };
+    wait_for_within("Z's providers", Duration::from_secs(60), || started(1));
+    // Homes and replicas on the two daemons: the job that writes goes away.
+    let layout = layout();
+    let placement = {
+        let writer = Federation::join(fed.config("Z")).unwrap();
+        let mut w = writer
+            .create::<f64, _>(
+                &Solo,
+                "whole/x",
+                ArrayOptions::new(layout.clone())
+                    .homes_on_daemons()
+                    .redundancy(1, 2),
+            )
+            .unwrap_or_else(|e| panic!("create: {e}\n{}", cluster_logs(&fed, &LABELS)));
+        for x in 1..=5 {
+            assert_eq!(write(&mut w, x as f64), x);
+        }
+        where_(&w.meta().blocks)
+    };
+    assert!(
+        placement
+            .iter()
+            .all(|(_, home, replicas)| home.starts_with("Z/p") && replicas.len() == 1),
+        "{placement:?}"
+    );
+    // Every manager replica and then every provider of Z SIGKILLed (managers first: a
+    // provider whose death its manager records is handed over, as after any failure), then
+    // all started again at once on their data directories (the providers wait for a leader).
+    let old: Vec<u32> = replicas.iter().map(|r| r.pid()).collect();
+    drop(replicas);
+    drop(providers);
+    let replicas: Vec<ManagerReplica> = (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
+    let mut providers: Vec<DurableProvider> = LABELS
+        .iter()
+        .map(|l| start_durable_provider(&fed, "Z", l))
+        .collect();
+    wait_for_within(
+        "a leader of Z after the restart",
+        Duration::from_secs(60),
+        || leader_pid(&fed, "Z").is_some_and(|p| !old.contains(&p)),
+    );
+    wait_for_within("Z's providers resumed", Duration::from_secs(60), || {
+        started(2)
+    });
+    assert!(
+        !cluster_logs(&fed, &LABELS).contains("starting as a new member"),
+        "{}",
+        cluster_logs(&fed, &LABELS)
+    );
+    let reader = Federation::join(fed.config("A")).unwrap();
+    let read = |want: u64| {
+        let mut r = reader
+            .open::<f64, _>(&Solo, "whole/x", layout.clone())
+            .unwrap_or_else(|e| panic!("after the restart: {e}\n{}", cluster_logs(&fed, &LABELS)));
+        let got = r
+            .acquire_read(VersionReq::Latest)
+            .unwrap_or_else(|e| panic!("after the restart: {e}\n{}", cluster_logs(&fed, &LABELS)));
+        let mut buf = vec![0.0; N as usize];
+        r.get(&[0], &[N], &mut buf)
+            .unwrap_or_else(|e| panic!("after the restart: {e}\n{}", cluster_logs(&fed, &LABELS)));
+        assert_eq!(got, want, "the latest version after the restart");
+        assert!(buf.iter().all(|&b| b == want as f64), "{:?}", &buf[..4]);
+        where_(&r.meta().blocks)
+    };
+    let t = Instant::now();
+    let after = read(5);
+    eprintln!("read after the whole restart in {:?}", t.elapsed());
+    assert_eq!(
+        after, placement,
+        "placements (homes, replicas, terms) came back"
+    );
+    // The cluster goes on: a new writer releases version 6.
+    {
+        let writer = Federation::join(fed.config("Z")).unwrap();
+        let mut w = writer
+            .open::<f64, _>(&Solo, "whole/x", layout.clone())
+            .unwrap();
+        assert_eq!(write(&mut w, 6.0), 6);
+    }
+    read(6);
+    // A provider that stays down past the failure timeout is declared dead (its copies handed
+    // over); started again on its data directory, it is refused as its former self and starts
+    // as a new member, its directory emptied. The data is still read from the other copy.
+    let gone = providers.remove(0);
+    assert!(block_files(&fed, &gone.label) > 0);
+    drop(gone);
+    wait_for_within("p1 declared dead", Duration::from_secs(30), || {
+        replica_logs(&fed, "Z", 3).contains("Z/p1 declared dead")
+    });
+    providers.push(start_durable_provider(&fed, "Z", "p1"));
+    wait_for_within("p1 as a new member", Duration::from_secs(60), || {
+        std::fs::read_to_string(durable_log_path(&fed, "Z", "p1"))
+            .is_ok_and(|t| t.contains("starting as a new member"))
+    });
+    read(6);
+    drop(reader);
+    drop(providers);
     drop(replicas);
 }
 

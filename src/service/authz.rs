@@ -6,14 +6,14 @@
 //! may be installed only by the block's home at the current term: [`copy`](super::copy)); the
 //! rules about *which kind of peer* may ask are here, applied by the services:
 //!
-//! - manager: `Register` only from a credential of the manager's own cluster (for a node of
-//!   that cluster, registering itself); `Leave` only for oneself, and a member's `Renew` only
-//!   with its cluster's credential (the connection it renews on becomes its control connection,
-//!   whose close declares it dead); `Gone` only from the manager of the gone node's cluster
-//!   (another cluster); `Reserve` and `Release` only from a manager; `ClaimName` and
-//!   `DropClaim` only from the manager of the claiming cluster; `Commit`, `Abort`,
-//!   `Unpin`, `RemoveReader` (and a `WaitVersion` naming a reader) only from the owner of the
-//!   epoch, pin or reader. Directory requests (`Create`, `Lookup`, `Destroy`,
+//! - manager: `Register` and `Resume` only from a credential of the manager's own cluster (for
+//!   a node of that cluster, registering itself); `Leave` only for oneself, and a member's
+//!   `Renew` only with its cluster's credential (the connection it renews on becomes its
+//!   control connection, whose close declares it dead); `Gone` only from the manager of the
+//!   gone node's cluster (another cluster); `Reserve` and `Release` only from a manager;
+//!   `ClaimName` and `DropClaim` only from the manager of the claiming cluster; `Commit`,
+//!   `Abort`, `Unpin`, `RemoveReader` (and a `WaitVersion` naming a reader) only from the
+//!   owner of the epoch, pin or reader. Directory requests (`Create`, `Lookup`, `Destroy`,
 //!   ...) from any member of the federation: per-array access rules are not asked for.
 //! - provider: `Host`, `Promote`, `Fence`, `Restore` and `Drop` only from the manager of the
 //!   array's cluster (the one holding its directory entry, which may be another cluster than

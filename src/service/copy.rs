@@ -12,8 +12,13 @@
 //! - Only the home pushes: an install is admitted only from the block's home at the install's
 //!   term, which is the copy's term or a newer one its manager confirms ([`admit_install`],
 //!   [`judge_pusher`]).
+//! - A restart loses working copies: a copy read back from a provider's data directory refuses
+//!   the epoch that was writing when its process stopped (its earlier writes are gone), so that
+//!   epoch can only abort, never publish part of what it wrote.
 
 use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::service::protocol::{NodeId, NodeInfo, Stamp};
@@ -50,6 +55,22 @@ pub struct BlockCopy<P: Payload> {
     /// version -> (epoch, data)
     snapshots: BTreeMap<u64, (u64, P)>,
     working: Option<(u64, P::Work)>,
+    /// The newest epoch whose working copy a restart lost (refused from then on).
+    lost_epoch: Option<u64>,
+}
+
+/// A copy's term, role and epochs without its data: what a provider's data directory keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyState {
+    /// The placement term.
+    pub term: u64,
+    /// Home (else replica).
+    pub home: bool,
+    /// The newest write epoch seen.
+    pub newest_epoch: u64,
+    /// The newest epoch that would lose its working copy if the process stopped now (the one
+    /// writing, or one lost before).
+    pub lost_epoch: Option<u64>,
 }
 
 fn fenced(what: String) -> Error {
@@ -65,6 +86,37 @@ impl<P: Payload> BlockCopy<P> {
             newest_epoch: 0,
             snapshots: BTreeMap::from([(0, (0, initial))]),
             working: None,
+            lost_epoch: None,
+        }
+    }
+
+    /// What to keep of this copy besides its snapshots.
+    pub fn state(&self) -> CopyState {
+        CopyState {
+            term: self.term,
+            home: self.role == Role::Home,
+            newest_epoch: self.newest_epoch,
+            lost_epoch: self.working.as_ref().map(|(e, _)| *e).max(self.lost_epoch),
+        }
+    }
+
+    /// A copy as it was kept (`state` and its snapshots), after its process restarted: any
+    /// working copy is gone, and its epoch refused.
+    pub fn reopen(state: &CopyState, snapshots: Vec<(Stamp, P)>) -> Self {
+        BlockCopy {
+            term: state.term,
+            role: if state.home {
+                Role::Home
+            } else {
+                Role::Replica
+            },
+            newest_epoch: state.newest_epoch,
+            snapshots: snapshots
+                .into_iter()
+                .map(|(s, p)| (s.version, (s.epoch, p)))
+                .collect(),
+            working: None,
+            lost_epoch: state.lost_epoch,
         }
     }
 
@@ -127,6 +179,12 @@ impl<P: Payload> BlockCopy<P> {
     /// A superseded epoch is final (its lock is gone: a new placement cannot help), hence
     /// `NotAcquired` rather than `Fenced`.
     fn check_epoch(&self, epoch: u64, what: &str) -> Result<()> {
+        if self.lost_epoch.is_some_and(|l| epoch <= l) {
+            return Err(Error::NotAcquired(format!(
+                "{what} of write epoch {epoch}: its working copy was lost when this provider \
+                 restarted; the epoch cannot publish (acquire the lock again and rewrite)"
+            )));
+        }
         if epoch < self.newest_epoch {
             return Err(Error::NotAcquired(format!(
                 "{what} of write epoch {epoch}, superseded by epoch {}: its lock was lost (the \

@@ -44,6 +44,13 @@ pub struct Registration {
     /// Declared dead: rejoin under the same identity, empty (job processes), or only report
     /// it (`Keeper::evicted`: daemons start again as a new member).
     pub rejoin: bool,
+    /// Kept in a data directory: once registered (or from the start, when read back from
+    /// it), the provider only ever resumes (`Request::Resume`), so that a manager that no
+    /// longer counts it a member (it was declared dead, by another leader or before a
+    /// restart) refuses it instead of taking its stale copies for a new member's.
+    pub durable: bool,
+    /// Read back from a data directory: the first registration already resumes.
+    pub resume: bool,
 }
 
 struct Shared {
@@ -55,6 +62,8 @@ struct Shared {
     stop: AtomicBool,
     evictions: AtomicU64,
     evicted: AtomicBool,
+    /// Registrations resume (see [`Registration::durable`]).
+    resuming: AtomicBool,
 }
 
 /// One cluster's control connection (to its leading manager) and its heartbeat thread.
@@ -129,14 +138,22 @@ impl Shared {
         }
         match self.home(&c.cluster) {
             Some(r) => {
-                call(
-                    &mut conn,
-                    &Request::Register {
+                let req = if self.resuming.load(Ordering::SeqCst) {
+                    Request::Resume {
+                        node: r.node.clone(),
+                        capacity: r.capacity,
+                    }
+                } else {
+                    Request::Register {
                         node: r.node.clone(),
                         capacity: r.capacity,
                         rejoin: r.rejoin,
-                    },
-                )?;
+                    }
+                };
+                call(&mut conn, &req)?;
+                if r.durable {
+                    self.resuming.store(true, Ordering::SeqCst);
+                }
             }
             None => {
                 call(&mut conn, &Request::Renew { rejoin: true })?;
@@ -236,6 +253,7 @@ impl Keeper {
         registration: Option<Registration>,
     ) -> Result<Keeper> {
         let home = registration.as_ref().map(|r| r.manager.clone());
+        let resuming = registration.as_ref().is_some_and(|r| r.resume);
         let keeper = Keeper {
             shared: Arc::new(Shared {
                 hello,
@@ -246,6 +264,7 @@ impl Keeper {
                 stop: AtomicBool::new(false),
                 evictions: AtomicU64::new(0),
                 evicted: AtomicBool::new(false),
+                resuming: AtomicBool::new(resuming),
             }),
             controls: Mutex::new(BTreeMap::new()),
         };

@@ -18,6 +18,7 @@ pub mod authz;
 pub mod coherence;
 pub mod contact;
 pub mod copy;
+pub mod data_dir;
 pub mod directory;
 pub mod failpoint;
 pub mod groups;

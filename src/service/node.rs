@@ -1,12 +1,16 @@
 //! Starting a provider: a standalone daemon, or the provider a rank embeds for the blocks it
 //! owns. Both serve a [`Store`], register with their cluster's manager and keep their lease
-//! there ([`Keeper`]).
+//! there ([`Keeper`]). A daemon given a data directory ([`DataDir`]) keeps its identity and
+//! blocks there: started again on it, it resumes as the same member with what it held (after a
+//! whole cluster stopped), or, if its manager handed its copies over meanwhile, starts as a
+//! new member with the directory emptied.
 
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::service::contact::{self, Contact};
+use crate::service::data_dir::{DataDir, Identity};
 use crate::service::keeper::{Keeper, Registration};
 use crate::service::pool::Pool;
 use crate::service::protocol::{NodeInfo, NodeKind, Request};
@@ -49,6 +53,7 @@ pub struct RunningProvider {
     pub keeper: Keeper,
     cfg: Config,
     server: Option<Server>,
+    disk: Option<Arc<DataDir>>,
     left: bool,
 }
 
@@ -63,22 +68,120 @@ impl RunningProvider {
         label: &str,
         capacity: u64,
     ) -> Result<RunningProvider> {
+        RunningProvider::launch(cfg, kind, label, capacity, None, None)
+    }
+
+    /// [`Self::start`] for a daemon kept in `disk`. With an identity there (a provider of this
+    /// cluster named `<cluster>/<label>`), it listens on the same address and resumes as that
+    /// member with the blocks kept; if its manager refuses (it no longer counts it a member),
+    /// the directory is emptied and it starts as a new member.
+    pub fn start_on(
+        cfg: &Config,
+        label: &str,
+        capacity: u64,
+        disk: DataDir,
+    ) -> Result<RunningProvider> {
+        let disk = Arc::new(disk);
+        let Some(saved) = disk.identity()? else {
+            return RunningProvider::launch(
+                cfg,
+                NodeKind::Daemon,
+                label,
+                capacity,
+                Some(disk),
+                None,
+            );
+        };
+        let want = format!("{}/{label}", cfg.cluster);
+        if saved.node.name != want || saved.node.kind != NodeKind::Daemon {
+            return Err(Error::InvalidArgument(format!(
+                "data directory {} belongs to provider {} of cluster {}, not {want}: start that \
+                 one on it, or give this one another directory",
+                disk.path().display(),
+                saved.node.name,
+                saved.node.cluster
+            )));
+        }
+        // An address with any port (`:0`) leaves the choice to it; another one is a mistake.
+        let any_port = |l: &str| l.rsplit_once(':').is_some_and(|(_, p)| p == "0");
+        if let Some(listen) = cfg
+            .listen
+            .as_deref()
+            .filter(|l| *l != saved.node.addr && !any_port(l))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{} resumes on {} (its data directory {} says so: the placements name that \
+                 address), not on {listen}; leave out --listen or give that address",
+                saved.node.name,
+                saved.node.addr,
+                disk.path().display()
+            )));
+        }
+        // Started with the rest of its cluster, it waits (bounded) for a manager to lead.
+        let deadline = std::time::Instant::now() + cfg.timeout();
+        let resumed = loop {
+            match RunningProvider::launch(
+                cfg,
+                NodeKind::Daemon,
+                label,
+                capacity,
+                Some(disk.clone()),
+                Some(&saved.node),
+            ) {
+                Err(e @ (Error::Stale(_) | Error::NotLeader(_) | Error::Network(_)))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tracing::info!("{}: waiting for its manager: {e}", saved.node.name);
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                r => break r,
+            }
+        };
+        match resumed {
+            Err(Error::Fenced(why)) => {
+                tracing::warn!(
+                    "{}: {why}; starting as a new member with {} emptied",
+                    saved.node.name,
+                    disk.path().display()
+                );
+                disk.clear();
+                disk.forget_identity();
+                RunningProvider::launch(cfg, NodeKind::Daemon, label, capacity, Some(disk), None)
+            }
+            r => r,
+        }
+    }
+
+    /// Starts a provider, as `resumed` (kept in `disk`) or as a new member.
+    fn launch(
+        cfg: &Config,
+        kind: NodeKind,
+        label: &str,
+        capacity: u64,
+        disk: Option<Arc<DataDir>>,
+        resumed: Option<&NodeInfo>,
+    ) -> Result<RunningProvider> {
         let cfg = &Config {
             net: cfg.net()?.require_security()?,
             ..cfg.clone()
         };
         let manager = contact::manager_of(cfg, &cfg.cluster)?;
-        let endpoint = address::choose(
-            cfg.listen.as_deref(),
-            cfg.interface.as_deref(),
-            Some(&manager.addr),
-        )?;
-        let listener = tcp::bind(&endpoint.bind.to_string())?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::Network(format!("listener address: {e}")))?;
-        let addr = endpoint.bound(local).to_string();
-        let node = NodeInfo {
+        let (listener, addr) = match resumed {
+            Some(n) => (tcp::bind(&n.addr)?, n.addr.clone()),
+            None => {
+                let endpoint = address::choose(
+                    cfg.listen.as_deref(),
+                    cfg.interface.as_deref(),
+                    Some(&manager.addr),
+                )?;
+                let listener = tcp::bind(&endpoint.bind.to_string())?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::Network(format!("listener address: {e}")))?;
+                (listener, endpoint.bound(local).to_string())
+            }
+        };
+        let node = resumed.cloned().unwrap_or_else(|| NodeInfo {
             name: match kind {
                 // Job processes on several nodes reuse labels and may share a PID: the host
                 // tells them apart (and tells operators where a rank ran).
@@ -106,13 +209,22 @@ impl RunningProvider {
             addr,
             kind,
             incarnation: new_incarnation(),
-        };
+        });
+        let store = Arc::new(match &disk {
+            Some(d) => {
+                if resumed.is_none() {
+                    d.clear();
+                    d.set_identity(&Identity { node: node.clone() })?;
+                }
+                Store::open(node.name.clone(), capacity, d.clone())?
+            }
+            None => Store::new(node.name.clone(), capacity),
+        });
         let hello = hello_of(&node, cfg);
         let pool = Arc::new(
             Pool::new(hello.clone(), cfg.net.clone())
                 .following(cfg.rendezvous.clone(), cfg.timeout() + cfg.failure_timeout),
         );
-        let store = Arc::new(Store::new(node.name.clone(), capacity));
         let server = Server::start(
             listener,
             hello.clone(),
@@ -134,6 +246,8 @@ impl RunningProvider {
                 capacity,
                 store: store.clone(),
                 rejoin: kind == NodeKind::Rank,
+                durable: disk.is_some(),
+                resume: resumed.is_some(),
             }),
         )?;
         Ok(RunningProvider {
@@ -144,6 +258,7 @@ impl RunningProvider {
             keeper,
             cfg: cfg.clone(),
             server: Some(server),
+            disk,
             left: false,
         })
     }
@@ -154,13 +269,14 @@ impl RunningProvider {
     }
 
     /// Starts a provider daemon again after its manager declared it dead: a new member (new
-    /// incarnation, empty store) under the same name, on the same address.
-    pub fn restart(self) -> Result<RunningProvider> {
+    /// incarnation, empty store and data directory) under the same name, on the same address.
+    pub fn restart(mut self) -> Result<RunningProvider> {
         let (mut cfg, label, capacity) = (self.cfg.clone(), self.label(), self.store.capacity());
         cfg.listen = Some(self.node.addr.clone());
         let kind = self.node.kind;
+        let disk = self.disk.take();
         self.abandon();
-        RunningProvider::start(&cfg, kind, &label, capacity)
+        RunningProvider::launch(&cfg, kind, &label, capacity, disk, None)
     }
 
     fn label(&self) -> String {

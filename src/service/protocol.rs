@@ -825,6 +825,16 @@ pub enum Request {
         /// The replica.
         id: u64,
     },
+    /// A provider daemon started again on its data directory asks to be the member it was
+    /// (same name and incarnation), holding what it held. Refused (`Fenced`) unless its
+    /// cluster's manager still counts it a live member: otherwise its copies were handed over,
+    /// and it must start again as a new incarnation, empty. Sent like `Register`.
+    Resume {
+        /// The provider, as it was.
+        node: NodeInfo,
+        /// Memory offered.
+        capacity: u64,
+    },
 }
 
 impl Request {
@@ -847,6 +857,7 @@ impl Request {
                 | Request::WaitVersion { pin: false, .. }
                 | Request::Renew { .. }
                 | Request::Register { .. }
+                | Request::Resume { .. }
                 | Request::ClaimName { .. }
                 | Request::DropClaim { .. }
                 | Request::ChangeReplicas { .. }

@@ -506,6 +506,7 @@ impl Handler for Provider {
 pub fn request_name(r: &Request) -> &'static str {
     match r {
         Request::Register { .. } => "Register",
+        Request::Resume { .. } => "Resume",
         Request::Renew { .. } => "Renew",
         Request::Leave { .. } => "Leave",
         Request::Gone { .. } => "Gone",

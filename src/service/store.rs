@@ -1,8 +1,9 @@
 //! A provider's memory: the data blocks it holds, each a [`BlockCopy`] (immutable snapshots
 //! addressed by stamp, at most one working copy, the fencing rules), plus the memory budget.
-//! No I/O; the provider service and the embedded provider of a rank both use it. Every
-//! snapshot and working copy counts against the provider's capacity, and what does not fit
-//! fails with the sizes named.
+//! The provider service and the embedded provider of a rank both use it. Every snapshot and
+//! working copy counts against the provider's capacity, and what does not fit fails with the
+//! sizes named. A daemon given a data directory ([`DataDir`]) has every change of a block
+//! written there before the change is answered, and starts again from it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::service::copy::{admit_install, Admission, BlockCopy, Payload, Pusher, Role};
+use crate::service::data_dir::{DataDir, SavedBlock};
 use crate::service::protocol::{ArrayId, ArrayMeta, NodeInfo, Stamp};
 
 /// Block bytes, 8-byte aligned so any element type can view them.
@@ -152,6 +154,8 @@ struct Held {
     bytes: u64,
     /// The block's home at a term, as its manager said (the only pusher of installs then).
     home: Option<(u64, NodeInfo)>,
+    /// Stamps whose snapshots are in the data directory (if any).
+    saved: Vec<Stamp>,
 }
 
 impl Held {
@@ -180,6 +184,33 @@ pub struct Store {
     name: String,
     capacity: u64,
     inner: Mutex<Inner>,
+    disk: Option<Arc<DataDir>>,
+}
+
+/// Writes a block's changes to the data directory: new snapshots first, then the state that
+/// lists them, then the snapshots it no longer lists.
+fn save_block(disk: &DataDir, array: ArrayId, block: u32, held: &mut Held) -> Result<()> {
+    let stamps = held.copy.stamps();
+    for &s in stamps.iter().filter(|s| !held.saved.contains(s)) {
+        if let Some(data) = held.copy.snapshot(s) {
+            disk.save_snapshot(array, block, s, data)?;
+        }
+    }
+    disk.save_block(
+        array,
+        block,
+        &SavedBlock {
+            bytes: held.bytes,
+            copy: held.copy.state(),
+            home: held.home.clone(),
+            stamps: stamps.clone(),
+        },
+    )?;
+    for &s in held.saved.iter().filter(|s| !stamps.contains(s)) {
+        disk.remove_snapshot(array, block, s);
+    }
+    held.saved = stamps;
+    Ok(())
 }
 
 impl Store {
@@ -193,7 +224,44 @@ impl Store {
                 blocks: HashMap::new(),
                 used: 0,
             }),
+            disk: None,
         }
+    }
+
+    /// The store of provider `name` kept in `disk`: what it held when its process stopped
+    /// (snapshots and homes; working copies are gone, and their epochs refused). A `Capacity`
+    /// error if that does not fit in `capacity`.
+    pub fn open(name: impl Into<String>, capacity: u64, disk: Arc<DataDir>) -> Result<Store> {
+        let mut store = Store::new(name, capacity);
+        {
+            let inner = store.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+            for array in disk.load()? {
+                let id = array.meta.id;
+                for (block, (saved, snaps)) in array.blocks {
+                    let held = Held {
+                        copy: BlockCopy::reopen(
+                            &saved.copy,
+                            snaps.into_iter().map(|(s, d)| (s, Arc::new(d))).collect(),
+                        ),
+                        bytes: saved.bytes,
+                        home: saved.home,
+                        saved: saved.stamps,
+                    };
+                    inner.used += held.used();
+                    inner.blocks.insert((id, block), held);
+                }
+                inner.metas.insert(id, array.meta);
+            }
+            if inner.used > capacity {
+                return Err(Error::Capacity(format!(
+                    "data directory {} holds {} bytes; the provider offers {capacity}",
+                    disk.path().display(),
+                    inner.used
+                )));
+            }
+        }
+        store.disk = Some(disk);
+        Ok(store)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -231,6 +299,29 @@ impl Store {
         room_for: u64,
         f: impl FnOnce(&mut BlockCopy<Arc<Data>>) -> Result<R>,
     ) -> Result<R> {
+        self.block_op(array, block, room_for, false, f)
+    }
+
+    /// [`Self::with_block`] for what changes the block: the change is written to the data
+    /// directory (if any) before it is answered.
+    fn change_block<R>(
+        &self,
+        array: ArrayId,
+        block: u32,
+        room_for: u64,
+        f: impl FnOnce(&mut BlockCopy<Arc<Data>>) -> Result<R>,
+    ) -> Result<R> {
+        self.block_op(array, block, room_for, true, f)
+    }
+
+    fn block_op<R>(
+        &self,
+        array: ArrayId,
+        block: u32,
+        room_for: u64,
+        save: bool,
+        f: impl FnOnce(&mut BlockCopy<Arc<Data>>) -> Result<R>,
+    ) -> Result<R> {
         let mut inner = self.lock();
         let name = &self.name;
         if room_for > 0 {
@@ -246,8 +337,13 @@ impl Store {
         let before = held.used();
         let r = f(&mut held.copy);
         let after = held.used();
+        let saved = match (&self.disk, save) {
+            (Some(disk), true) => save_block(disk, array, block, held),
+            _ => Ok(()),
+        };
         inner.used = inner.used - before + after;
-        r
+        let r = r?;
+        saved.map(|()| r)
     }
 
     /// Starts holding block `block` of `meta` with the initial zeros, as home if the entry
@@ -291,6 +387,11 @@ impl Store {
         };
         if held_here {
             inner.metas.insert(meta.id, meta.clone());
+            if let Some(disk) = &self.disk {
+                disk.save_meta(meta)?;
+                let held = inner.blocks.get_mut(&(meta.id, block)).expect("held");
+                save_block(disk, meta.id, block, held)?;
+            }
             return Ok(());
         }
         let data = self
@@ -303,11 +404,16 @@ impl Store {
         if data.is_ok() || inner.blocks.keys().any(|(a, _)| *a == meta.id) {
             inner.metas.insert(meta.id, meta.clone());
         }
-        let held = Held {
+        let mut held = Held {
             copy: BlockCopy::new(term, role, Arc::new(data?)),
             bytes,
             home: placement.and_then(|p| p.home.clone().map(|h| (term, h))),
+            saved: Vec::new(),
         };
+        if let Some(disk) = &self.disk {
+            disk.save_meta(meta)?;
+            save_block(disk, meta.id, block, &mut held)?;
+        }
         inner.used += held.used();
         inner.blocks.insert((meta.id, block), held);
         Ok(())
@@ -391,7 +497,9 @@ impl Store {
         } else {
             0
         };
-        self.with_block(array, block, room, |c| {
+        // A new working copy is written down (its epoch is refused after a restart); the
+        // writes into it are not.
+        self.block_op(array, block, room, fresh, |c| {
             c.working(term, epoch, base, overwrites)
         })
     }
@@ -430,7 +538,7 @@ impl Store {
         version: u64,
         keep: &[Stamp],
     ) -> Result<Option<(Stamp, Arc<Data>)>> {
-        self.with_block(array, block, 0, |c| c.publish(term, epoch, version, keep))
+        self.change_block(array, block, 0, |c| c.publish(term, epoch, version, keep))
     }
 
     /// Stores `data` as `stamp` of a block (replication, restoring), dropping snapshots not in
@@ -451,7 +559,7 @@ impl Store {
                 "install of {stamp} of block {block} brings {bytes} bytes; the block has {want}"
             )));
         }
-        self.with_block(array, block, bytes, |c| {
+        self.change_block(array, block, bytes, |c| {
             c.install(term, stamp, Arc::new(data), keep)
         })
     }
@@ -484,7 +592,13 @@ impl Store {
     /// Learns a block's home at `term` from its manager.
     pub fn learn_home(&self, array: ArrayId, block: u32, term: u64, home: Option<&NodeInfo>) {
         if let Some(held) = self.lock().blocks.get_mut(&(array, block)) {
+            let before = held.home.clone();
             held.learn(term, home);
+            if let (Some(disk), true) = (&self.disk, held.home != before) {
+                if let Err(e) = save_block(disk, array, block, held) {
+                    tracing::warn!("{}: {e}", self.name);
+                }
+            }
         }
     }
 
@@ -497,17 +611,17 @@ impl Store {
                 "restore of {stamp} of block {block} brings {bytes} bytes; the block has {want}"
             )));
         }
-        self.with_block(array, block, bytes, |c| c.restore(stamp, Arc::new(data)))
+        self.change_block(array, block, bytes, |c| c.restore(stamp, Arc::new(data)))
     }
 
     /// Becomes the home of a block at `term`.
     pub fn promote(&self, array: ArrayId, block: u32, term: u64) -> Result<()> {
-        self.with_block(array, block, 0, |c| c.promote(term))
+        self.change_block(array, block, 0, |c| c.promote(term))
     }
 
     /// The block's placement moved to `term` (an old home steps down).
     pub fn fence(&self, array: ArrayId, block: u32, term: u64) -> Result<()> {
-        self.with_block(array, block, 0, |c| {
+        self.change_block(array, block, 0, |c| {
             c.fence(term);
             Ok(())
         })
@@ -528,6 +642,9 @@ impl Store {
             }
         }
         inner.metas.remove(&array);
+        if let Some(disk) = &self.disk {
+            disk.remove_array(array);
+        }
     }
 
     /// Drops everything (this provider was declared dead: its copies were handed over).
@@ -536,6 +653,9 @@ impl Store {
         inner.blocks.clear();
         inner.metas.clear();
         inner.used = 0;
+        if let Some(disk) = &self.disk {
+            disk.clear();
+        }
     }
 }
 
@@ -662,6 +782,69 @@ mod tests {
             32,
             "the stepped-down home's working copy is freed"
         );
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("juxmem-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_store_kept_in_a_data_directory_comes_back_and_refuses_the_epoch_it_lost() {
+        let dir = scratch("reopen");
+        let open = || Store::open("A/p", 1 << 20, Arc::new(DataDir::open(&dir).unwrap())).unwrap();
+        let s = open();
+        s.host(&meta("A/p"), 0).unwrap();
+        let w = s.working(7, 0, 1, 1, st(0, 0), false).unwrap();
+        w.lock().unwrap().data.typed_mut::<f64>().fill(5.0);
+        drop(w);
+        s.publish(7, 0, 1, 1, 1, &[st(0, 0)]).unwrap().unwrap();
+        // Epoch 2 is writing when the process stops.
+        let w = s.working(7, 0, 1, 2, st(1, 1), false).unwrap();
+        w.lock().unwrap().data.typed_mut::<f64>().fill(6.0);
+        drop(w);
+        // A second provider cannot open the directory meanwhile.
+        let e = DataDir::open(&dir).err().expect("busy");
+        assert_eq!(e.code(), crate::ErrorCode::Busy, "{e}");
+        // A stray snapshot (a process killed before writing the state listing it) goes.
+        std::fs::write(dir.join("a7.b0.v9.e9"), [0u8; 32]).unwrap();
+        drop(s);
+        let s = open();
+        assert!(!dir.join("a7.b0.v9.e9").exists());
+        assert!(s.is_home(7, 0));
+        assert_eq!(s.stamps(7, 0).unwrap(), vec![st(0, 0), st(1, 1)]);
+        assert_eq!(
+            s.snapshot(7, 0, st(1, 1)).unwrap().typed::<f64>(),
+            &[5.0; 4]
+        );
+        assert_eq!(s.used(), 2 * 32);
+        // Epoch 2's writes are gone: it may neither write on nor publish part of them.
+        let e = s.working(7, 0, 1, 2, st(1, 1), false).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::NotAcquired, "{e}");
+        assert!(
+            e.to_string().contains("lost when this provider restarted"),
+            "{e}"
+        );
+        let e = s.publish(7, 0, 1, 2, 2, &[]).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::NotAcquired, "{e}");
+        // The next epoch writes and publishes as usual, and is kept in turn.
+        drop(s.working(7, 0, 1, 3, st(1, 1), false).unwrap());
+        s.publish(7, 0, 1, 3, 2, &[st(1, 1)]).unwrap().unwrap();
+        drop(s);
+        let s = open();
+        assert_eq!(s.stamps(7, 0).unwrap(), vec![st(1, 1), st(2, 3)]);
+        assert_eq!(
+            s.snapshot(7, 0, st(2, 3)).unwrap().typed::<f64>(),
+            &[5.0; 4]
+        );
+        // Dropping the array empties the directory of it.
+        s.drop_array(7);
+        drop(s);
+        let s = open();
+        assert!(s.blocks().is_empty());
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

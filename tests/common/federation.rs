@@ -527,6 +527,68 @@ fn replica_process(fed: &LocalFederation, cluster: &str, id: u64, how: &[&str]) 
     }
 }
 
+/// A provider daemon of a cluster run by replicas, kept in a data directory
+/// (`<federation>/data-<cluster>-<label>`, kept across restarts); killed (SIGKILL) when dropped.
+/// Its output goes to `<cluster>-<label>.log` (appended to).
+pub struct DurableProvider {
+    /// Its label.
+    pub label: String,
+    child: Child,
+}
+
+impl DurableProvider {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for DurableProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts provider daemon `<cluster>/<label>` on its data directory (see [`DurableProvider`]).
+pub fn start_durable_provider(
+    fed: &LocalFederation,
+    cluster: &str,
+    label: &str,
+) -> DurableProvider {
+    let mut p = Command::new(juxmem_bin());
+    p.args(["provider", "--cluster", cluster, "--name", label])
+        .args(["--capacity", "64MiB", "--data-dir"])
+        .arg(durable_dir(fed, cluster, label));
+    fed.env(&mut p, cluster);
+    p.env("JUXMEM_LOG", "info");
+    let log = || {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(durable_log_path(fed, cluster, label))
+            .expect("provider log")
+    };
+    DurableProvider {
+        label: label.to_string(),
+        child: p
+            .stdout(log())
+            .stderr(log())
+            .spawn()
+            .expect("juxmem provider"),
+    }
+}
+
+/// The data directory of a [`DurableProvider`].
+pub fn durable_dir(fed: &LocalFederation, cluster: &str, label: &str) -> PathBuf {
+    fed.dir().join(format!("data-{cluster}-{label}"))
+}
+
+/// The log of a [`DurableProvider`].
+pub fn durable_log_path(fed: &LocalFederation, cluster: &str, label: &str) -> PathBuf {
+    fed.dir().join(format!("{cluster}-{label}.log"))
+}
+
 /// The pid the cluster's contact file names: its leader's, once one took office.
 pub fn leader_pid(fed: &LocalFederation, cluster: &str) -> Option<u32> {
     let text = std::fs::read_to_string(fed.dir().join(format!("{cluster}.manager"))).ok()?;

@@ -6,7 +6,7 @@
 //!                                                          (replica K of N; log on disk)
 //! juxmem manager add|remove K --cluster NAME               add or remove manager replica K
 //! juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR]
-//!                                                          run a provider daemon
+//!        [--data-dir DIR]                                  run a provider daemon (blocks on disk)
 //! juxmem status [--json]                                   clusters, members, arrays, copies
 //! juxmem get  NAME[@VERSION] --npy FILE [--wait SECONDS]   read an array into a NumPy file
 //! juxmem show NAME[@VERSION] --png FILE [--slice I,..] [--range LO,HI] [--wait SECONDS]
@@ -30,7 +30,7 @@ mod search;
 mod status;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -142,6 +142,7 @@ pub(crate) const USAGE: &str = "usage:
                   [--replica K --join] [--data-dir DIR]
   juxmem manager  add|remove K --cluster NAME [--dir DIR]
   juxmem provider --cluster NAME [--name LABEL] [--capacity BYTES] [--listen ADDR] [--dir DIR]
+                  [--data-dir DIR]
   juxmem status   [--json] [--dir DIR]
   juxmem get      NAME[@VERSION] --npy FILE [--wait SECONDS] [--dir DIR]
   juxmem show     NAME[@VERSION] --png FILE [--slice I,J,..] [--range LO,HI] [--wait SECONDS]
@@ -162,7 +163,8 @@ PNG heat map with a colour bar (colours over the data's range, or --range LO,HI)
 not released yet is an error unless --wait SECONDS waits for it. destroy frees an array's
 name and copies (--force: even while other processes use it). search lists the arrays of every
 cluster whose name matches PATTERN (`*` any run; default all) and that have the type, shape and
-every attribute given.";
+every attribute given. A provider with --data-dir keeps its blocks there and, started again on
+it, resumes as the same member with them (after a whole cluster stopped).";
 
 fn main() -> ExitCode {
     let filter = std::env::var("JUXMEM_LOG").unwrap_or_else(|_| "warn".into());
@@ -197,8 +199,11 @@ fn main() -> ExitCode {
                 run_manager(&a)
             }
         }),
-        "provider" => parse_args(rest, &["cluster", "listen", "dir", "name", "capacity"])
-            .and_then(|a| run_provider(&a)),
+        "provider" => parse_args(
+            rest,
+            &["cluster", "listen", "dir", "name", "capacity", "data-dir"],
+        )
+        .and_then(|a| run_provider(&a)),
         "status" => parse_args(rest, &["dir", "cluster"]).and_then(|a| {
             let json = only_flags(&a, &["json"])?.contains(&"json");
             status::run_status(&config(&a)?, json)
@@ -354,12 +359,33 @@ fn run_provider(args: &Args) -> Result<()> {
         .options
         .get("capacity")
         .map_or(Ok(1 << 30), |c| parse_bytes(c))?;
+    let disk = match args.options.get("data-dir") {
+        Some(d) => Some(juxmem::service::data_dir::DataDir::open(Path::new(d))?),
+        None => None,
+    };
+    // A provider started again on its data directory keeps its name.
+    let saved = match &disk {
+        Some(d) => d.identity()?,
+        None => None,
+    };
     let label = args
         .options
         .get("name")
         .cloned()
+        .or_else(|| {
+            let s = saved.as_ref()?;
+            Some(
+                s.node
+                    .name
+                    .strip_prefix(&format!("{}/", s.node.cluster))?
+                    .to_string(),
+            )
+        })
         .unwrap_or_else(|| format!("provider-{}", std::process::id()));
-    let mut p = RunningProvider::start(&cfg, NodeKind::Daemon, &label, capacity)?;
+    let mut p = match disk {
+        Some(d) => RunningProvider::start_on(&cfg, &label, capacity, d)?,
+        None => RunningProvider::start(&cfg, NodeKind::Daemon, &label, capacity)?,
+    };
     println!(
         "provider {} on {} offering {} bytes",
         p.node.name, p.node.addr, capacity

@@ -161,10 +161,21 @@ impl Manager {
 
     /// Probes the copies a client could not reach; one that does not answer is declared dead
     /// (a member) or leaves the groups (another cluster's provider). A crashed process's port
-    /// refuses at once; a paused one is given the failure timeout.
+    /// refuses at once; a paused one is given the failure timeout. A member that has not
+    /// reconnected since this replica took office (it may be starting again with the rest of
+    /// its cluster, on its data directory) is not judged by a probe: its lease decides.
     pub(super) fn check_suspects(&self, suspects: &[NodeInfo]) {
         for s in suspects {
-            let known = self.lock().directory.entries().any(|e| e.groups.holds(s));
+            let (known, awaited) = {
+                let st = self.lock();
+                let known = st.directory.entries().any(|e| e.groups.holds(s));
+                let owner = super::owner_of(s);
+                let member = st.membership.named(&s.name).is_some_and(|m| m.same(s));
+                (known, member && !st.controls.contains_key(&owner))
+            };
+            if awaited {
+                continue;
+            }
             if known && !self.probe(s) {
                 self.unreachable(s, "it does not answer (reported by a client)");
             }

@@ -1068,6 +1068,41 @@ impl Manager {
         }
     }
 
+    /// Who may register (or resume) `node`: a process of this cluster, itself.
+    fn check_registration(
+        &self,
+        peer: &Peer,
+        owner: &Owner,
+        node: &NodeInfo,
+        what: &str,
+    ) -> Result<()> {
+        if node.cluster != self.me.cluster {
+            return Err(Error::InvalidArgument(format!(
+                "{} belongs to cluster {}, this is the manager of {}",
+                node.name, node.cluster, self.me.cluster
+            )));
+        }
+        // Only a credential of this cluster registers a provider of it.
+        if peer.identity.cluster != self.me.cluster {
+            return Err(deny(
+                peer,
+                what,
+                format!(
+                    "only a member of cluster {} registers with its manager",
+                    self.me.cluster
+                ),
+            ));
+        }
+        if *owner != owner_of(node) {
+            return Err(deny(
+                peer,
+                what,
+                format!("it registers {}: a process registers itself", node.name),
+            ));
+        }
+        Ok(())
+    }
+
     /// Destroys an array for `owner`: the name is free, every copy dropped, the memory placed
     /// for it released (`Busy` while others use it, unless `force`).
     fn destroy(&self, owner: &Owner, array: ArrayId, force: bool) -> Result<()> {
@@ -1310,35 +1345,33 @@ impl Manager {
                 capacity,
                 rejoin,
             } => {
-                if node.cluster != self.me.cluster {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} belongs to cluster {}, this is the manager of {}",
-                        node.name, node.cluster, self.me.cluster
-                    )));
-                }
-                // Only a credential of this cluster registers a provider of it.
-                if peer.identity.cluster != self.me.cluster {
-                    return Err(deny(
-                        peer,
-                        "Register",
-                        format!(
-                            "only a member of cluster {} registers with its manager",
-                            self.me.cluster
-                        ),
-                    ));
-                }
-                if owner != owner_of(&node) {
-                    return Err(deny(
-                        peer,
-                        "Register",
-                        format!("it registers {}: a process registers itself", node.name),
-                    ));
-                }
+                self.check_registration(peer, &owner, &node, "Register")?;
                 if !rejoin && self.lock().leases.is_dead(&owner) {
                     return Err(Error::Fenced(format!(
                         "{} (incarnation {}) was declared dead: start again as a new incarnation",
                         node.name, node.incarnation
                     )));
+                }
+                self.register(session, owner, node, capacity);
+                Ok(Response::Ok)
+            }
+            Request::Resume { node, capacity } => {
+                self.check_registration(peer, &owner, &node, "Resume")?;
+                {
+                    let st = self.lock();
+                    let same = st
+                        .membership
+                        .named(&node.name)
+                        .is_some_and(|m| m.incarnation == node.incarnation && m.addr == node.addr);
+                    if !same || st.leases.is_dead(&owner) {
+                        return Err(Error::Fenced(format!(
+                            "{} (incarnation {}, {}) is not a member of cluster {} any more: \
+                             it was declared dead or replaced while it was stopped, and its \
+                             copies were handed over; start it again as a new incarnation, \
+                             empty",
+                            node.name, node.incarnation, node.addr, self.me.cluster
+                        )));
+                    }
                 }
                 self.register(session, owner, node, capacity);
                 Ok(Response::Ok)

@@ -453,6 +453,13 @@ fn a_whole_cluster_stopped_and_started_on_its_data_directories_serves_the_last_v
         std::fs::read_to_string(durable_log_path(&fed, "Z", "p1"))
             .is_ok_and(|t| t.contains("starting as a new member"))
     });
+    // What it held is not deleted: it was moved aside for an operator.
+    let aside = std::fs::read_dir(durable_dir(&fed, "Z", "p1"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("stale-"))
+        .expect("a stale- directory");
+    assert!(std::fs::read_dir(aside.path()).unwrap().count() > 0);
     read(6);
     drop(reader);
     drop(providers);

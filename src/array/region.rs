@@ -78,16 +78,25 @@ pub(crate) fn take_write_lock(
     id: ArrayId,
     layout: &crate::layout::Layout,
     timeout: Duration,
+    reader: Option<u64>,
 ) -> Result<Granted> {
     fed.ensure_lease(manager)?;
-    let r = fed.inner.pool.call_manager_waiting(
-        &contact::of_node(manager),
-        &Request::AcquireWrite {
+    let timeout_ms = timeout.as_millis() as u64;
+    let req = match reader {
+        Some(reader) => Request::AcquireWriteAsReader {
             array: id,
-            timeout_ms: timeout.as_millis() as u64,
+            timeout_ms,
+            reader,
         },
-        Some(timeout),
-    )?;
+        None => Request::AcquireWrite {
+            array: id,
+            timeout_ms,
+        },
+    };
+    let r = fed
+        .inner
+        .pool
+        .call_manager_waiting(&contact::of_node(manager), &req, Some(timeout))?;
     match r {
         Response::WriteGranted {
             epoch,

@@ -236,8 +236,9 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
         let layout = &self.view.meta.spec.layout;
         let mut lock = None;
+        let reader = self.reader;
         let grant = on_root_within(self.group, timeout, || {
-            let g = take_write_lock(&fed, &manager, id, layout, timeout)?;
+            let g = take_write_lock(&fed, &manager, id, layout, timeout, reader)?;
             let out = (g.epoch.epoch, g.base, g.floor, g.blocks);
             lock = Some(g.epoch);
             Ok(out)
@@ -330,8 +331,18 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         let mut round = 0u32;
         let mut pause = Duration::from_millis(20);
         loop {
-            let sent = self.send_pieces(epoch, version, round > 0);
+            // A rank that wrote its copy of its part sends it whole: every rank's puts then
+            // go again once all those are sent, so that no part undoes another rank's puts
+            // into it (puts win over local writes to the same elements).
+            let local_sent = matches!(self.local, Local::Owned(_)) && self.local_written;
+            let mixed = self.group.max_u32(u32::from(local_sent)) > 0;
+            let sent = self.send_pieces(epoch, version, round > 0 && !mixed);
             let sent = agree(self.group, sent);
+            let sent = if mixed {
+                agree(self.group, sent.and_then(|()| self.replay_puts(epoch)))
+            } else {
+                sent
+            };
             let published = match sent {
                 Ok(()) => self.publish_share(epoch, version, floor),
                 Err(e) => Err(e),
@@ -406,17 +417,21 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
 
     /// Sends this rank's part to the homes of the blocks it covers, unless it is its own block
     /// homed here (then the working copy is the block). On a retry, the puts go again too.
+    /// Sends this epoch's puts again.
+    fn replay_puts(&self, epoch: u64) -> Result<()> {
+        for p in self.puts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            self.view
+                .put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Sends this rank's part to the homes (if it has to), and its puts first when `again`
+    /// (a fresh placement).
     fn send_pieces(&mut self, epoch: u64, version: u64, again: bool) -> Result<()> {
-        let replay_puts = |view: &View, puts: &Mutex<Vec<Put<T>>>| -> Result<()> {
-            for p in puts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                view.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
-            }
-            Ok(())
-        };
         let owned = matches!(self.local, Local::Owned(_));
-        // On a fresh placement the puts go again (after the local part, if that is sent).
-        if again && !(owned && self.local_written) {
-            replay_puts(&self.view, &self.puts)?;
+        if again {
+            self.replay_puts(epoch)?;
         }
         if self.owns_block() {
             return Ok(());
@@ -455,12 +470,6 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             let spans: Vec<Span> = plan.spans(rank, t.peer)?;
             self.view
                 .send_write(t.peer as u32, epoch, &sel, &spans, src)?;
-        }
-        // This rank's puts of the epoch win over the local part sent after them (one order,
-        // whatever the order of the calls: mixing both on the same elements is for puts to
-        // decide).
-        if owned {
-            replay_puts(&self.view, &self.puts)?;
         }
         Ok(())
     }
@@ -899,6 +908,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             self.view.meta.id,
             &self.view.meta.spec.layout,
             timeout,
+            self.reader,
         )?;
         Ok(RegionLock::new(self.view.clone(), granted, lo, hi))
     }

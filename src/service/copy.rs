@@ -233,6 +233,13 @@ impl<P: Payload> BlockCopy<P> {
         Ok(w)
     }
 
+    /// Drops the working copy of `epoch`, if it is the one (it could not be written down).
+    pub fn drop_working(&mut self, epoch: u64) {
+        if matches!(&self.working, Some((e, _)) if *e == epoch) {
+            self.working = None;
+        }
+    }
+
     /// The working copy of `epoch`, if this epoch wrote here.
     pub fn working_of(&self, epoch: u64) -> Option<P::Work> {
         match &self.working {

@@ -12,6 +12,9 @@
 //! fsynced: a killed process loses nothing (the kernel holds its pages); a host that loses
 //! power may lose its last writes, which the block's copies on other hosts cover, as they
 //! cover a host that never comes back. A lock file keeps two providers out of one directory.
+//! Only files named as above are ever touched: the directory may hold others. What a provider
+//! held when its manager refused it (it was declared dead while stopped) is not deleted but
+//! moved aside, to `stale-<seconds since 1970>/`, for an operator to recover or remove.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -63,6 +66,30 @@ pub struct DataDir {
     path: PathBuf,
     /// Holds the `flock` while open.
     _lock: File,
+}
+
+/// The array a file of ours belongs to: `a<id>.meta`, `a<id>.b<block>.state`,
+/// `a<id>.b<block>.v<version>.e<epoch>`, or one of those being written (`.<name>.tmp`).
+fn array_of(name: &str) -> Option<ArrayId> {
+    let name = match name.strip_prefix('.') {
+        Some(n) => n.strip_suffix(".tmp")?,
+        None => name,
+    };
+    let (id, rest) = name.strip_prefix('a')?.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let id: ArrayId = id.parse().ok().filter(|_| digits(id))?;
+    if rest == "meta" {
+        return Some(id);
+    }
+    let (block, rest) = rest.strip_prefix('b')?.split_once('.')?;
+    if !digits(block) {
+        return None;
+    }
+    if rest == "state" {
+        return Some(id);
+    }
+    let (v, e) = rest.strip_prefix('v')?.split_once(".e")?;
+    (digits(v) && digits(e)).then_some(id)
 }
 
 fn write_error(path: &Path, e: std::io::Error) -> Error {
@@ -204,30 +231,48 @@ impl DataDir {
         self.write_record(&format!("a{array}.b{block}.state"), saved)
     }
 
-    /// Removes every file of an array.
+    /// Removes every file of an array, its entry first (so that a provider killed meanwhile
+    /// drops the rest when it starts again).
     pub fn remove_array(&self, array: ArrayId) {
-        let prefix = format!("a{array}.");
+        let _ = std::fs::remove_file(self.path.join(format!("a{array}.meta")));
         for name in self.names() {
-            if name.starts_with(&prefix) {
+            if array_of(&name) == Some(array) {
                 let _ = std::fs::remove_file(self.path.join(name));
             }
         }
     }
 
-    /// Removes every array (the identity stays until replaced).
-    pub fn clear(&self) {
-        for name in self.names() {
-            if name.starts_with('a') {
-                let _ = std::fs::remove_file(self.path.join(name));
-            }
+    /// Moves every array's files aside (to `stale-<seconds>/`, returned) for an operator to
+    /// recover or remove; the identity stays until replaced. `None` if there were none.
+    pub fn set_aside(&self) -> Result<Option<PathBuf>> {
+        let names: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| array_of(n).is_some())
+            .collect();
+        if names.is_empty() {
+            return Ok(None);
         }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = self.path.join(format!("stale-{secs}"));
+        std::fs::create_dir_all(&aside).map_err(|e| write_error(&aside, e))?;
+        for n in names {
+            let to = aside.join(&n);
+            std::fs::rename(self.path.join(&n), &to).map_err(|e| write_error(&to, e))?;
+        }
+        Ok(Some(aside))
     }
 
+    /// The names in the directory that are ours (entries, states, snapshots, temporaries).
     fn names(&self) -> Vec<String> {
         std::fs::read_dir(&self.path)
             .map(|d| {
                 d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                     .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| array_of(n).is_some() || n == ".provider.tmp")
                     .collect()
             })
             .unwrap_or_default()
@@ -304,11 +349,64 @@ impl DataDir {
             wanted.push(format!("a{}.meta", a.meta.id));
         }
         for name in &names {
-            let ours = name.starts_with('a') || name.starts_with('.');
-            if ours && !wanted.contains(name) {
+            if !wanted.contains(name) {
                 let _ = std::fs::remove_file(self.path.join(name));
             }
         }
         Ok(arrays.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_its_own_files_are_ever_removed_or_moved() {
+        assert_eq!(array_of("a7.meta"), Some(7));
+        assert_eq!(array_of("a7.b0.state"), Some(7));
+        assert_eq!(array_of("a7.b12.v3.e4"), Some(7));
+        assert_eq!(array_of(".a7.b12.v3.e4.tmp"), Some(7));
+        for foreign in [
+            "abc.txt",
+            "a.meta",
+            "a7",
+            "a7.b.state",
+            "a7.b0.v3",
+            "a7.b0.v.e1",
+            ".bashrc",
+            "a-1.meta",
+            "a7.b0.v3.e4.old",
+            "notes",
+        ] {
+            assert_eq!(array_of(foreign), None, "{foreign}");
+        }
+        let d = std::env::temp_dir().join(format!("juxmem-datadir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let dir = DataDir::open(&d).unwrap();
+        for f in ["abc.txt", ".bashrc", "a7.b0.v3.e4.old", "a9.b0.v1.e1"] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        std::fs::write(d.join("a8.meta"), b"\xff\xff\xff").unwrap();
+        // The stray snapshot (no state lists it) goes; the others are not ours.
+        let e = dir.load().err();
+        assert!(
+            e.is_some_and(|e| e.to_string().contains("a8.meta")),
+            "a damaged entry is named"
+        );
+        std::fs::remove_file(d.join("a8.meta")).unwrap();
+        assert!(dir.load().unwrap().is_empty());
+        assert!(!d.join("a9.b0.v1.e1").exists());
+        for f in ["abc.txt", ".bashrc", "a7.b0.v3.e4.old"] {
+            assert!(d.join(f).exists(), "{f} was removed");
+        }
+        // Set aside: ours move, the others stay.
+        std::fs::write(d.join("a5.b0.v1.e1"), b"y").unwrap();
+        let aside = dir.set_aside().unwrap().expect("moved");
+        assert!(aside.join("a5.b0.v1.e1").exists() && !d.join("a5.b0.v1.e1").exists());
+        assert!(d.join("abc.txt").exists());
+        assert_eq!(dir.set_aside().unwrap(), None, "nothing left to move");
+        drop(dir);
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

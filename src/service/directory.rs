@@ -124,21 +124,6 @@ impl Entry {
 
     /// Grants the lock to `ticket` if its turn came.
     pub fn try_grant(&mut self, ticket: Ticket) -> Poll<Grant> {
-        // A process's own reader registration does not hold up its own write (nothing else
-        // would ever move it on): writing on the latest version, it has seen those before.
-        if let Some(owner) = self.tickets.get(&ticket).cloned() {
-            for _ in 0..self.readers.len() {
-                match self.versions.blocker() {
-                    Some(Blocker::Reader { reader, .. })
-                        if self.readers.get(&reader) == Some(&owner) =>
-                    {
-                        let latest = self.versions.committed();
-                        self.versions.passed(reader, latest);
-                    }
-                    _ => break,
-                }
-            }
-        }
         let g = self.versions.try_grant(ticket);
         if let Poll::Ready(g) = g {
             let owner = self.tickets.remove(&ticket).unwrap_or_default();
@@ -301,6 +286,15 @@ impl Entry {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Reader `reader` of `owner` takes the write lock: it has seen the latest version (it
+    /// writes on it). `Refused` if the reader is another process's.
+    pub fn pass_own_reader(&mut self, owner: &Owner, reader: u64) -> Result<()> {
+        self.check_reader(owner, reader, "writes as")?;
+        let latest = self.versions.committed();
+        self.versions.passed(reader, latest);
+        Ok(())
     }
 
     /// Unregisters a reader of `owner` (`Refused` if it is another process's: nothing

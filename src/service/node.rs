@@ -139,12 +139,13 @@ impl RunningProvider {
         };
         match resumed {
             Err(Error::Fenced(why)) => {
+                let aside = disk.set_aside()?;
                 tracing::warn!(
-                    "{}: {why}; starting as a new member with {} emptied",
+                    "{}: {why}; starting as a new member, empty (what {} held is in {})",
                     saved.node.name,
-                    disk.path().display()
+                    disk.path().display(),
+                    aside.map_or("nothing".into(), |p| p.display().to_string())
                 );
-                disk.clear();
                 disk.forget_identity();
                 RunningProvider::launch(cfg, NodeKind::Daemon, label, capacity, Some(disk), None)
             }
@@ -213,13 +214,25 @@ impl RunningProvider {
         let store = Arc::new(match &disk {
             Some(d) => {
                 if resumed.is_none() {
-                    d.clear();
+                    if let Some(aside) = d.set_aside()? {
+                        tracing::warn!(
+                            "{}: blocks of a former member moved to {}",
+                            node.name,
+                            aside.display()
+                        );
+                    }
                     d.set_identity(&Identity { node: node.clone() })?;
                 }
                 Store::open(node.name.clone(), capacity, d.clone())?
             }
             None => Store::new(node.name.clone(), capacity),
         });
+        // Should it not start, what it set up lets go of the directory (connection threads
+        // may outlive it).
+        let detach = |e: Error| {
+            store.detach_disk();
+            e
+        };
         let hello = hello_of(&node, cfg);
         let pool = Arc::new(
             Pool::new(hello.clone(), cfg.net.clone())
@@ -234,7 +247,8 @@ impl RunningProvider {
                 pool.clone(),
                 cfg.push_timeout(),
             )),
-        )?;
+        )
+        .map_err(detach)?;
         let keeper = Keeper::start(
             hello,
             cfg.net.clone(),
@@ -249,7 +263,8 @@ impl RunningProvider {
                 durable: disk.is_some(),
                 resume: resumed.is_some(),
             }),
-        )?;
+        )
+        .map_err(detach)?;
         Ok(RunningProvider {
             node,
             store,
@@ -275,6 +290,7 @@ impl RunningProvider {
         cfg.listen = Some(self.node.addr.clone());
         let kind = self.node.kind;
         let disk = self.disk.take();
+        self.store.detach_disk();
         self.abandon();
         RunningProvider::launch(&cfg, kind, &label, capacity, disk, None)
     }

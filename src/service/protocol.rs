@@ -835,6 +835,17 @@ pub enum Request {
         /// Memory offered.
         capacity: u64,
     },
+    /// `AcquireWrite` by a handle that is also registered as reader `reader` of the array:
+    /// that registration first passes the latest version (the handle writes on it), so that it
+    /// cannot hold up its own write under `FullPolicy::Block` (nothing else would move it on).
+    AcquireWriteAsReader {
+        /// The array.
+        array: ArrayId,
+        /// Longest wait.
+        timeout_ms: u64,
+        /// The handle's reader registration (the sender's own).
+        reader: u64,
+    },
 }
 
 impl Request {
@@ -854,6 +865,7 @@ impl Request {
                 | Request::Created { .. }
                 | Request::Commit { .. }
                 | Request::AcquireWrite { .. }
+                | Request::AcquireWriteAsReader { .. }
                 | Request::WaitVersion { pin: false, .. }
                 | Request::Renew { .. }
                 | Request::Register { .. }

@@ -524,6 +524,7 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Status { .. } => "Status",
         Request::Placement { .. } => "Placement",
         Request::AcquireWrite { .. } => "AcquireWrite",
+        Request::AcquireWriteAsReader { .. } => "AcquireWriteAsReader",
         Request::Commit { .. } => "Commit",
         Request::Abort { .. } => "Abort",
         Request::WaitVersion { .. } => "WaitVersion",

@@ -185,6 +185,8 @@ pub struct Store {
     capacity: u64,
     inner: Mutex<Inner>,
     disk: Option<Arc<DataDir>>,
+    /// The directory went to a newer store (a restart): this one writes there no more.
+    detached: std::sync::atomic::AtomicBool,
 }
 
 /// Writes a block's changes to the data directory: new snapshots first, then the state that
@@ -225,7 +227,22 @@ impl Store {
                 used: 0,
             }),
             disk: None,
+            detached: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The data directory, unless detached.
+    fn disk(&self) -> Option<&DataDir> {
+        use std::sync::atomic::Ordering;
+        self.disk
+            .as_deref()
+            .filter(|_| !self.detached.load(Ordering::SeqCst))
+    }
+
+    /// Stops writing to the data directory (another store of this provider takes it over).
+    pub fn detach_disk(&self) {
+        self.detached
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The store of provider `name` kept in `disk`: what it held when its process stopped
@@ -337,7 +354,7 @@ impl Store {
         let before = held.used();
         let r = f(&mut held.copy);
         let after = held.used();
-        let saved = match (&self.disk, save) {
+        let saved = match (self.disk(), save) {
             (Some(disk), true) => save_block(disk, array, block, held),
             _ => Ok(()),
         };
@@ -387,10 +404,11 @@ impl Store {
         };
         if held_here {
             inner.metas.insert(meta.id, meta.clone());
-            if let Some(disk) = &self.disk {
+            if let Some(disk) = self.disk() {
                 disk.save_meta(meta)?;
-                let held = inner.blocks.get_mut(&(meta.id, block)).expect("held");
-                save_block(disk, meta.id, block, held)?;
+                if let Some(held) = inner.blocks.get_mut(&(meta.id, block)) {
+                    save_block(disk, meta.id, block, held)?;
+                }
             }
             return Ok(());
         }
@@ -410,7 +428,7 @@ impl Store {
             home: placement.and_then(|p| p.home.clone().map(|h| (term, h))),
             saved: Vec::new(),
         };
-        if let Some(disk) = &self.disk {
+        if let Some(disk) = self.disk() {
             disk.save_meta(meta)?;
             save_block(disk, meta.id, block, &mut held)?;
         }
@@ -498,10 +516,18 @@ impl Store {
             0
         };
         // A new working copy is written down (its epoch is refused after a restart); the
-        // writes into it are not.
-        self.block_op(array, block, room, fresh, |c| {
+        // writes into it are not. One that cannot be written down is dropped: the next write
+        // tries again, rather than going on unrecorded.
+        let r = self.block_op(array, block, room, fresh, |c| {
             c.working(term, epoch, base, overwrites)
-        })
+        });
+        if fresh && r.is_err() {
+            let _ = self.with_block(array, block, 0, |c| {
+                c.drop_working(epoch);
+                Ok(())
+            });
+        }
+        r
     }
 
     fn block_bytes(&self, array: ArrayId, block: u32) -> Result<u64> {
@@ -594,7 +620,7 @@ impl Store {
         if let Some(held) = self.lock().blocks.get_mut(&(array, block)) {
             let before = held.home.clone();
             held.learn(term, home);
-            if let (Some(disk), true) = (&self.disk, held.home != before) {
+            if let (Some(disk), true) = (self.disk(), held.home != before) {
                 if let Err(e) = save_block(disk, array, block, held) {
                     tracing::warn!("{}: {e}", self.name);
                 }
@@ -642,7 +668,7 @@ impl Store {
             }
         }
         inner.metas.remove(&array);
-        if let Some(disk) = &self.disk {
+        if let Some(disk) = self.disk() {
             disk.remove_array(array);
         }
     }
@@ -653,8 +679,10 @@ impl Store {
         inner.blocks.clear();
         inner.metas.clear();
         inner.used = 0;
-        if let Some(disk) = &self.disk {
-            disk.clear();
+        if let Some(disk) = self.disk() {
+            if let Err(e) = disk.set_aside() {
+                tracing::warn!("{}: {e}", self.name);
+            }
         }
     }
 }

@@ -1054,18 +1054,46 @@ impl Manager {
         names
     }
 
-    fn register(&self, session: &mut Session, owner: Owner, node: NodeInfo, capacity: u64) {
+    /// Registers `node`; with `resume`, only if it is a live member already (the same name,
+    /// incarnation and address), checked under the same lock.
+    fn register(
+        &self,
+        session: &mut Session,
+        owner: Owner,
+        node: NodeInfo,
+        capacity: u64,
+        resume: bool,
+    ) -> Result<()> {
         let previous = {
             let mut st = self.lock();
+            if resume {
+                let same = st
+                    .membership
+                    .named(&node.name)
+                    .is_some_and(|m| m.incarnation == node.incarnation && m.addr == node.addr);
+                if !same || st.leases.is_dead(&owner) {
+                    return Err(Error::Fenced(format!(
+                        "{} (incarnation {}, {}) is not a member of cluster {} any more: it was \
+                         declared dead or replaced while it was stopped, and its copies were \
+                         handed over; start it again as a new incarnation, empty",
+                        node.name, node.incarnation, node.addr, self.me.cluster
+                    )));
+                }
+            }
             st.leases.revive(&owner, Instant::now());
             st.controls.insert(owner.clone(), session.id);
             st.membership.register(node.clone(), capacity)
         };
         session.control = Some(owner);
-        tracing::info!("{} joined ({capacity} bytes)", node.name);
+        tracing::info!(
+            "{} {} ({capacity} bytes)",
+            node.name,
+            if resume { "resumed" } else { "joined" }
+        );
         if let Some(old) = previous {
             self.owner_gone(&owner_of(&old), "restarted under the same name");
         }
+        Ok(())
     }
 
     /// Who may register (or resume) `node`: a process of this cluster, itself.
@@ -1176,11 +1204,20 @@ impl Manager {
         }
     }
 
-    fn acquire_write(&self, owner: Owner, array: ArrayId, timeout_ms: u64) -> Result<Response> {
+    fn acquire_write(
+        &self,
+        owner: Owner,
+        array: ArrayId,
+        timeout_ms: u64,
+        reader: Option<u64>,
+    ) -> Result<Response> {
         let ticket = {
             let mut st = self.lock();
             st.leases.touch(&owner, Instant::now())?;
             let e = st.directory.get_mut(array)?;
+            if let Some(r) = reader {
+                e.pass_own_reader(&owner, r)?;
+            }
             // Asked again by its holder: the first answer was lost (a failover).
             if let Some(g) = e.grant_of(&owner) {
                 return Ok(Response::WriteGranted {
@@ -1352,28 +1389,12 @@ impl Manager {
                         node.name, node.incarnation
                     )));
                 }
-                self.register(session, owner, node, capacity);
+                self.register(session, owner, node, capacity, false)?;
                 Ok(Response::Ok)
             }
             Request::Resume { node, capacity } => {
                 self.check_registration(peer, &owner, &node, "Resume")?;
-                {
-                    let st = self.lock();
-                    let same = st
-                        .membership
-                        .named(&node.name)
-                        .is_some_and(|m| m.incarnation == node.incarnation && m.addr == node.addr);
-                    if !same || st.leases.is_dead(&owner) {
-                        return Err(Error::Fenced(format!(
-                            "{} (incarnation {}, {}) is not a member of cluster {} any more: \
-                             it was declared dead or replaced while it was stopped, and its \
-                             copies were handed over; start it again as a new incarnation, \
-                             empty",
-                            node.name, node.incarnation, node.addr, self.me.cluster
-                        )));
-                    }
-                }
-                self.register(session, owner, node, capacity);
+                self.register(session, owner, node, capacity, true)?;
                 Ok(Response::Ok)
             }
             Request::Renew { rejoin } => {
@@ -1590,8 +1611,13 @@ impl Manager {
                 ))
             }
             Request::AcquireWrite { array, timeout_ms } => {
-                self.acquire_write(owner, array, timeout_ms)
+                self.acquire_write(owner, array, timeout_ms, None)
             }
+            Request::AcquireWriteAsReader {
+                array,
+                timeout_ms,
+                reader,
+            } => self.acquire_write(owner, array, timeout_ms, Some(reader)),
             Request::Commit {
                 array,
                 epoch,
@@ -1729,6 +1755,7 @@ fn scope_of(req: &Request) -> Scope {
         Request::Created { array }
         | Request::SetAttributes { array, .. }
         | Request::AcquireWrite { array, .. }
+        | Request::AcquireWriteAsReader { array, .. }
         | Request::Commit { array, .. }
         | Request::Abort { array, .. }
         | Request::WaitVersion { array, .. }

@@ -3,7 +3,11 @@
 //!
 //! - `log`: one append-only file of records (`tag u8, length u32, CRC-32 u32, payload`), each
 //!   an entry or a hard state, in the order raft produced them; one `fsync` per
-//!   [`Disk::append`] (raft's `Ready`), before the replica sends its votes and acknowledgements.
+//!   [`Disk::append`] (raft's `Ready`), before the replica sends its votes and acknowledgements,
+//!   unless all it keeps is a newer commit index (as etcd's `MustSync`: the term and the vote
+//!   must survive a crash, the commit index is learned again from the leader; a later `fsync`
+//!   keeps it too). That spares the leader a second `fsync` per request, after the majority
+//!   acknowledged and before it answers.
 //!   Replayed at start: an entry at an index already seen replaces it and everything after it
 //!   (raft overwrote a conflicting suffix), the last hard state wins, and a torn or corrupt
 //!   record ends the log (a crash in the middle of a write; nothing after it was acknowledged).
@@ -47,6 +51,8 @@ pub struct Disk {
     len: u64,
     /// The hard state last kept (written again after a cut, which may have removed it).
     hard: HardState,
+    /// `fsync`s done (for tests).
+    syncs: u64,
 }
 
 fn io(doing: &str, path: &Path, e: std::io::Error) -> Error {
@@ -160,16 +166,20 @@ impl Disk {
             log,
             offsets,
             len: pos as u64,
+            syncs: 0,
             hard: loaded.hard.clone().unwrap_or_default(),
         };
         Ok((disk, loaded))
     }
 
-    /// Keeps `entries` (cutting any kept suffix they replace) and the new hard state, synced.
+    /// Keeps `entries` (cutting any kept suffix they replace) and the new hard state, synced
+    /// unless only the commit index moved.
     pub fn append(&mut self, entries: &[Entry], hard: Option<&HardState>) -> Result<()> {
         if entries.is_empty() && hard.is_none() {
             return Ok(());
         }
+        let sync = !entries.is_empty()
+            || hard.is_some_and(|h| h.term != self.hard.term || h.vote != self.hard.vote);
         let mut buf = Vec::new();
         if let Some(first) = entries.first() {
             if let Some((&_, &at)) = self.offsets.range(first.index..).next() {
@@ -194,17 +204,18 @@ impl Disk {
             self.hard = h.clone();
             buf.extend(record(HARD, &encode(h)?));
         }
-        self.write(&buf)
+        self.write(&buf, sync)
     }
 
-    fn write(&mut self, buf: &[u8]) -> Result<()> {
+    fn write(&mut self, buf: &[u8], sync: bool) -> Result<()> {
         use std::io::{Seek, SeekFrom};
         let path = self.dir.join("log");
         self.log
             .seek(SeekFrom::Start(self.len))
             .and_then(|_| self.log.write_all(buf))
-            .and_then(|()| self.log.sync_data())
+            .and_then(|()| if sync { self.log.sync_data() } else { Ok(()) })
             .map_err(|e| io("cannot write", &path, e))?;
+        self.syncs += u64::from(sync);
         self.len += buf.len() as u64;
         Ok(())
     }
@@ -277,6 +288,31 @@ mod tests {
             commit,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_hard_state_that_only_moves_the_commit_index_is_kept_without_an_fsync() {
+        let d = dir("commit-only");
+        {
+            let (mut disk, _) = Disk::open(&d).unwrap();
+            disk.append(&[entry(1, 1, b"a")], Some(&hard(1, 1, 0)))
+                .unwrap();
+            assert_eq!(disk.syncs, 1);
+            disk.append(&[], Some(&hard(1, 1, 1))).unwrap();
+            assert_eq!(disk.syncs, 1, "a newer commit index alone is not synced");
+            disk.append(&[], Some(&hard(2, 1, 1))).unwrap();
+            assert_eq!(disk.syncs, 2, "a new term is");
+            disk.append(&[], Some(&hard(2, 3, 1))).unwrap();
+            assert_eq!(disk.syncs, 3, "a new vote is");
+            disk.append(&[entry(2, 2, b"b")], None).unwrap();
+            assert_eq!(disk.syncs, 4, "entries are");
+            disk.append(&[], Some(&hard(2, 3, 2))).unwrap();
+        }
+        // The process stopped (the host did not): the unsynced record is there too.
+        let (_, loaded) = Disk::open(&d).unwrap();
+        assert_eq!(loaded.hard, Some(hard(2, 3, 2)));
+        assert_eq!(loaded.entries.len(), 2);
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -469,24 +469,34 @@ pub fn tls_closed_by_peer(s: &mut RawTls, limit: Duration) -> bool {
     }
 }
 
+/// A process this test started, killed (SIGKILL) and reaped when dropped.
+pub struct Spawned(Child);
+
+impl Spawned {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A manager replica process started by [`start_replica`], killed (SIGKILL) when dropped.
 pub struct ManagerReplica {
     /// Its replica id.
     pub id: u64,
-    child: Child,
+    process: Spawned,
 }
 
 impl ManagerReplica {
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ManagerReplica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.pid()
     }
 }
 
@@ -519,11 +529,12 @@ fn replica_process(fed: &LocalFederation, cluster: &str, id: u64, how: &[&str]) 
         .expect("replica log");
     ManagerReplica {
         id,
-        child: m
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("juxmem manager"),
+        process: Spawned(
+            m.stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("juxmem manager"),
+        ),
     }
 }
 
@@ -533,21 +544,8 @@ fn replica_process(fed: &LocalFederation, cluster: &str, id: u64, how: &[&str]) 
 pub struct DurableProvider {
     /// Its label.
     pub label: String,
-    child: Child,
-}
-
-impl DurableProvider {
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for DurableProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// The process.
+    pub process: Spawned,
 }
 
 /// Starts provider daemon `<cluster>/<label>` on its data directory (see [`DurableProvider`]).
@@ -571,11 +569,12 @@ pub fn start_durable_provider(
     };
     DurableProvider {
         label: label.to_string(),
-        child: p
-            .stdout(log())
-            .stderr(log())
-            .spawn()
-            .expect("juxmem provider"),
+        process: Spawned(
+            p.stdout(log())
+                .stderr(log())
+                .spawn()
+                .expect("juxmem provider"),
+        ),
     }
 }
 

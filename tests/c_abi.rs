@@ -68,7 +68,8 @@ fn built() -> &'static Built {
                  cc -std=c11 -Wall -Wextra -Werror {e}/tests/c/errors.c $(pkg-config --cflags juxmem) {p}/lib/libjuxmem.a $(pkg-config --libs mpi-c) -lpthread -ldl -lm -o errors_static\n\
                  mpifort -O2 -Wall -Werror -ffp-contract=off {e}/examples/weather_stage3.f90 $(pkg-config --cflags --libs juxmem-fortran) -o weather_stage3\n\
                  mpifort -Wall -Werror {e}/tests/fortran/search.f90 $(pkg-config --cflags --libs juxmem-fortran) -o search_f\n\
-                 cc -O2 -std=c11 -Wall -Wextra -Werror {e}/examples/checkpoint.c $(pkg-config --cflags --libs juxmem) -o checkpoint_c",
+                 cc -O2 -std=c11 -Wall -Wextra -Werror {e}/examples/checkpoint.c $(pkg-config --cflags --libs juxmem) -o checkpoint_c\n\
+                 mpifort -O2 -Wall -Werror {e}/examples/checkpoint.f90 $(pkg-config --cflags --libs juxmem-fortran) -o checkpoint_f",
                 e = ffi.display(),
                 p = prefix.display()
             ),
@@ -221,6 +222,20 @@ fn the_c_checkpoint_example_restores_every_element_in_another_layout() {
         out.stderr
     );
     // A manifest and one file per writing process.
+    assert!(dir.join("manifest").exists(), "{}", dir.display());
+}
+
+#[test]
+fn the_fortran_checkpoint_example_restores_every_element_in_another_layout() {
+    let fed = LocalFederation::start("f-checkpoint", &[("A", 0)]);
+    let dir = fed.dir().join("ckpt");
+    let out = mpirun_in(&fed, 2, "checkpoint_f", &[dir.as_os_str()]);
+    assert!(
+        out.stdout.contains("CHECKPOINT version=1 wrong=0"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
     assert!(dir.join("manifest").exists(), "{}", dir.display());
 }
 

@@ -11,6 +11,7 @@
 //! | `JUXMEM_CAPACITY` | half the node's available memory, shared by the job's ranks on the node | Bytes a rank's embedded provider offers (daemons: `--capacity`). `unlimited` lifts the bound. |
 //! | `JUXMEM_TIMEOUT` | `60` | Seconds: the default timeout of every network wait. |
 //! | `JUXMEM_FAILURE_TIMEOUT` | `3` | Seconds without a heartbeat after which a process is declared dead (its copies fail over, its locks and pins are released). Heartbeats go every quarter of it. |
+//! | `JUXMEM_RESUME_GRACE` | `30` | Seconds a manager that just took office (a failover, or a cluster starting again) gives each provider daemon it has as a member to reconnect or resume before declaring it dead (at least `JUXMEM_FAILURE_TIMEOUT`). |
 //! | `JUXMEM_MAX_FRAME` | `16777216` | Largest control frame accepted, in bytes (before the handshake: 64 KiB). |
 //! | `JUXMEM_HANDSHAKE_TIMEOUT` | `10` | Seconds a service gives a new connection to complete its handshake (at most `JUXMEM_TIMEOUT`). |
 //! | `JUXMEM_MAX_CONNECTIONS` | `4096` | Open connections a manager or provider accepts in all; extra ones are refused. |
@@ -58,6 +59,9 @@ pub struct Config {
     pub net: NetConfig,
     /// Failure detection: a process whose lease is not renewed for this long is declared dead.
     pub failure_timeout: Duration,
+    /// How long a manager that just took office waits for its provider daemons to reconnect
+    /// or resume (a cluster's daemons start again with their managers, on data directories).
+    pub resume_grace: Duration,
     /// This cluster's TLS credentials directory (`None`: the federation directory's
     /// `credentials/<cluster>`, if there).
     pub credentials: Option<PathBuf>,
@@ -154,6 +158,9 @@ impl Config {
         }
         if let Some(v) = var("JUXMEM_FAILURE_TIMEOUT") {
             c.failure_timeout = parse_seconds("JUXMEM_FAILURE_TIMEOUT", &v)?;
+        }
+        if let Some(v) = var("JUXMEM_RESUME_GRACE") {
+            c.resume_grace = parse_seconds("JUXMEM_RESUME_GRACE", &v)?;
         }
         if let Some(v) = var("JUXMEM_MAX_FRAME") {
             c.net.max_frame = parse_bytes(&v)? as usize;
@@ -314,6 +321,7 @@ impl Default for Config {
             capacity: default_capacity(),
             net: NetConfig::default(),
             failure_timeout: Duration::from_secs(3),
+            resume_grace: Duration::from_secs(30),
             credentials: None,
             insecure: false,
         }

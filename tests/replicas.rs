@@ -386,20 +386,21 @@ fn a_whole_cluster_stopped_and_started_on_its_data_directories_serves_the_last_v
     );
     // Every manager replica and then every provider of Z SIGKILLed (managers first: a
     // provider whose death its manager records is handed over, as after any failure), then
-    // all started again at once on their data directories (the providers wait for a leader).
+    // started again on their data directories: p1 with the managers (it waits for a leader),
+    // p2 late, past the failure timeout after the leader took office (the resume grace, 30 s
+    // by default, covers it).
     let old: Vec<u32> = replicas.iter().map(|r| r.pid()).collect();
     drop(replicas);
     drop(providers);
     let replicas: Vec<ManagerReplica> = (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
-    let mut providers: Vec<DurableProvider> = LABELS
-        .iter()
-        .map(|l| start_durable_provider(&fed, "Z", l))
-        .collect();
+    let mut providers = vec![start_durable_provider(&fed, "Z", LABELS[0])];
     wait_for_within(
         "a leader of Z after the restart",
         Duration::from_secs(60),
         || leader_pid(&fed, "Z").is_some_and(|p| !old.contains(&p)),
     );
+    std::thread::sleep(Duration::from_secs(5));
+    providers.push(start_durable_provider(&fed, "Z", LABELS[1]));
     wait_for_within("Z's providers resumed", Duration::from_secs(60), || {
         started(2)
     });

@@ -338,6 +338,23 @@ impl Manager {
             for o in &holders {
                 st.leases.revive(o, now);
             }
+            // Provider daemons get longer: after a whole cluster stopped, they start again
+            // with their managers and resume from their data directories (a job process that
+            // held something is given the failure timeout, so that its locks do not linger).
+            let grace = self
+                .cfg
+                .resume_grace
+                .saturating_sub(self.cfg.failure_timeout);
+            let daemons: Vec<Owner> = st
+                .membership
+                .nodes()
+                .iter()
+                .filter(|n| n.kind == NodeKind::Daemon)
+                .map(owner_of)
+                .collect();
+            for o in &daemons {
+                st.leases.revive(o, now + grace);
+            }
             st.shadow = Shadow::of(&book);
             st.last = None;
             // A predecessor (whose first act in office wrote the book) may have granted claims.

@@ -3,7 +3,7 @@
 //! there ([`Keeper`]). A daemon given a data directory ([`DataDir`]) keeps its identity and
 //! blocks there: started again on it, it resumes as the same member with what it held (after a
 //! whole cluster stopped), or, if its manager handed its copies over meanwhile, starts as a
-//! new member with the directory emptied.
+//! new member, empty (what it held moved aside in the directory).
 
 use std::sync::Arc;
 
@@ -26,6 +26,14 @@ pub fn new_incarnation() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 40) ^ 0x4a55_584d_454d // "JUXMEM"
+}
+
+/// A provider's label: its name without the `<cluster>/` it starts with.
+pub fn label_of(node: &NodeInfo) -> &str {
+    node.name
+        .strip_prefix(node.cluster.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(&node.name)
 }
 
 /// The hello a node of the federation sends.
@@ -74,7 +82,7 @@ impl RunningProvider {
     /// [`Self::start`] for a daemon kept in `disk`. With an identity there (a provider of this
     /// cluster named `<cluster>/<label>`), it listens on the same address and resumes as that
     /// member with the blocks kept; if its manager refuses (it no longer counts it a member),
-    /// the directory is emptied and it starts as a new member.
+    /// those are moved aside and it starts as a new member, empty.
     pub fn start_on(
         cfg: &Config,
         label: &str,
@@ -286,22 +294,17 @@ impl RunningProvider {
     /// Starts a provider daemon again after its manager declared it dead: a new member (new
     /// incarnation, empty store and data directory) under the same name, on the same address.
     pub fn restart(mut self) -> Result<RunningProvider> {
-        let (mut cfg, label, capacity) = (self.cfg.clone(), self.label(), self.store.capacity());
+        let (mut cfg, label, capacity) = (
+            self.cfg.clone(),
+            label_of(&self.node).to_string(),
+            self.store.capacity(),
+        );
         cfg.listen = Some(self.node.addr.clone());
         let kind = self.node.kind;
         let disk = self.disk.take();
         self.store.detach_disk();
         self.abandon();
         RunningProvider::launch(&cfg, kind, &label, capacity, disk, None)
-    }
-
-    fn label(&self) -> String {
-        let prefix = format!("{}/", self.node.cluster);
-        self.node
-            .name
-            .strip_prefix(&prefix)
-            .unwrap_or(&self.node.name)
-            .to_string()
     }
 
     /// Stops serving and heartbeating without leaving (its manager already let it go).

@@ -6,6 +6,7 @@
 //! written there before the change is answered, and starts again from it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::element::Element;
@@ -186,7 +187,7 @@ pub struct Store {
     inner: Mutex<Inner>,
     disk: Option<Arc<DataDir>>,
     /// The directory went to a newer store (a restart): this one writes there no more.
-    detached: std::sync::atomic::AtomicBool,
+    detached: AtomicBool,
 }
 
 /// Writes a block's changes to the data directory: new snapshots first, then the state that
@@ -227,13 +228,12 @@ impl Store {
                 used: 0,
             }),
             disk: None,
-            detached: std::sync::atomic::AtomicBool::new(false),
+            detached: AtomicBool::new(false),
         }
     }
 
     /// The data directory, unless detached.
     fn disk(&self) -> Option<&DataDir> {
-        use std::sync::atomic::Ordering;
         self.disk
             .as_deref()
             .filter(|_| !self.detached.load(Ordering::SeqCst))
@@ -241,8 +241,7 @@ impl Store {
 
     /// Stops writing to the data directory (another store of this provider takes it over).
     pub fn detach_disk(&self) {
-        self.detached
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.detached.store(true, Ordering::SeqCst);
     }
 
     /// The store of provider `name` kept in `disk`: what it held when its process stopped

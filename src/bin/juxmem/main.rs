@@ -373,13 +373,9 @@ fn run_provider(args: &Args) -> Result<()> {
         .get("name")
         .cloned()
         .or_else(|| {
-            let s = saved.as_ref()?;
-            Some(
-                s.node
-                    .name
-                    .strip_prefix(&format!("{}/", s.node.cluster))?
-                    .to_string(),
-            )
+            saved
+                .as_ref()
+                .map(|s| juxmem::service::node::label_of(&s.node).to_string())
         })
         .unwrap_or_else(|| format!("provider-{}", std::process::id()));
     let mut p = match disk {

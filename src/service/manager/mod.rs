@@ -1087,7 +1087,7 @@ impl Manager {
                 let same = st
                     .membership
                     .named(&node.name)
-                    .is_some_and(|m| m.incarnation == node.incarnation && m.addr == node.addr);
+                    .is_some_and(|m| m.same(&node) && m.addr == node.addr);
                 if !same || st.leases.is_dead(&owner) {
                     return Err(Error::Fenced(format!(
                         "{} (incarnation {}, {}) is not a member of cluster {} any more: it was \

@@ -59,6 +59,12 @@ typedef struct juxmem_names juxmem_names;
 typedef struct juxmem_region juxmem_region;
 
 /*
+ A non-blocking get or put in flight (opaque): complete it with juxmem_wait or juxmem_test,
+ which free it once it has ended.
+ */
+typedef struct juxmem_request juxmem_request;
+
+/*
  A status code: `JUXMEM_OK` or one of the `JUXMEM_E_*` codes. The values are stable: they
  are the core library's `ErrorCode` values plus a few codes of the C ABI itself (5xx).
  */
@@ -530,6 +536,52 @@ juxmem_status juxmem_array_put(struct juxmem_array *array,
                                const uint64_t *hi,
                                const void *buf,
                                const uint64_t *ld);
+
+/*
+ Starts reading the global region [lo, hi] (inclusive) into `buf` like juxmem_array_get, and
+ returns at once with `*request` (as Global Arrays' NGA_NbGet). `buf` belongs to the
+ transfer until the request has ended (juxmem_wait or juxmem_test says so) or the array
+ handle has moved on (release_read, release, close, destroy: each first waits for the
+ handle's requests, and a request not started yet when its handle closes ends with
+ JUXMEM_E_NOT_ACQUIRED); until then the caller neither reads, writes nor frees it. Bad
+ arguments are refused here (`*request` is then NULL). One process alone.
+ */
+juxmem_status juxmem_array_get_nb(struct juxmem_array *array,
+                                  const uint64_t *lo,
+                                  const uint64_t *hi,
+                                  void *buf,
+                                  const uint64_t *ld,
+                                  struct juxmem_request **request);
+
+/*
+ Starts writing `buf` into the global region [lo, hi] (inclusive) like juxmem_array_put,
+ under a write acquire, and returns at once with `*request` (as NGA_NbPut). The caller
+ does not write `buf` until the request has ended; the release waits for every put of its
+ write epoch, and one that failed without being completed by juxmem_wait/juxmem_test fails
+ the release (nothing is published). One process alone.
+ */
+juxmem_status juxmem_array_put_nb(struct juxmem_array *array,
+                                  const uint64_t *lo,
+                                  const uint64_t *hi,
+                                  const void *buf,
+                                  const uint64_t *ld,
+                                  struct juxmem_request **request);
+
+/*
+ Waits for `*request` to end, at most `timeout_seconds` (<= 0: until it ends; every transfer
+ is bounded by the federation's timeout). Once it has ended, returns its status, frees it and
+ sets `*request` to NULL. If it is still under way at the timeout: JUXMEM_E_TIMEOUT with
+ `*request` unchanged (wait again). A NULL `*request` (completed already) returns JUXMEM_OK,
+ as MPI_Wait on MPI_REQUEST_NULL.
+ */
+juxmem_status juxmem_wait(struct juxmem_request **request, double timeout_seconds);
+
+/*
+ Whether `*request` has ended: if so, `*done` = 1 and its status is returned, the request
+ freed and `*request` set to NULL; otherwise `*done` = 0 and JUXMEM_OK. A NULL `*request`
+ counts as ended (JUXMEM_OK).
+ */
+juxmem_status juxmem_test(struct juxmem_request **request, int32_t *done);
 
 /*
  Locks the array for this process alone to read-modify-write the region [lo, hi]

@@ -31,7 +31,7 @@ pub mod redistribute;
 pub mod service;
 pub mod transport;
 
-pub use array::{ArrayOptions, Federation, SharedArray, Solo};
+pub use array::{ArrayOptions, Federation, NbRequest, SharedArray, Solo};
 pub use element::{ElemType, Element};
 pub use error::{Error, ErrorCode, Result};
 pub use layout::{balanced_grid, Dist, Layout};

@@ -69,6 +69,8 @@ fn built() -> &'static Built {
                  mpifort -O2 -Wall -Werror -ffp-contract=off {e}/examples/weather_stage3.f90 $(pkg-config --cflags --libs juxmem-fortran) -o weather_stage3\n\
                  mpifort -Wall -Werror {e}/tests/fortran/search.f90 $(pkg-config --cflags --libs juxmem-fortran) -o search_f\n\
                  cc -O2 -std=c11 -Wall -Wextra -Werror {e}/examples/checkpoint.c $(pkg-config --cflags --libs juxmem) -o checkpoint_c\n\
+                 cc -O2 -std=c11 -Wall -Wextra -Werror {e}/examples/nonblocking.c $(pkg-config --cflags --libs juxmem) -o nonblocking_c\n\
+                 mpifort -O2 -Wall -Werror {e}/examples/nonblocking.f90 $(pkg-config --cflags --libs juxmem-fortran) -o nonblocking_f\n\
                  mpifort -O2 -Wall -Werror {e}/examples/checkpoint.f90 $(pkg-config --cflags --libs juxmem-fortran) -o checkpoint_f",
                 e = ffi.display(),
                 p = prefix.display()
@@ -234,6 +236,29 @@ fn the_c_checkpoint_example_restores_every_element_in_another_layout() {
 #[test]
 fn the_fortran_checkpoint_example_restores_every_element_in_another_layout() {
     checkpoint_example_restores_every_element("f-checkpoint", "checkpoint_f");
+}
+
+/// Runs non-blocking example `prog` (C or Fortran) on 2 ranks: puts and gets in flight
+/// together, every element checked.
+fn nonblocking_example_delivers_every_element(fed_name: &str, prog: &str) {
+    let fed = LocalFederation::start(fed_name, &[("A", 0)]);
+    let out = mpirun_in(&fed, 2, prog, &[]);
+    assert!(
+        out.stdout.contains("NONBLOCKING requests=8 wrong=0"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn the_c_nonblocking_example_delivers_every_element() {
+    nonblocking_example_delivers_every_element("c-nonblocking", "nonblocking_c");
+}
+
+#[test]
+fn the_fortran_nonblocking_example_delivers_every_element() {
+    nonblocking_example_delivers_every_element("f-nonblocking", "nonblocking_f");
 }
 
 #[test]

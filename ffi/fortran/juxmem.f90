@@ -89,6 +89,14 @@ module juxmem
   public :: juxmem_array_get, juxmem_array_put, juxmem_array_get_relaxed
   public :: juxmem_array_checkpoint, juxmem_restore
   public :: juxmem_array_set_attribute, juxmem_search
+  public :: juxmem_array_get_nb, juxmem_array_put_nb, juxmem_wait, juxmem_test
+
+  !> A non-blocking get or put in flight (juxmem_array_get_nb, juxmem_array_put_nb): complete
+  !> it with juxmem_wait or juxmem_test. Its buffer belongs to the transfer until then: declare
+  !> it ASYNCHRONOUS (as for MPI's non-blocking calls) and do not touch it meanwhile.
+  type, public :: juxmem_request
+    type(c_ptr) :: ptr = c_null_ptr
+  end type
 
   !> Longest array name (bytes), the length of the names juxmem_search returns.
   integer, parameter, public :: JUXMEM_MAX_NAME = 255
@@ -116,6 +124,13 @@ module juxmem
   ! max_staleness seconds ago (0: the latest now), returned in version.
   interface juxmem_array_get_relaxed
     module procedure get_relaxed_r8_1d, get_relaxed_r8_2d
+  end interface
+  ! Non-blocking get and put (as NGA_NbGet / NGA_NbPut): they start the transfer and return.
+  interface juxmem_array_get_nb
+    module procedure get_nb_r8_1d, get_nb_r8_2d
+  end interface
+  interface juxmem_array_put_nb
+    module procedure put_nb_r8_1d, put_nb_r8_2d
   end interface
 
   interface
@@ -252,6 +267,30 @@ module juxmem
       import :: c_int32_t, c_ptr, c_int64_t
       type(c_ptr), value :: array, buf
       integer(c_int64_t), intent(in) :: lo(*), hi(*), ld(*)
+    end function
+    integer(c_int32_t) function c_array_get_nb(array, lo, hi, buf, ld, request) &
+        bind(C, name="juxmem_array_get_nb")
+      import :: c_int32_t, c_ptr, c_int64_t
+      type(c_ptr), value :: array, buf
+      integer(c_int64_t), intent(in) :: lo(*), hi(*), ld(*)
+      type(c_ptr) :: request
+    end function
+    integer(c_int32_t) function c_array_put_nb(array, lo, hi, buf, ld, request) &
+        bind(C, name="juxmem_array_put_nb")
+      import :: c_int32_t, c_ptr, c_int64_t
+      type(c_ptr), value :: array, buf
+      integer(c_int64_t), intent(in) :: lo(*), hi(*), ld(*)
+      type(c_ptr) :: request
+    end function
+    integer(c_int32_t) function c_wait(request, timeout) bind(C, name="juxmem_wait")
+      import :: c_int32_t, c_ptr, c_double
+      type(c_ptr) :: request
+      real(c_double), value :: timeout
+    end function
+    integer(c_int32_t) function c_test(request, done) bind(C, name="juxmem_test")
+      import :: c_int32_t, c_ptr
+      type(c_ptr) :: request
+      integer(c_int32_t) :: done
     end function
     integer(c_int32_t) function c_array_set_attribute(array, key, value) &
         bind(C, name="juxmem_array_set_attribute")
@@ -787,6 +826,80 @@ contains
     call corners(lo, hi, clo, chi)
     ld(1) = size(buf, 1, kind=c_int64_t)
     ierr = int(c_array_put(array%ptr, clo, chi, c_loc(buf), ld))
+  end subroutine
+
+  subroutine get_nb_r8_1d(array, lo, hi, buf, request, ierr)
+    type(juxmem_array), intent(in) :: array
+    integer(c_int64_t), intent(in) :: lo(1), hi(1)
+    real(c_double), intent(inout), contiguous, target, asynchronous :: buf(:)
+    type(juxmem_request), intent(inout) :: request
+    integer, intent(out) :: ierr
+    integer(c_int64_t) :: clo(1), chi(1), ld(1)
+    call corners(lo, hi, clo, chi)
+    ld = 0
+    ierr = int(c_array_get_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
+  end subroutine
+
+  subroutine get_nb_r8_2d(array, lo, hi, buf, request, ierr)
+    type(juxmem_array), intent(in) :: array
+    integer(c_int64_t), intent(in) :: lo(2), hi(2)
+    real(c_double), intent(inout), contiguous, target, asynchronous :: buf(:, :)
+    type(juxmem_request), intent(inout) :: request
+    integer, intent(out) :: ierr
+    integer(c_int64_t) :: clo(2), chi(2), ld(1)
+    call corners(lo, hi, clo, chi)
+    ld(1) = size(buf, 1, kind=c_int64_t)
+    ierr = int(c_array_get_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
+  end subroutine
+
+  subroutine put_nb_r8_1d(array, lo, hi, buf, request, ierr)
+    type(juxmem_array), intent(in) :: array
+    integer(c_int64_t), intent(in) :: lo(1), hi(1)
+    real(c_double), intent(in), contiguous, target, asynchronous :: buf(:)
+    type(juxmem_request), intent(inout) :: request
+    integer, intent(out) :: ierr
+    integer(c_int64_t) :: clo(1), chi(1), ld(1)
+    call corners(lo, hi, clo, chi)
+    ld = 0
+    ierr = int(c_array_put_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
+  end subroutine
+
+  subroutine put_nb_r8_2d(array, lo, hi, buf, request, ierr)
+    type(juxmem_array), intent(in) :: array
+    integer(c_int64_t), intent(in) :: lo(2), hi(2)
+    real(c_double), intent(in), contiguous, target, asynchronous :: buf(:, :)
+    type(juxmem_request), intent(inout) :: request
+    integer, intent(out) :: ierr
+    integer(c_int64_t) :: clo(2), chi(2), ld(1)
+    call corners(lo, hi, clo, chi)
+    ld(1) = size(buf, 1, kind=c_int64_t)
+    ierr = int(c_array_put_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
+  end subroutine
+
+  !> Waits for `request` to end (at most `timeout` seconds; absent or <= 0: until it ends,
+  !> every transfer being bounded by the federation's timeout). Once it has ended, ierr is its
+  !> status and the request is freed (null). Still under way at the timeout: JUXMEM_E_TIMEOUT
+  !> with the request unchanged (wait again). A null request gives JUXMEM_OK.
+  subroutine juxmem_wait(request, ierr, timeout)
+    type(juxmem_request), intent(inout) :: request
+    integer, intent(out) :: ierr
+    real(c_double), intent(in), optional :: timeout
+    real(c_double) :: t
+    t = 0
+    if (present(timeout)) t = timeout
+    ierr = int(c_wait(request%ptr, t))
+  end subroutine
+
+  !> Whether `request` has ended: if so, done is .true., ierr its status, and the request is
+  !> freed (null); otherwise done is .false. and ierr JUXMEM_OK.
+  subroutine juxmem_test(request, done, ierr)
+    type(juxmem_request), intent(inout) :: request
+    logical, intent(out) :: done
+    integer, intent(out) :: ierr
+    integer(c_int32_t) :: d
+    d = 0
+    ierr = int(c_test(request%ptr, d))
+    done = d /= 0
   end subroutine
 
 end module juxmem

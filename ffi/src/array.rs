@@ -708,6 +708,137 @@ pub unsafe extern "C" fn juxmem_array_put(
     })
 }
 
+/// A non-blocking get or put in flight (opaque): complete it with juxmem_wait or juxmem_test,
+/// which free it once it has ended.
+pub struct juxmem_request {
+    inner: jx::NbRequest<()>,
+}
+
+unsafe fn start_request(
+    request: *mut *mut juxmem_request,
+    start: impl FnOnce() -> Result<jx::NbRequest<()>, Error>,
+) -> juxmem_status {
+    *request = std::ptr::null_mut();
+    let inner = tri!(start());
+    *request = Box::into_raw(Box::new(juxmem_request { inner }));
+    JUXMEM_OK
+}
+
+/// Starts reading the global region [lo, hi] (inclusive) into `buf` like juxmem_array_get, and
+/// returns at once with `*request` (as Global Arrays' NGA_NbGet). `buf` belongs to the
+/// transfer until the request has ended (juxmem_wait or juxmem_test says so) or the array
+/// handle has moved on (release_read, release, close, destroy: each first waits for the
+/// handle's requests, and a request not started yet when its handle closes ends with
+/// JUXMEM_E_NOT_ACQUIRED); until then the caller neither reads, writes nor frees it. Bad
+/// arguments are refused here (`*request` is then NULL). One process alone.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_get_nb(
+    array: *mut juxmem_array,
+    lo: *const u64,
+    hi: *const u64,
+    buf: *mut c_void,
+    ld: *const u64,
+    request: *mut *mut juxmem_request,
+) -> juxmem_status {
+    boundary!({
+        check_null!(request);
+        *request = std::ptr::null_mut();
+        check_null!(array, lo, hi, buf);
+        let (lo, hi, ld, len) = tri!(region_args((*array).ndims, lo, hi, ld));
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                tri!(check_aligned::<T>(buf));
+                start_request(request, || x.get_nb_raw(&lo, &hi, buf.cast::<T>(), len, ld))
+            })
+        })
+    })
+}
+
+/// Starts writing `buf` into the global region [lo, hi] (inclusive) like juxmem_array_put,
+/// under a write acquire, and returns at once with `*request` (as NGA_NbPut). The caller
+/// does not write `buf` until the request has ended; the release waits for every put of its
+/// write epoch, and one that failed without being completed by juxmem_wait/juxmem_test fails
+/// the release (nothing is published). One process alone.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_put_nb(
+    array: *mut juxmem_array,
+    lo: *const u64,
+    hi: *const u64,
+    buf: *const c_void,
+    ld: *const u64,
+    request: *mut *mut juxmem_request,
+) -> juxmem_status {
+    boundary!({
+        check_null!(request);
+        *request = std::ptr::null_mut();
+        check_null!(array, lo, hi, buf);
+        let (lo, hi, ld, len) = tri!(region_args((*array).ndims, lo, hi, ld));
+        (*array).with(|a| {
+            each_array!(a, x, T => {
+                tri!(check_aligned::<T>(buf));
+                start_request(request, || x.put_nb_raw(&lo, &hi, buf.cast::<T>(), len, ld))
+            })
+        })
+    })
+}
+
+/// Waits for `*request` to end, at most `timeout_seconds` (<= 0: until it ends; every transfer
+/// is bounded by the federation's timeout). Once it has ended, returns its status, frees it and
+/// sets `*request` to NULL. If it is still under way at the timeout: JUXMEM_E_TIMEOUT with
+/// `*request` unchanged (wait again). A NULL `*request` (completed already) returns JUXMEM_OK,
+/// as MPI_Wait on MPI_REQUEST_NULL.
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_wait(
+    request: *mut *mut juxmem_request,
+    timeout_seconds: f64,
+) -> juxmem_status {
+    boundary!({
+        check_null!(request);
+        if (*request).is_null() {
+            return JUXMEM_OK;
+        }
+        if timeout_seconds > 0.0 {
+            let wait = timeout_of(timeout_seconds, Duration::ZERO);
+            if !(**request).inner.ended_within(wait) {
+                return fail(
+                    JUXMEM_E_TIMEOUT,
+                    &format!(
+                        "the request is still under way after {timeout_seconds} s (wait again)"
+                    ),
+                );
+            }
+        }
+        let done = Box::from_raw(*request);
+        *request = std::ptr::null_mut();
+        status_of(done.inner.wait())
+    })
+}
+
+/// Whether `*request` has ended: if so, `*done` = 1 and its status is returned, the request
+/// freed and `*request` set to NULL; otherwise `*done` = 0 and JUXMEM_OK. A NULL `*request`
+/// counts as ended (JUXMEM_OK).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_test(
+    request: *mut *mut juxmem_request,
+    done: *mut i32,
+) -> juxmem_status {
+    boundary!({
+        check_null!(request, done);
+        if (*request).is_null() {
+            *done = 1;
+            return JUXMEM_OK;
+        }
+        if !(**request).inner.test() {
+            *done = 0;
+            return JUXMEM_OK;
+        }
+        *done = 1;
+        let r = Box::from_raw(*request);
+        *request = std::ptr::null_mut();
+        status_of(r.inner.wait())
+    })
+}
+
 /// Locks the array for this process alone to read-modify-write the region [lo, hi]
 /// (inclusive), waiting at most `timeout_seconds` (<= 0: the default). Use juxmem_region_get
 /// / juxmem_region_put, then juxmem_region_release (publishes) or juxmem_region_free (aborts).

@@ -24,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod group;
+mod nonblocking;
 mod region;
 mod shared;
 mod view;
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use group::{agree, on_root, Group, Solo};
+pub use nonblocking::NbRequest;
 pub use region::{RegionLock, RegionRead};
 pub use shared::{LocalMut, LocalRef, SharedArray};
 

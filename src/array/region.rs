@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::service::protocol::*;
 use crate::service::{contact, failpoint};
 
+use super::nonblocking::{check_open, Inflight, NbRequest};
 use super::view::{retry, retry_shared, View};
 use super::{unexpected, Federation};
 
@@ -292,6 +293,8 @@ pub struct RegionRead<T: Element> {
     pin: Option<u64>,
     lo: Vec<u64>,
     hi: Vec<u64>,
+    /// Non-blocking gets in flight (waited for before the version goes).
+    inflight: Inflight,
     _elem: PhantomData<T>,
 }
 
@@ -303,6 +306,7 @@ impl<T: Element> RegionRead<T> {
             pin,
             lo: lo.to_vec(),
             hi: hi.to_vec(),
+            inflight: Inflight::default(),
             _elem: PhantomData,
         }
     }
@@ -330,8 +334,32 @@ impl<T: Element> RegionRead<T> {
         })
     }
 
-    /// Lets the version go.
+    /// Starts reading the region at the version held into `buf` and returns at once (for
+    /// example the next cycle's input, while this one is computed): the request's `wait`
+    /// hands `buf` back with the data. The version is let go only once every such read ended.
+    pub fn get_nb(&self, buf: Vec<T>) -> Result<NbRequest<Vec<T>>> {
+        self.get_nb_ld(buf, None)
+    }
+
+    /// [`RegionRead::get_nb`] into a buffer with leading dimensions `ld`.
+    pub fn get_nb_ld(&self, mut buf: Vec<T>, ld: Option<&[u64]>) -> Result<NbRequest<Vec<T>>> {
+        self.view
+            .prepare_region(&self.lo, &self.hi, ld, buf.len())?;
+        let (view, version) = (self.view.clone(), self.version);
+        let (lo, hi, ld) = (self.lo.clone(), self.hi.clone(), ld.map(<[u64]>::to_vec));
+        let deadline = Instant::now() + self.view.fed.retry_budget();
+        self.inflight.spawn("get_nb", move |closed| {
+            retry_shared(&view, deadline, "reading a region", |v, _| {
+                check_open(closed, "get_nb")?;
+                v.get_region(version, None, &lo, &hi, &mut buf, ld.as_deref())
+            })?;
+            Ok(buf)
+        })
+    }
+
+    /// Lets the version go (once the non-blocking reads in flight ended).
     pub fn release(mut self) -> Result<()> {
+        self.inflight.finish();
         self.unpin()
     }
 
@@ -356,6 +384,7 @@ impl<T: Element> RegionRead<T> {
 
 impl<T: Element> Drop for RegionRead<T> {
     fn drop(&mut self) {
+        self.inflight.close();
         let _ = self.unpin();
     }
 }

@@ -18,6 +18,7 @@ use crate::service::protocol::*;
 use crate::service::store::{Data, Working};
 
 use super::group::on_root_within;
+use super::nonblocking::{check_open, Inflight, NbBuf, NbRequest, RawBuf};
 use super::region::{take_write_lock, RegionLock, RegionRead, WriteEpoch};
 use super::view::{retry, retry_shared, retryable, View};
 use super::{agree, fetch_placement, on_root, unexpected, Federation, Group};
@@ -123,7 +124,10 @@ pub struct SharedArray<'g, T: Element, G: Group + ?Sized> {
     lock: Option<WriteEpoch>,
     /// This handle's reader registration (opened handles; kept by the root).
     reader: Option<u64>,
-    puts: Mutex<Vec<Put<T>>>,
+    /// This write epoch's puts (shared with non-blocking puts' threads).
+    puts: Arc<Mutex<Vec<Put<T>>>>,
+    /// Non-blocking gets and puts in flight.
+    inflight: Inflight,
     /// The local part, a copy of this rank's part (its blocks are homed elsewhere), was
     /// handed out writable in this write epoch: release sends it. Untouched, it is not sent,
     /// so it cannot undo puts (this rank's or others') made meanwhile.
@@ -155,7 +159,8 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             local: Local::Empty,
             lock: None,
             reader,
-            puts: Mutex::new(Vec::new()),
+            puts: Arc::new(Mutex::new(Vec::new())),
+            inflight: Inflight::default(),
             local_written: false,
             relaxed: Mutex::new(None),
         }
@@ -300,7 +305,9 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         };
         let version = base + 1;
         self.return_lent();
-        if let Err(e) = self.release_rounds(epoch, version, floor) {
+        // Every put of the epoch has landed (or failed) before anything is published.
+        let put_failure = self.inflight.finish_epoch();
+        if let Err(e) = self.release_rounds(epoch, version, floor, put_failure) {
             self.abort_write();
             return Err(e);
         }
@@ -326,7 +333,15 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// Release rounds: each one sends the pieces, publishes, and lets the root commit or
     /// decide to retry on a fresh placement. Every member makes the same three collective
     /// calls per round, whatever fails where.
-    fn release_rounds(&mut self, epoch: u64, version: u64, floor: u64) -> Result<()> {
+    /// `put_failure`: this rank's failed non-blocking put that nobody waited for; any rank's
+    /// fails the release on every rank, before anything is published.
+    fn release_rounds(
+        &mut self,
+        epoch: u64,
+        version: u64,
+        floor: u64,
+        mut put_failure: Option<Error>,
+    ) -> Result<()> {
         let deadline = self.deadline();
         let mut round = 0u32;
         let mut pause = Duration::from_millis(20);
@@ -335,7 +350,19 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             // go again once all those are sent, so that no part undoes another rank's puts
             // into it (puts win over local writes to the same elements).
             let local_sent = matches!(self.local, Local::Owned(_)) && self.local_written;
-            let mixed = self.group.max_u32(u32::from(local_sent)) > 0;
+            // One collective tells both (bit 0: a local part sent; bit 1: a put failed).
+            let failed = u32::from(put_failure.is_some()) << 1;
+            let flags = self.group.max_u32(u32::from(local_sent) | failed);
+            if flags & 2 != 0 {
+                return Err(put_failure.take().unwrap_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "release of {}: a non-blocking put on another rank failed and was not \
+                         waited for; nothing was published",
+                        self.name()
+                    ))
+                }));
+            }
+            let mixed = flags & 1 != 0;
             let sent = self.send_pieces(epoch, version, round > 0 && !mixed);
             let sent = agree(self.group, sent);
             let sent = if mixed {
@@ -491,6 +518,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     }
 
     fn abort_write(&mut self) {
+        self.inflight.finish_epoch();
         if let Some(l) = self.lock.take() {
             l.abort();
         }
@@ -571,6 +599,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                 self.name()
             )));
         };
+        self.inflight.finish();
         self.access = Access::None;
         let fed = self.view.fed.clone();
         let (id, manager) = (self.view.meta.id, self.view.meta.manager.clone());
@@ -691,16 +720,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// [`SharedArray::get`] into a buffer with leading dimensions `ld` (one per dimension but
     /// the last: the buffer's extent along dimensions 1..n), as Global Arrays' `NGA_Get`.
     pub fn get_ld(&self, lo: &[u64], hi: &[u64], buf: &mut [T], ld: Option<&[u64]>) -> Result<()> {
-        let (version, working) = match self.access {
-            Access::Read { version, .. } => (version, None),
-            Access::Write { epoch, base, .. } => (base, Some(epoch)),
-            Access::None => {
-                return Err(Error::NotAcquired(format!(
-                    "get on {} needs an acquire",
-                    self.name()
-                )))
-            }
-        };
+        let (version, working) = self.read_point("get")?;
         let puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
         retry_shared(&self.view, self.deadline(), "get", |v, moved| {
             if let (true, Some(epoch)) = (moved, working) {
@@ -710,6 +730,161 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             }
             v.get_region(version, working, lo, hi, buf, ld)
         })
+    }
+
+    /// What a get reads: the version read, or the write epoch's base and the epoch.
+    fn read_point(&self, what: &str) -> Result<(u64, Option<u64>)> {
+        match self.access {
+            Access::Read { version, .. } => Ok((version, None)),
+            Access::Write { epoch, base, .. } => Ok((base, Some(epoch))),
+            Access::None => Err(Error::NotAcquired(format!(
+                "{what} on {} needs an acquire",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Starts reading the global region `[lo, hi)` into `buf` (row-major over the region, as
+    /// [`SharedArray::get`]) and returns at once: the request's `wait` hands `buf` back with
+    /// the data. Several requests may be in flight, on this handle and others. The handle's
+    /// next release or release_read waits for them first. One process alone.
+    pub fn get_nb(&self, lo: &[u64], hi: &[u64], buf: Vec<T>) -> Result<NbRequest<Vec<T>>> {
+        self.get_nb_ld(lo, hi, buf, None)
+    }
+
+    /// [`SharedArray::get_nb`] into a buffer with leading dimensions `ld`.
+    pub fn get_nb_ld(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        buf: Vec<T>,
+        ld: Option<&[u64]>,
+    ) -> Result<NbRequest<Vec<T>>> {
+        self.start_get(lo, hi, buf, ld, |b| b)
+    }
+
+    /// [`SharedArray::get_nb_ld`] into the caller's memory (the C interface).
+    ///
+    /// # Safety
+    /// `buf` is valid for writes of `len` elements, and nothing else reads or writes them
+    /// until the request has ended (its wait or test says so) or this handle has moved on
+    /// (release, release_read, close), which waits for it.
+    pub unsafe fn get_nb_raw(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        buf: *mut T,
+        len: usize,
+        ld: Option<&[u64]>,
+    ) -> Result<NbRequest<()>> {
+        self.start_get(lo, hi, RawBuf::new(buf, len), ld, |_| ())
+    }
+
+    fn start_get<B: NbBuf<T>, R: Send + 'static>(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        mut buf: B,
+        ld: Option<&[u64]>,
+        done: fn(B) -> R,
+    ) -> Result<NbRequest<R>> {
+        let (version, working) = self.read_point("get_nb")?;
+        // Bad regions and buffers are refused now, not at the wait.
+        self.view.prepare_region(lo, hi, ld, buf.slice().len())?;
+        let (view, puts, deadline) = (self.view.clone(), self.puts.clone(), self.deadline());
+        let (lo, hi, ld) = (lo.to_vec(), hi.to_vec(), ld.map(<[u64]>::to_vec));
+        self.inflight.spawn("get_nb", move |closed| {
+            retry_shared(&view, deadline, "get_nb", |v, moved| {
+                check_open(closed, "get_nb")?;
+                if let (true, Some(epoch)) = (moved, working) {
+                    for p in puts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+                    }
+                }
+                v.get_region(version, working, &lo, &hi, buf.slice_mut(), ld.as_deref())
+            })?;
+            Ok(done(buf))
+        })
+    }
+
+    /// Starts writing `buf` into the global region `[lo, hi)` (as [`SharedArray::put`], under
+    /// a write acquire) and returns at once. The release waits for every put of its write
+    /// epoch; one that failed and was not waited for fails the release (nothing is published).
+    /// The buffer is kept until the release (to be written again if a home fails over). One
+    /// process alone.
+    pub fn put_nb(&self, lo: &[u64], hi: &[u64], buf: Vec<T>) -> Result<NbRequest<()>> {
+        self.put_nb_ld(lo, hi, buf, None)
+    }
+
+    /// [`SharedArray::put_nb`] from a buffer with leading dimensions `ld`.
+    pub fn put_nb_ld(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        buf: Vec<T>,
+        ld: Option<&[u64]>,
+    ) -> Result<NbRequest<()>> {
+        self.start_put(lo, hi, buf, ld)
+    }
+
+    /// [`SharedArray::put_nb_ld`] from the caller's memory (the C interface; copied once
+    /// written, to be written again after a failover).
+    ///
+    /// # Safety
+    /// `buf` is valid for reads of `len` elements, and nothing writes them until the request
+    /// has ended or this handle has moved on (release, close), which waits for it.
+    pub unsafe fn put_nb_raw(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        buf: *const T,
+        len: usize,
+        ld: Option<&[u64]>,
+    ) -> Result<NbRequest<()>> {
+        self.start_put(lo, hi, RawBuf::new(buf.cast_mut(), len), ld)
+    }
+
+    fn start_put<B: NbBuf<T>>(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        buf: B,
+        ld: Option<&[u64]>,
+    ) -> Result<NbRequest<()>> {
+        let Access::Write { epoch, .. } = self.access else {
+            return Err(Error::NotAcquired(format!(
+                "put_nb on {} needs acquire()",
+                self.name()
+            )));
+        };
+        self.view.prepare_region(lo, hi, ld, buf.slice().len())?;
+        let (view, puts, deadline) = (self.view.clone(), self.puts.clone(), self.deadline());
+        let (lo, hi, ld) = (lo.to_vec(), hi.to_vec(), ld.map(<[u64]>::to_vec));
+        let r = self.inflight.spawn("put_nb", move |closed| {
+            if crate::service::failpoint::hit("put_nb.transfer") {
+                return Err(Error::Network("put_nb: failpoint put_nb.transfer".into()));
+            }
+            // Puts go one at a time, as blocking ones: a failover replays the others first.
+            let mut puts = puts.lock().unwrap_or_else(|e| e.into_inner());
+            retry_shared(&view, deadline, "put_nb", |v, moved| {
+                check_open(closed, "put_nb")?;
+                if moved {
+                    for p in puts.iter() {
+                        v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+                    }
+                }
+                v.put_region(epoch, &lo, &hi, buf.slice(), ld.as_deref())
+            })?;
+            puts.push(Put {
+                lo,
+                hi,
+                buf: buf.kept(),
+                ld,
+            });
+            Ok(())
+        })?;
+        self.inflight.track_put(&r);
+        Ok(r)
     }
 
     /// The array's attributes, as known when this handle was opened or last changed them.
@@ -944,6 +1119,7 @@ impl<T: Element, G: Group + ?Sized> SharedArray<'_, T, G> {
     /// every copy is dropped and the memory placed for it released. A write or read this group
     /// holds is ended first. `Busy` while another process holds its write lock or read pins.
     pub fn destroy(mut self) -> Result<()> {
+        self.inflight.close();
         match self.access {
             Access::Write { .. } => self.abort_write(),
             Access::Read { .. } => {
@@ -970,6 +1146,7 @@ impl<T: Element, G: Group + ?Sized> SharedArray<'_, T, G> {
 
 impl<T: Element, G: Group + ?Sized> Drop for SharedArray<'_, T, G> {
     fn drop(&mut self) {
+        self.inflight.close();
         if matches!(self.access, Access::Write { .. }) {
             self.abort_write();
         }

@@ -389,7 +389,7 @@ impl View {
     }
 
     /// Checks a region and its buffer; returns the buffer's strides and the selection.
-    fn prepare_region(
+    pub(crate) fn prepare_region(
         &self,
         lo: &[u64],
         hi: &[u64],

@@ -220,7 +220,7 @@ impl LocalFederation {
             .unwrap_or_default()
     }
 
-    fn daemon(&self, name: &str) -> &Daemon {
+    pub fn daemon(&self, name: &str) -> &Daemon {
         self.managers
             .iter()
             .chain(&self.providers)

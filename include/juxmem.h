@@ -59,8 +59,8 @@ typedef struct juxmem_names juxmem_names;
 typedef struct juxmem_region juxmem_region;
 
 /*
- A non-blocking get or put in flight (opaque): complete it with juxmem_wait or juxmem_test,
- which free it once it has ended.
+ A non-blocking get, put or acquire_read in flight (opaque): complete it with juxmem_wait
+ (or, for a get or put, juxmem_test), which frees it once it has ended.
  */
 typedef struct juxmem_request juxmem_request;
 
@@ -538,6 +538,22 @@ juxmem_status juxmem_array_put(struct juxmem_array *array,
                                const uint64_t *ld);
 
 /*
+ Starts juxmem_array_acquire_read and returns at once with `*request` (collective; P3's
+ non-blocking bind): each rank waits for the version and fetches its local part while the
+ caller computes. Complete it with juxmem_wait, called on every rank (collective: the
+ version read is then held as after juxmem_array_acquire_read; juxmem_array_version gives
+ it). juxmem_test only tells whether this rank's part has arrived (`*done` = 1, the request
+ kept). With more than one rank the mode must be JUXMEM_EXACTLY. Until it completes, the
+ array refuses other acquires; closing the array ends it (juxmem_wait then returns
+ JUXMEM_E_NOT_ACQUIRED).
+ */
+juxmem_status juxmem_array_acquire_read_nb(struct juxmem_array *array,
+                                           juxmem_version_mode mode,
+                                           uint64_t version,
+                                           double timeout_seconds,
+                                           struct juxmem_request **request);
+
+/*
  Starts reading the global region [lo, hi] (inclusive) into `buf` like juxmem_array_get, and
  returns at once with `*request` (as Global Arrays' NGA_NbGet). `buf` belongs to the
  transfer until the request has ended (juxmem_wait or juxmem_test says so) or the array
@@ -571,15 +587,19 @@ juxmem_status juxmem_array_put_nb(struct juxmem_array *array,
  Waits for `*request` to end, at most `timeout_seconds` (<= 0: until it ends; every transfer
  is bounded by the federation's timeout). Once it has ended, returns its status, frees it and
  sets `*request` to NULL. If it is still under way at the timeout: JUXMEM_E_TIMEOUT with
- `*request` unchanged (wait again). A NULL `*request` (completed already) returns JUXMEM_OK,
- as MPI_Wait on MPI_REQUEST_NULL.
+ `*request` unchanged (wait again); so a JUXMEM_E_TIMEOUT with `*request` NULL is the
+ operation's own. A NULL `*request` (completed already) returns JUXMEM_OK, as MPI_Wait on
+ MPI_REQUEST_NULL. For an acquire_read request this is collective once every rank's part
+ has arrived (call it on every rank). A request must be completed: one never waited for
+ (or tested to its end) is leaked.
  */
 juxmem_status juxmem_wait(struct juxmem_request **request, double timeout_seconds);
 
 /*
  Whether `*request` has ended: if so, `*done` = 1 and its status is returned, the request
  freed and `*request` set to NULL; otherwise `*done` = 0 and JUXMEM_OK. A NULL `*request`
- counts as ended (JUXMEM_OK).
+ counts as ended (JUXMEM_OK). An acquire_read request is only looked at (local): `*done`
+ says whether this rank's part has arrived, and juxmem_wait completes it.
  */
 juxmem_status juxmem_test(struct juxmem_request **request, int32_t *done);
 

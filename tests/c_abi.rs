@@ -239,12 +239,12 @@ fn the_fortran_checkpoint_example_restores_every_element_in_another_layout() {
 }
 
 /// Runs non-blocking example `prog` (C or Fortran) on 2 ranks: puts and gets in flight
-/// together, every element checked.
+/// together, an acquire_read completed after a computation, every element checked.
 fn nonblocking_example_delivers_every_element(fed_name: &str, prog: &str) {
     let fed = LocalFederation::start(fed_name, &[("A", 0)]);
     let out = mpirun_in(&fed, 2, prog, &[]);
     assert!(
-        out.stdout.contains("NONBLOCKING requests=8 wrong=0"),
+        out.stdout.contains("NONBLOCKING requests=10 wrong=0"),
         "{}\n{}",
         out.stdout,
         out.stderr

@@ -1,7 +1,8 @@
 /*
  * Non-blocking gets and puts from C (as Global Arrays' NGA_NbGet / NGA_NbPut / NGA_NbWait):
  * each rank writes the rows of the next rank with two puts in flight at once, polling them
- * with juxmem_test while it fills its next buffer; after the release, each rank starts a get
+ * with juxmem_test while it fills its next buffer; after the release, the version is acquired
+ * without waiting (juxmem_array_acquire_read_nb), then each rank starts a get
  * of the whole field (into a buffer with padded rows) and one of the previous rank's rows,
  * "computes" meanwhile, waits, and checks every element. A buffer belongs to its request until
  * juxmem_wait or juxmem_test says the request ended.
@@ -73,8 +74,21 @@ int main(int argc, char **argv) {
   uint64_t version = 0;
   CHECK(juxmem_array_release(field, &version));
 
-  /* Reads started together, computed over meanwhile, then checked. */
-  CHECK(juxmem_array_acquire_read(field, JUXMEM_EXACTLY, version, 60.0, NULL));
+  /* The version is acquired without waiting (each rank fetches its part meanwhile); the
+   * reads are started together, computed over meanwhile, then checked. */
+  juxmem_request *acquired = NULL;
+  CHECK(juxmem_array_acquire_read_nb(field, JUXMEM_EXACTLY, version, 60.0, &acquired));
+  requests += 1;
+  double work = 0.0;
+  for (int k = 1; k <= 100000; k++) work += 1.0 / k; /* the computation it overlaps */
+  CHECK(juxmem_wait(&acquired, 0.0));                /* collective */
+  uint64_t held = 0;
+  CHECK(juxmem_array_version(field, &held));
+  if (held != version) {
+    fprintf(stderr, "acquire_read_nb holds version %llu, not %llu\n", (unsigned long long)held,
+            (unsigned long long)version);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
   const uint64_t ld[1] = {COLS + PAD};
   double *all = malloc(sizeof(double) * ROWS * (COLS + PAD));
   for (uint64_t k = 0; k < (uint64_t)ROWS * (COLS + PAD); k++) all[k] = -1.0;
@@ -87,7 +101,6 @@ int main(int argc, char **argv) {
   CHECK(juxmem_array_get_nb(field, lo, hi, all, ld, &get_all));
   CHECK(juxmem_array_get_nb(field, p_lo, p_hi, theirs, NULL, &get_theirs));
   requests += 2;
-  double work = 0.0;
   for (int k = 1; k <= 100000; k++) work += 1.0 / k; /* the computation they overlap */
   CHECK(juxmem_wait(&get_theirs, 0.0));
   CHECK(juxmem_wait(&get_all, 60.0));

@@ -1,6 +1,7 @@
 ! Non-blocking gets and puts from Fortran (the C example is nonblocking.c; as Global Arrays'
 ! NGA_NbGet / NGA_NbPut / NGA_NbWait): each rank writes the columns of the next rank with two
-! puts in flight at once, polling them with juxmem_test; after the release, each rank starts a
+! puts in flight at once, polling them with juxmem_test; after the release, the version is
+! acquired without waiting (juxmem_array_acquire_read_nb), then each rank starts a
 ! get of the whole field (into a buffer with padded columns) and one of the previous rank's
 ! columns, computes meanwhile, waits, and checks every element. A buffer belongs to its request
 ! until juxmem_wait or juxmem_test says it ended: it is declared ASYNCHRONOUS.
@@ -21,7 +22,7 @@ program nonblocking
   type(juxmem_context) :: ctx
   type(juxmem_layout) :: columns
   type(juxmem_array) :: field
-  type(juxmem_request) :: put_left, put_right, get_all, get_theirs
+  type(juxmem_request) :: put_left, put_right, get_all, get_theirs, acquired
   real(c_double), allocatable, target, asynchronous :: left(:, :), right(:, :), all(:, :), theirs(:, :)
   integer(c_int64_t) :: released
   integer :: ierr, provided, rank, nprocs, i, j, k, per, nxt, prv, first, last, mid, p_first, p_last
@@ -68,9 +69,17 @@ program nonblocking
   call juxmem_array_release(field, ierr, released)
   call check('release')
 
-  ! Reads started together, computed over meanwhile, then checked.
-  call juxmem_array_acquire_read(field, JUXMEM_EXACTLY, released, ierr, timeout=WAIT)
-  call check('acquire read')
+  ! The version acquired without waiting (each rank fetches its part meanwhile); the reads
+  ! started together, computed over meanwhile, then checked.
+  call juxmem_array_acquire_read_nb(field, JUXMEM_EXACTLY, released, acquired, ierr, timeout=WAIT)
+  call check('acquire_read_nb')
+  requests = requests + 1
+  work = 0
+  do k = 1, 100000
+    work = work + 1.0_c_double / k
+  end do
+  call juxmem_wait(acquired, ierr) ! collective
+  call check('wait (acquire_read)')
   prv = mod(rank + nprocs - 1, nprocs)
   call span(prv, p_first, p_last)
   allocate (all(NI + PAD, NJ), theirs(NI, p_first:p_last))
@@ -82,7 +91,6 @@ program nonblocking
     [int(NI, c_int64_t), int(p_last, c_int64_t)], theirs, get_theirs, ierr)
   call check('get_nb (theirs)')
   requests = requests + 2
-  work = 0
   do k = 1, 100000
     work = work + 1.0_c_double / k
   end do

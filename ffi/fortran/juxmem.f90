@@ -90,6 +90,7 @@ module juxmem
   public :: juxmem_array_checkpoint, juxmem_restore
   public :: juxmem_array_set_attribute, juxmem_search
   public :: juxmem_array_get_nb, juxmem_array_put_nb, juxmem_wait, juxmem_test
+  public :: juxmem_array_acquire_read_nb
 
   !> A non-blocking get or put in flight (juxmem_array_get_nb, juxmem_array_put_nb): complete
   !> it with juxmem_wait or juxmem_test. Its buffer belongs to the transfer until then: declare
@@ -280,6 +281,15 @@ module juxmem
       import :: c_int32_t, c_ptr, c_int64_t
       type(c_ptr), value :: array, buf
       integer(c_int64_t), intent(in) :: lo(*), hi(*), ld(*)
+      type(c_ptr) :: request
+    end function
+    integer(c_int32_t) function c_array_acquire_read_nb(array, mode, version, timeout, request) &
+        bind(C, name="juxmem_array_acquire_read_nb")
+      import :: c_int32_t, c_ptr, c_int64_t, c_double
+      type(c_ptr), value :: array
+      integer(c_int32_t), value :: mode
+      integer(c_int64_t), value :: version
+      real(c_double), value :: timeout
       type(c_ptr) :: request
     end function
     integer(c_int32_t) function c_wait(request, timeout) bind(C, name="juxmem_wait")
@@ -667,6 +677,23 @@ contains
     if (present(version_out)) version_out = v
   end subroutine
 
+  !> Starts juxmem_array_acquire_read and returns at once (collective): each rank waits for the
+  !> version and fetches its local part while the caller computes. Complete it with
+  !> juxmem_wait on every rank (collective); juxmem_test only tells whether this rank's part
+  !> has arrived. With more than one rank the mode must be JUXMEM_EXACTLY.
+  subroutine juxmem_array_acquire_read_nb(array, mode, version, request, ierr, timeout)
+    type(juxmem_array), intent(in) :: array
+    integer, intent(in) :: mode
+    integer(c_int64_t), intent(in) :: version
+    type(juxmem_request), intent(inout) :: request
+    integer, intent(out) :: ierr
+    real(c_double), intent(in), optional :: timeout
+    real(c_double) :: t
+    t = 0.0_c_double
+    if (present(timeout)) t = timeout
+    ierr = int(c_array_acquire_read_nb(array%ptr, int(mode, c_int32_t), version, t, request%ptr))
+  end subroutine
+
   !> Ends a read (collective).
   subroutine juxmem_array_release_read(array, ierr)
     type(juxmem_array), intent(in) :: array
@@ -831,48 +858,72 @@ contains
   subroutine get_nb_r8_1d(array, lo, hi, buf, request, ierr)
     type(juxmem_array), intent(in) :: array
     integer(c_int64_t), intent(in) :: lo(1), hi(1)
-    real(c_double), intent(inout), contiguous, target, asynchronous :: buf(:)
+    real(c_double), intent(inout), target, asynchronous :: buf(:)
     type(juxmem_request), intent(inout) :: request
     integer, intent(out) :: ierr
     integer(c_int64_t) :: clo(1), chi(1), ld(1)
     call corners(lo, hi, clo, chi)
     ld = 0
+    ! The transfer needs the buffer itself: a copy of a non-contiguous section would be
+    ! freed on return while the transfer still uses it.
+    if (.not. is_contiguous(buf)) then
+      ierr = JUXMEM_E_INVALID_ARGUMENT
+      return
+    end if
     ierr = int(c_array_get_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
   end subroutine
 
   subroutine get_nb_r8_2d(array, lo, hi, buf, request, ierr)
     type(juxmem_array), intent(in) :: array
     integer(c_int64_t), intent(in) :: lo(2), hi(2)
-    real(c_double), intent(inout), contiguous, target, asynchronous :: buf(:, :)
+    real(c_double), intent(inout), target, asynchronous :: buf(:, :)
     type(juxmem_request), intent(inout) :: request
     integer, intent(out) :: ierr
     integer(c_int64_t) :: clo(2), chi(2), ld(1)
     call corners(lo, hi, clo, chi)
     ld(1) = size(buf, 1, kind=c_int64_t)
+    ! The transfer needs the buffer itself: a copy of a non-contiguous section would be
+    ! freed on return while the transfer still uses it.
+    if (.not. is_contiguous(buf)) then
+      ierr = JUXMEM_E_INVALID_ARGUMENT
+      return
+    end if
     ierr = int(c_array_get_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
   end subroutine
 
   subroutine put_nb_r8_1d(array, lo, hi, buf, request, ierr)
     type(juxmem_array), intent(in) :: array
     integer(c_int64_t), intent(in) :: lo(1), hi(1)
-    real(c_double), intent(in), contiguous, target, asynchronous :: buf(:)
+    real(c_double), intent(in), target, asynchronous :: buf(:)
     type(juxmem_request), intent(inout) :: request
     integer, intent(out) :: ierr
     integer(c_int64_t) :: clo(1), chi(1), ld(1)
     call corners(lo, hi, clo, chi)
     ld = 0
+    ! The transfer needs the buffer itself: a copy of a non-contiguous section would be
+    ! freed on return while the transfer still uses it.
+    if (.not. is_contiguous(buf)) then
+      ierr = JUXMEM_E_INVALID_ARGUMENT
+      return
+    end if
     ierr = int(c_array_put_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
   end subroutine
 
   subroutine put_nb_r8_2d(array, lo, hi, buf, request, ierr)
     type(juxmem_array), intent(in) :: array
     integer(c_int64_t), intent(in) :: lo(2), hi(2)
-    real(c_double), intent(in), contiguous, target, asynchronous :: buf(:, :)
+    real(c_double), intent(in), target, asynchronous :: buf(:, :)
     type(juxmem_request), intent(inout) :: request
     integer, intent(out) :: ierr
     integer(c_int64_t) :: clo(2), chi(2), ld(1)
     call corners(lo, hi, clo, chi)
     ld(1) = size(buf, 1, kind=c_int64_t)
+    ! The transfer needs the buffer itself: a copy of a non-contiguous section would be
+    ! freed on return while the transfer still uses it.
+    if (.not. is_contiguous(buf)) then
+      ierr = JUXMEM_E_INVALID_ARGUMENT
+      return
+    end if
     ierr = int(c_array_put_nb(array%ptr, clo, chi, c_loc(buf), ld, request%ptr))
   end subroutine
 

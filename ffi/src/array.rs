@@ -708,10 +708,60 @@ pub unsafe extern "C" fn juxmem_array_put(
     })
 }
 
-/// A non-blocking get or put in flight (opaque): complete it with juxmem_wait or juxmem_test,
-/// which free it once it has ended.
+/// A non-blocking get, put or acquire_read in flight (opaque): complete it with juxmem_wait
+/// (or, for a get or put, juxmem_test), which frees it once it has ended.
 pub struct juxmem_request {
-    inner: jx::NbRequest<()>,
+    inner: Pending,
+}
+
+enum Pending {
+    Transfer(jx::NbRequest<()>),
+    /// An acquire_read under way on this array (completed by its handle, collectively).
+    Read(Rc<RefCell<Option<AnyArray>>>),
+}
+
+impl Pending {
+    /// Whether this rank's part has ended.
+    fn ended(&self) -> bool {
+        match self {
+            Pending::Transfer(r) => r.test(),
+            Pending::Read(a) => match a.borrow().as_ref() {
+                Some(a) => each_array!(a, x, T => x.acquire_read_test()),
+                None => true, // closed: nothing to wait for
+            },
+        }
+    }
+
+    /// Waits at most `wait` for this rank's part; whether it has ended.
+    fn ended_within(&self, wait: Duration) -> bool {
+        match self {
+            Pending::Transfer(r) => r.ended_within(wait),
+            Pending::Read(_) => {
+                let deadline = std::time::Instant::now() + wait;
+                while !self.ended() {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                true
+            }
+        }
+    }
+
+    /// Completes it: the outcome (collective for an acquire_read).
+    fn complete(self) -> juxmem_status {
+        match self {
+            Pending::Transfer(r) => status_of(r.wait()),
+            Pending::Read(a) => match a.borrow_mut().as_mut() {
+                Some(a) => each_array!(a, x, T => status_of(x.acquire_read_wait().map(|_| ()))),
+                None => fail(
+                    JUXMEM_E_NOT_ACQUIRED,
+                    "the array handle of this acquire_read was closed before it completed",
+                ),
+            },
+        }
+    }
 }
 
 unsafe fn start_request(
@@ -719,9 +769,47 @@ unsafe fn start_request(
     start: impl FnOnce() -> Result<jx::NbRequest<()>, Error>,
 ) -> juxmem_status {
     *request = std::ptr::null_mut();
-    let inner = tri!(start());
-    *request = Box::into_raw(Box::new(juxmem_request { inner }));
+    let r = tri!(start());
+    *request = Box::into_raw(Box::new(juxmem_request {
+        inner: Pending::Transfer(r),
+    }));
     JUXMEM_OK
+}
+
+/// Starts juxmem_array_acquire_read and returns at once with `*request` (collective; P3's
+/// non-blocking bind): each rank waits for the version and fetches its local part while the
+/// caller computes. Complete it with juxmem_wait, called on every rank (collective: the
+/// version read is then held as after juxmem_array_acquire_read; juxmem_array_version gives
+/// it). juxmem_test only tells whether this rank's part has arrived (`*done` = 1, the request
+/// kept). With more than one rank the mode must be JUXMEM_EXACTLY. Until it completes, the
+/// array refuses other acquires; closing the array ends it (juxmem_wait then returns
+/// JUXMEM_E_NOT_ACQUIRED).
+#[no_mangle]
+pub unsafe extern "C" fn juxmem_array_acquire_read_nb(
+    array: *mut juxmem_array,
+    mode: juxmem_version_mode,
+    version: u64,
+    timeout_seconds: f64,
+    request: *mut *mut juxmem_request,
+) -> juxmem_status {
+    boundary!({
+        check_null!(request);
+        *request = std::ptr::null_mut();
+        check_null!(array);
+        let req = tri!(version_req(mode, version));
+        let started = (*array).with(|a| {
+            each_array!(a, x, T => {
+                let t = timeout_of(timeout_seconds, x.default_timeout());
+                status_of(x.acquire_read_nb_timeout(req, t))
+            })
+        });
+        if started == JUXMEM_OK {
+            *request = Box::into_raw(Box::new(juxmem_request {
+                inner: Pending::Read((*array).inner.clone()),
+            }));
+        }
+        started
+    })
 }
 
 /// Starts reading the global region [lo, hi] (inclusive) into `buf` like juxmem_array_get, and
@@ -785,8 +873,11 @@ pub unsafe extern "C" fn juxmem_array_put_nb(
 /// Waits for `*request` to end, at most `timeout_seconds` (<= 0: until it ends; every transfer
 /// is bounded by the federation's timeout). Once it has ended, returns its status, frees it and
 /// sets `*request` to NULL. If it is still under way at the timeout: JUXMEM_E_TIMEOUT with
-/// `*request` unchanged (wait again). A NULL `*request` (completed already) returns JUXMEM_OK,
-/// as MPI_Wait on MPI_REQUEST_NULL.
+/// `*request` unchanged (wait again); so a JUXMEM_E_TIMEOUT with `*request` NULL is the
+/// operation's own. A NULL `*request` (completed already) returns JUXMEM_OK, as MPI_Wait on
+/// MPI_REQUEST_NULL. For an acquire_read request this is collective once every rank's part
+/// has arrived (call it on every rank). A request must be completed: one never waited for
+/// (or tested to its end) is leaked.
 #[no_mangle]
 pub unsafe extern "C" fn juxmem_wait(
     request: *mut *mut juxmem_request,
@@ -810,13 +901,14 @@ pub unsafe extern "C" fn juxmem_wait(
         }
         let done = Box::from_raw(*request);
         *request = std::ptr::null_mut();
-        status_of(done.inner.wait())
+        done.inner.complete()
     })
 }
 
 /// Whether `*request` has ended: if so, `*done` = 1 and its status is returned, the request
 /// freed and `*request` set to NULL; otherwise `*done` = 0 and JUXMEM_OK. A NULL `*request`
-/// counts as ended (JUXMEM_OK).
+/// counts as ended (JUXMEM_OK). An acquire_read request is only looked at (local): `*done`
+/// says whether this rank's part has arrived, and juxmem_wait completes it.
 #[no_mangle]
 pub unsafe extern "C" fn juxmem_test(
     request: *mut *mut juxmem_request,
@@ -828,14 +920,17 @@ pub unsafe extern "C" fn juxmem_test(
             *done = 1;
             return JUXMEM_OK;
         }
-        if !(**request).inner.test() {
+        if !(**request).inner.ended() {
             *done = 0;
             return JUXMEM_OK;
         }
         *done = 1;
+        if let Pending::Read(_) = (**request).inner {
+            return JUXMEM_OK;
+        }
         let r = Box::from_raw(*request);
         *request = std::ptr::null_mut();
-        status_of(r.inner.wait())
+        r.inner.complete()
     })
 }
 

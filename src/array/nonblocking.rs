@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 /// What a request's thread leaves for its waiter.
-enum Outcome<R> {
+enum Ending<R> {
     Running,
     Done(Result<R>),
     /// Handed to a waiter already.
@@ -27,17 +27,17 @@ enum Outcome<R> {
 }
 
 struct Slot<R> {
-    outcome: Mutex<Outcome<R>>,
+    outcome: Mutex<Ending<R>>,
     done: Condvar,
 }
 
 impl<R> Slot<R> {
-    fn lock(&self) -> MutexGuard<'_, Outcome<R>> {
+    fn lock(&self) -> MutexGuard<'_, Ending<R>> {
         self.outcome.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn complete(&self, r: Result<R>) {
-        *self.lock() = Outcome::Done(r);
+        *self.lock() = Ending::Done(r);
         self.done.notify_all();
     }
 }
@@ -53,29 +53,26 @@ pub struct NbRequest<R> {
 impl<R> NbRequest<R> {
     /// Whether the transfer has ended (its outcome is then ready for `wait`).
     pub fn test(&self) -> bool {
-        !matches!(*self.slot.lock(), Outcome::Running)
+        !matches!(*self.slot.lock(), Ending::Running)
     }
 
     /// Waits for the transfer's end and gives its outcome. Each transfer is bounded by the
     /// federation's timeout, as the blocking call is, so this wait ends.
     pub fn wait(self) -> Result<R> {
         let mut o = self.slot.lock();
-        while matches!(*o, Outcome::Running) {
+        while matches!(*o, Ending::Running) {
             o = self.slot.done.wait(o).unwrap_or_else(|e| e.into_inner());
         }
         take(&mut o)
     }
 
-    /// Waits at most `timeout`: `Timeout` if the transfer is still under way (it goes on; wait
-    /// again), else its outcome (once: a later call is refused).
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<R> {
+    /// Waits at most `timeout`: `None` if the transfer is still under way (it goes on; wait
+    /// again), else its outcome (given once: a later call is refused).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<R>> {
         if !self.ended_within(timeout) {
-            return Err(Error::Timeout {
-                what: "a non-blocking transfer (still under way)".into(),
-                seconds: timeout.as_secs_f64(),
-            });
+            return Ok(None);
         }
-        take(&mut self.slot.lock())
+        take(&mut self.slot.lock()).map(Some)
     }
 
     /// Waits at most `timeout` for the transfer to end, leaving its outcome for `wait`;
@@ -83,7 +80,7 @@ impl<R> NbRequest<R> {
     pub fn ended_within(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut o = self.slot.lock();
-        while matches!(*o, Outcome::Running) {
+        while matches!(*o, Ending::Running) {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -99,13 +96,13 @@ impl<R> NbRequest<R> {
     }
 }
 
-fn take<R>(o: &mut Outcome<R>) -> Result<R> {
-    match std::mem::replace(o, Outcome::Taken) {
-        Outcome::Done(r) => r,
-        Outcome::Taken => Err(Error::InvalidArgument(
+fn take<R>(o: &mut Ending<R>) -> Result<R> {
+    match std::mem::replace(o, Ending::Taken) {
+        Ending::Done(r) => r,
+        Ending::Taken => Err(Error::InvalidArgument(
             "this non-blocking request was completed already (its outcome was given once)".into(),
         )),
-        Outcome::Running => unreachable!("taken only once the transfer ended"),
+        Ending::Running => unreachable!("taken only once the transfer ended"),
     }
 }
 
@@ -134,7 +131,7 @@ impl Inflight {
         transfer: impl FnOnce(&AtomicBool) -> Result<R> + Send + 'static,
     ) -> Result<NbRequest<R>> {
         let slot = Arc::new(Slot {
-            outcome: Mutex::new(Outcome::Running),
+            outcome: Mutex::new(Ending::Running),
             done: Condvar::new(),
         });
         let (s, closed) = (slot.clone(), self.closed.clone());
@@ -187,7 +184,7 @@ impl Inflight {
         self.finish();
         let puts = std::mem::take(&mut *self.puts.lock().unwrap_or_else(|e| e.into_inner()));
         puts.iter().find_map(|s| match &*s.lock() {
-            Outcome::Done(Err(e)) => Some(Error::from_wire(
+            Ending::Done(Err(e)) => Some(Error::from_wire(
                 e.code().as_u32(),
                 format!("a non-blocking put that was not waited for failed: {e}"),
             )),
@@ -282,11 +279,10 @@ mod tests {
             })
             .unwrap();
         assert!(!r.test());
-        let e = r.wait_timeout(Duration::from_millis(50)).unwrap_err();
-        assert_eq!(e.code(), ErrorCode::Timeout);
+        assert!(r.wait_timeout(Duration::from_millis(50)).unwrap().is_none());
         go.send(()).unwrap();
         assert!(r.ended_within(Duration::from_secs(10)));
-        assert_eq!(r.wait_timeout(Duration::ZERO).unwrap(), 7);
+        assert_eq!(r.wait_timeout(Duration::ZERO).unwrap(), Some(7));
         assert_eq!(r.wait().unwrap_err().code(), ErrorCode::InvalidArgument);
     }
 

@@ -128,12 +128,23 @@ pub struct SharedArray<'g, T: Element, G: Group + ?Sized> {
     puts: Arc<Mutex<Vec<Put<T>>>>,
     /// Non-blocking gets and puts in flight.
     inflight: Inflight,
+    /// A non-blocking acquire_read under way (see [`SharedArray::acquire_read_nb`]).
+    pending_read: Option<NbRequest<ReadReady<T>>>,
     /// The local part, a copy of this rank's part (its blocks are homed elsewhere), was
     /// handed out writable in this write epoch: release sends it. Untouched, it is not sent,
     /// so it cannot undo puts (this rank's or others') made meanwhile.
     local_written: bool,
     /// The version relaxed reads read, and when it was learned to be the latest.
     relaxed: Mutex<Option<Relaxed>>,
+}
+
+/// What a non-blocking acquire_read got on one rank: the version, its pin (the root's), the
+/// placement read and the local part.
+struct ReadReady<T> {
+    version: u64,
+    pin: Option<u64>,
+    blocks: Vec<BlockPlacement>,
+    local: Local<T>,
 }
 
 /// A version learned to be the latest committed, for relaxed reads.
@@ -161,6 +172,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             reader,
             puts: Arc::new(Mutex::new(Vec::new())),
             inflight: Inflight::default(),
+            pending_read: None,
             local_written: false,
             relaxed: Mutex::new(None),
         }
@@ -350,16 +362,20 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             // go again once all those are sent, so that no part undoes another rank's puts
             // into it (puts win over local writes to the same elements).
             let local_sent = matches!(self.local, Local::Owned(_)) && self.local_written;
-            // One collective tells both (bit 0: a local part sent; bit 1: a put failed).
-            let failed = u32::from(put_failure.is_some()) << 1;
-            let flags = self.group.max_u32(u32::from(local_sent) | failed);
-            if flags & 2 != 0 {
-                return Err(put_failure.take().unwrap_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "release of {}: a non-blocking put on another rank failed and was not \
-                         waited for; nothing was published",
+            // One collective tells both: bit 0, a local part sent; above it, the code of a
+            // failed put nobody waited for (a maximum, not an OR: bit 0 may be lost when a
+            // code is set, and then the release ends here anyway).
+            let failed = put_failure.as_ref().map_or(0, |e| e.code().as_u32());
+            let flags = self.group.max_u32(u32::from(local_sent) | failed << 1);
+            if flags >> 1 != 0 {
+                let code = flags >> 1;
+                return Err(put_failure.take().unwrap_or_else(|| Error::Remote {
+                    code: ErrorCode::from_u32(code).unwrap_or(ErrorCode::InvalidArgument),
+                    message: format!(
+                        "release of {}: a non-blocking put on another member failed (error \
+                         code {code}) and was not waited for; nothing was published",
                         self.name()
-                    ))
+                    ),
                 }));
             }
             let mixed = flags & 1 != 0;
@@ -557,22 +573,122 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     }
 
     fn load_for_read(&mut self, version: u64) -> Result<()> {
-        let (id, rank) = (self.view.meta.id, self.view.rank);
-        let me = &self.view.fed.inner.node;
-        if self.layout == self.view.meta.spec.layout {
-            let p = &self.view.meta.blocks[rank as usize];
-            let held_here = p.copies().any(|n| n.same(me));
-            let stamp = stamp_at(&p.stamps, version);
-            if let (true, Some(stamp)) = (held_here, stamp) {
-                if let Ok(s) = self.view.fed.inner.store.snapshot(id, rank as u32, stamp) {
-                    self.local = Local::Snapshot(s);
-                    return Ok(());
-                }
-            }
+        if let Some(s) = held_snapshot(&self.view, &self.layout, version) {
+            self.local = Local::Snapshot(s);
+            return Ok(());
         }
         let v = self.fetch_local(version)?;
         self.local = Local::Owned(v);
         Ok(())
+    }
+
+    /// Starts [`SharedArray::acquire_read`] and returns at once (collective; P3's
+    /// non-blocking bind): every member waits for the version and fetches its local part on a
+    /// thread of its own, overlapping with whatever the caller computes meanwhile.
+    /// [`SharedArray::acquire_read_test`] tells (on this member) whether that ended;
+    /// [`SharedArray::acquire_read_wait`] (collective) completes it. In a group of more than
+    /// one process the version must be `Exactly(v)`: each member then waits for that version
+    /// on its own (the root pins it), and no collective runs before the wait.
+    pub fn acquire_read_nb(&mut self, req: VersionReq) -> Result<()> {
+        self.acquire_read_nb_timeout(req, self.view.fed.timeout())
+    }
+
+    /// [`SharedArray::acquire_read_nb`] waiting at most `timeout` for the version.
+    pub fn acquire_read_nb_timeout(&mut self, req: VersionReq, timeout: Duration) -> Result<()> {
+        self.check_idle("acquire_read_nb")?;
+        if self.group.size() > 1 && !matches!(req, VersionReq::Exactly(_)) {
+            return Err(Error::InvalidArgument(format!(
+                "acquire_read_nb of {} by a group of {} processes asks for {req:?}: give \
+                 Exactly(version) (each member waits for that version on its own), or use \
+                 acquire_read",
+                self.name(),
+                self.group.size()
+            )));
+        }
+        let root = self.group.rank() == 0;
+        let (mut view, layout) = (self.view.clone(), self.layout.clone());
+        let reader = self.reader.filter(|_| root);
+        let reuse = match std::mem::replace(&mut self.local, Local::Empty) {
+            Local::Owned(v) => Some(v),
+            _ => None,
+        };
+        let deadline = self.deadline() + timeout;
+        let started = self.inflight.spawn("acquire_read_nb", move |closed| {
+            check_open(closed, "acquire_read_nb")?;
+            let (fed, manager, id) = (view.fed.clone(), view.meta.manager.clone(), view.meta.id);
+            let storage = view.meta.spec.layout.clone();
+            let (version, pin, blocks) =
+                wait_version_pinning(&fed, &manager, id, &storage, req, timeout, reader, root)?;
+            view.meta.blocks = blocks;
+            let loaded = (|| {
+                check_open(closed, "acquire_read_nb")?;
+                if let Some(s) = held_snapshot(&view, &layout, version) {
+                    return Ok(Local::Snapshot(s));
+                }
+                let n = layout.local_len(view.rank)? as usize;
+                let mut v = match reuse {
+                    Some(v) if v.len() == n => v,
+                    _ => crate::element::try_zeroed::<T>(n, &|| {
+                        format!("the local part of {} on rank {}", view.name(), view.rank)
+                    })?,
+                };
+                retry(&mut view, deadline, "reading", |view| {
+                    view.fetch_pieces(&layout, version, &mut v)
+                })?;
+                Ok(Local::Owned(v))
+            })();
+            match loaded {
+                Ok(local) => Ok(ReadReady {
+                    version,
+                    pin,
+                    blocks: view.meta.blocks.clone(),
+                    local,
+                }),
+                Err(e) => {
+                    unpin(&view, pin);
+                    Err(e)
+                }
+            }
+        })?;
+        self.pending_read = Some(started);
+        Ok(())
+    }
+
+    /// Whether the non-blocking acquire_read started on this handle has ended on this member
+    /// (`acquire_read_wait` then does not wait for it here). False if none was started.
+    pub fn acquire_read_test(&self) -> bool {
+        self.pending_read.as_ref().is_some_and(NbRequest::test)
+    }
+
+    /// Completes the non-blocking acquire_read (collective): waits for every member's part,
+    /// and returns the version read as `acquire_read` does (the handle then reads it until
+    /// `release_read`). If any member failed, every member returns an error and holds nothing.
+    pub fn acquire_read_wait(&mut self) -> Result<u64> {
+        let Some(pending) = self.pending_read.take() else {
+            return Err(Error::NotAcquired(format!(
+                "acquire_read_wait of {} without acquire_read_nb",
+                self.name()
+            )));
+        };
+        let ready = pending.wait();
+        let (mine, ready) = match ready {
+            Ok(r) => (Ok(()), Some(r)),
+            Err(e) => (Err(e), None),
+        };
+        if let Err(e) = agree(self.group, mine) {
+            if let Some(r) = ready {
+                unpin(&self.view, r.pin);
+            }
+            return Err(e);
+        }
+        let r = ready.expect("agreed on success");
+        self.view.meta.blocks = r.blocks;
+        self.access = Access::Read {
+            version: r.version,
+            pin: r.pin,
+        };
+        self.local = r.local;
+        Ok(r.version)
     }
 
     /// A buffer for this rank's local part: the previous one when it is ours to reuse (a
@@ -693,6 +809,23 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         }
     }
 
+    /// Refuses a non-blocking request while foreign code holds a pointer to the working copy
+    /// (`local_raw`): the request's thread would touch that memory while the caller writes it.
+    /// Blocking calls are fine: the caller is inside them meanwhile.
+    fn check_not_lent(&self, what: &str) -> Result<()> {
+        if let Local::Working(w) = &self.local {
+            if w.lock().unwrap_or_else(|e| e.into_inner()).lent {
+                return Err(Error::Busy(format!(
+                    "{what} on {}: its local part is lent to foreign code \
+                     (juxmem_array_local_write) until the release, and a transfer running \
+                     beside the caller could race it; use the blocking call",
+                    self.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Ends a loan of the working copy to foreign code (at release: the pointer is void).
     fn return_lent(&mut self) {
         if let Local::Working(w) = &self.local {
@@ -700,7 +833,26 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         }
     }
 
+    /// A non-blocking acquire_read never completed: its pin goes (its thread has ended: the
+    /// handle waited for its requests).
+    fn drop_pending_read(&mut self) {
+        if let Some(Ok(Some(r))) = self
+            .pending_read
+            .take()
+            .map(|mut p| p.wait_timeout(Duration::ZERO))
+        {
+            unpin(&self.view, r.pin);
+        }
+    }
+
     fn check_idle(&self, what: &str) -> Result<()> {
+        if self.pending_read.is_some() {
+            return Err(Error::NotAcquired(format!(
+                "{what} of {}: a non-blocking acquire_read is under way; complete it with \
+                 acquire_read_wait first",
+                self.name()
+            )));
+        }
         if self.access != Access::None {
             return Err(Error::NotAcquired(format!(
                 "{what} of {} while it is still acquired ({:?}); release it first",
@@ -748,6 +900,11 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// [`SharedArray::get`]) and returns at once: the request's `wait` hands `buf` back with
     /// the data. Several requests may be in flight, on this handle and others. The handle's
     /// next release or release_read waits for them first. One process alone.
+    ///
+    /// Requests in flight together land in no set order (wait for a put before reading what it
+    /// wrote). Do not hold a [`SharedArray::local`] or [`SharedArray::local_mut`] guard while
+    /// waiting for a request or making a blocking get or put: when the local part is the
+    /// working copy of this rank's block, the request's thread needs that lock too.
     pub fn get_nb(&self, lo: &[u64], hi: &[u64], buf: Vec<T>) -> Result<NbRequest<Vec<T>>> {
         self.get_nb_ld(lo, hi, buf, None)
     }
@@ -789,6 +946,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         done: fn(B) -> R,
     ) -> Result<NbRequest<R>> {
         let (version, working) = self.read_point("get_nb")?;
+        self.check_not_lent("get_nb")?;
         // Bad regions and buffers are refused now, not at the wait.
         self.view.prepare_region(lo, hi, ld, buf.slice().len())?;
         let (view, puts, deadline) = (self.view.clone(), self.puts.clone(), self.deadline());
@@ -810,8 +968,9 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// Starts writing `buf` into the global region `[lo, hi)` (as [`SharedArray::put`], under
     /// a write acquire) and returns at once. The release waits for every put of its write
     /// epoch; one that failed and was not waited for fails the release (nothing is published).
-    /// The buffer is kept until the release (to be written again if a home fails over). One
-    /// process alone.
+    /// The buffer is kept until the release (to be written again if a home fails over). Puts
+    /// go one at a time (each replays the others after a failover), and a blocking get in the
+    /// write epoch waits behind them. One process alone.
     pub fn put_nb(&self, lo: &[u64], hi: &[u64], buf: Vec<T>) -> Result<NbRequest<()>> {
         self.put_nb_ld(lo, hi, buf, None)
     }
@@ -857,6 +1016,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                 self.name()
             )));
         };
+        self.check_not_lent("put_nb")?;
         self.view.prepare_region(lo, hi, ld, buf.slice().len())?;
         let (view, puts, deadline) = (self.view.clone(), self.puts.clone(), self.deadline());
         let (lo, hi, ld) = (lo.to_vec(), hi.to_vec(), ld.map(<[u64]>::to_vec));
@@ -1120,6 +1280,7 @@ impl<T: Element, G: Group + ?Sized> SharedArray<'_, T, G> {
     /// holds is ended first. `Busy` while another process holds its write lock or read pins.
     pub fn destroy(mut self) -> Result<()> {
         self.inflight.close();
+        self.drop_pending_read();
         match self.access {
             Access::Write { .. } => self.abort_write(),
             Access::Read { .. } => {
@@ -1147,6 +1308,7 @@ impl<T: Element, G: Group + ?Sized> SharedArray<'_, T, G> {
 impl<T: Element, G: Group + ?Sized> Drop for SharedArray<'_, T, G> {
     fn drop(&mut self) {
         self.inflight.close();
+        self.drop_pending_read();
         if matches!(self.access, Access::Write { .. }) {
             self.abort_write();
         }
@@ -1176,6 +1338,22 @@ pub(crate) fn wait_version(
     timeout: Duration,
     reader: Option<u64>,
 ) -> Result<(u64, Option<u64>, Vec<BlockPlacement>)> {
+    wait_version_pinning(fed, manager, id, layout, req, timeout, reader, true)
+}
+
+/// [`wait_version`], pinning the version only if `pin` (a group's other members read the
+/// version its root pinned).
+#[allow(clippy::too_many_arguments)]
+fn wait_version_pinning(
+    fed: &Federation,
+    manager: &NodeInfo,
+    id: ArrayId,
+    layout: &Layout,
+    req: VersionReq,
+    timeout: Duration,
+    reader: Option<u64>,
+    pin: bool,
+) -> Result<(u64, Option<u64>, Vec<BlockPlacement>)> {
     fed.ensure_lease(manager)?;
     let r = fed.inner.pool.call_manager_waiting(
         &contact::of_node(manager),
@@ -1183,7 +1361,7 @@ pub(crate) fn wait_version(
             array: id,
             req,
             timeout_ms: timeout.as_millis() as u64,
-            pin: true,
+            pin,
             reader,
         },
         Some(timeout),
@@ -1208,6 +1386,37 @@ pub(crate) fn wait_version(
             }
         },
         other => Err(unexpected("WaitVersion", &other)),
+    }
+}
+
+/// This rank's part of `version` from this process's own store, if it holds it whole: the
+/// handle's layout is the array's, so its part is its block (read without a copy).
+fn held_snapshot(view: &View, layout: &Layout, version: u64) -> Option<Arc<Data>> {
+    if *layout != view.meta.spec.layout {
+        return None;
+    }
+    let (id, rank) = (view.meta.id, view.rank);
+    let p = &view.meta.blocks[rank as usize];
+    let held_here = p.copies().any(|n| n.same(&view.fed.inner.node));
+    let stamp = stamp_at(&p.stamps, version)?;
+    if !held_here {
+        return None;
+    }
+    view.fed.inner.store.snapshot(id, rank as u32, stamp).ok()
+}
+
+/// Lets a pin go (best effort: the manager drops it with this process's lease anyway).
+fn unpin(view: &View, pin: Option<u64>) {
+    if let Some(p) = pin {
+        let req = Request::Unpin {
+            array: view.meta.id,
+            pin: p,
+        };
+        let _ = view
+            .fed
+            .inner
+            .pool
+            .call_manager(&contact::of_node(&view.meta.manager), &req);
     }
 }
 

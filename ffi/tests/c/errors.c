@@ -120,16 +120,28 @@ int main(int argc, char **argv) {
   }
   expect("get_nb NULL request", juxmem_array_get_nb(a, lo, hi, buf, NULL, NULL),
          JUXMEM_E_NULL_PARAMETER, "request");
+  req = (juxmem_request *)&checks;
   expect("put_nb without acquire", juxmem_array_put_nb(a, lo, hi, buf, NULL, &req),
          JUXMEM_E_NOT_ACQUIRED, "acquire");
+  checks++;
+  if (req != NULL) {
+    failures++;
+    fprintf(stderr, "FAIL: a refused put_nb left a request\n");
+  }
   int done = 0;
   expect("wait on a NULL request", juxmem_wait(&req, 1.0), JUXMEM_OK, NULL);
   expect("test on a NULL request", juxmem_test(&req, &done), JUXMEM_OK, NULL);
   expect("test with NULL done", juxmem_test(&req, NULL), JUXMEM_E_NULL_PARAMETER, "done");
   expect("wait NULL", juxmem_wait(NULL, 1.0), JUXMEM_E_NULL_PARAMETER, "request");
   expect("acquire", juxmem_array_acquire(a, 5.0), JUXMEM_OK, NULL);
+  req = (juxmem_request *)&checks;
   expect("put_nb beyond the array", juxmem_array_put_nb(a, lo, beyond, buf, NULL, &req),
          JUXMEM_E_OUT_OF_BOUNDS, "region");
+  checks++;
+  if (req != NULL) {
+    failures++;
+    fprintf(stderr, "FAIL: a refused put_nb left a request\n");
+  }
   expect("region beyond the array", juxmem_array_put(a, lo, beyond, buf, NULL),
          JUXMEM_E_OUT_OF_BOUNDS, "region");
   expect("inverted region", juxmem_array_get(a, inverted_lo, hi, buf, NULL), JUXMEM_E_OUT_OF_BOUNDS,

@@ -35,6 +35,10 @@
 //! fed_check ckpt-refused DIR NAME
 //!                              (mpirun) restoring DIR as NAME must fail; print the error and
 //!                              whether NAME is still free
+//! fed_check nb-group           (mpirun -np 2) non-blocking requests in a group: a put that
+//!                              failed on rank 1 without being waited for fails the release on
+//!                              both ranks (nothing published); then a non-blocking
+//!                              acquire_read of an exact version, every element checked
 //! ```
 
 use std::time::Duration;
@@ -622,6 +626,66 @@ fn ckpt_refused(dir: &str, name: &str) {
     }
 }
 
+fn nb_group() {
+    use juxmem::service::failpoint::{self, Action};
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled).unwrap();
+    let world = universe.world();
+    let (n, me) = (world.size() as u64, world.rank() as u64);
+    let fed = join(&format!("nb-group{me}"));
+    let layout = layout_2d(Dist::Block, n);
+    let mut a = fed
+        .create::<f64, _>(&world, "nb/group", ArrayOptions::new(layout.clone()))
+        .unwrap();
+    // Each rank puts the next rank's rows (its block's home is that rank); rank 1's put fails
+    // and nobody waits for it.
+    a.acquire().unwrap();
+    let rows = SHAPE[0] / n;
+    let first = ((me + 1) % n) * rows;
+    let last = if (me + 1) % n == n - 1 {
+        SHAPE[0]
+    } else {
+        first + rows
+    };
+    let band: Vec<f64> = (first * SHAPE[1]..last * SHAPE[1]).map(f).collect();
+    if me == 1 {
+        failpoint::arm("put_nb.transfer", Action::Fail);
+    }
+    let p = a
+        .put_nb(&[first, 0], &[last, SHAPE[1]], band.clone())
+        .unwrap();
+    while !p.test() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match a.release() {
+        Ok(v) => {
+            println!("NBFAIL rank {me} released version {v}");
+            std::process::exit(1);
+        }
+        Err(e) => println!("NBFAIL rank {me} refused {:?}: {e}", e.code()),
+    }
+    world.barrier();
+    let committed = fed.lookup("nb/group").unwrap().committed;
+    if me == 0 {
+        println!("NBFAIL committed {committed}");
+    }
+
+    // Again without the failure; then the version read without waiting in the group.
+    a.acquire().unwrap();
+    a.put_nb(&[first, 0], &[last, SHAPE[1]], band)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let v = a.release().unwrap();
+    let latest = a.acquire_read_nb(VersionReq::Latest).map_err(|e| e.code());
+    a.acquire_read_nb(VersionReq::Exactly(v)).unwrap();
+    let got = a.acquire_read_wait().unwrap();
+    let mut want = vec![0.0; layout.local_len(me).unwrap() as usize];
+    fill(&layout, me, &mut want);
+    let whole = a.local().unwrap()[..] == want[..];
+    a.release_read().unwrap();
+    println!("NBREAD rank {me} version {got} of {v} whole {whole} latest {latest:?}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
@@ -648,6 +712,7 @@ fn main() {
         "ckpt-write" => ckpt_write(&arg(2)),
         "ckpt-restore" => ckpt_restore(&arg(2), &arg(3), &arg(4)),
         "ckpt-refused" => ckpt_refused(&arg(2), &arg(3)),
+        "nb-group" => nb_group(),
         other => {
             eprintln!("unknown subcommand {other:?}");
             std::process::exit(2);

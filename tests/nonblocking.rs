@@ -303,3 +303,36 @@ fn a_nonblocking_acquire_read_waits_for_its_version_while_the_caller_goes_on() {
     drop(r);
     w.destroy().unwrap();
 }
+
+#[test]
+fn in_a_group_a_failed_put_fails_every_ranks_release_and_an_exact_read_needs_no_collective() {
+    let fed = LocalFederation::start("nb-group", &[("A", 0)]);
+    let mut cmd = std::process::Command::new("mpirun");
+    common::mpirun::mpi_env(&mut cmd);
+    fed.env(&mut cmd, "A");
+    cmd.args(["-np", "2"])
+        .arg(common::mpirun::example("fed_check"))
+        .arg("nb-group");
+    let out = common::mpirun::run_with_timeout(cmd, Duration::from_secs(180));
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(out.success, "{all}");
+    // The failing rank reports its own failure; the other, the same code from it.
+    assert!(
+        out.stdout.contains("NBFAIL rank 1 refused Network"),
+        "{all}"
+    );
+    assert!(
+        out.stdout.contains("NBFAIL rank 0 refused Network"),
+        "{all}"
+    );
+    assert!(out.stdout.contains("not waited for"), "{all}");
+    assert!(out.stdout.contains("NBFAIL committed 0"), "{all}");
+    for rank in 0..2 {
+        assert!(
+            out.stdout.contains(&format!(
+                "NBREAD rank {rank} version 1 of 1 whole true latest Err(InvalidArgument)"
+            )),
+            "{all}"
+        );
+    }
+}

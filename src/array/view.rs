@@ -74,6 +74,7 @@ pub(crate) fn retry<R>(
     mut attempt: impl FnMut(&View) -> Result<R>,
 ) -> Result<R> {
     let mut pause = Duration::from_millis(20);
+    let started = Instant::now();
     loop {
         match attempt(view) {
             Ok(r) => return Ok(r),
@@ -94,7 +95,7 @@ pub(crate) fn retry<R>(
             Err(e) if retryable(&e) => {
                 return Err(Error::Timeout {
                     what: format!("{what} of {}: last error: {e}", view.name()),
-                    seconds: 0.0,
+                    seconds: started.elapsed().as_secs_f64(),
                 })
             }
             Err(e) => return Err(e),

@@ -28,6 +28,7 @@ mod federation;
 use std::time::{Duration, Instant};
 
 use federation::{LocalFederation, Settings};
+use juxmem::array::RegionRead;
 use juxmem::layout::{Dist, Layout};
 use juxmem::service::protocol::{FullPolicy, VersionReq};
 use juxmem::{ArrayOptions, Federation, SharedArray, Solo};
@@ -108,16 +109,26 @@ struct Stage<'a> {
 }
 
 impl Stage<'_> {
+    /// Holds version `k` of the whole input.
+    fn hold(&self, k: u64) -> Res<RegionRead<f64>> {
+        Ok(self
+            .a
+            .acquire_region_read(&[0], &[self.n], VersionReq::Exactly(k), WAIT)?)
+    }
+
+    /// Reads version `k` into `buf` (blocking).
+    fn fetch(&self, k: u64, buf: &mut [f64]) -> Res<()> {
+        let held = self.hold(k)?;
+        held.get(buf)?;
+        Ok(held.release()?)
+    }
+
     /// The blocking sequence over cycles 1..=k; the time per cycle and the checksums.
     fn blocking(&self, cycles: u64, buf: &mut [f64]) -> Res<(Vec<f64>, Vec<f64>)> {
         let (mut times, mut sums) = (Vec::new(), Vec::new());
         for k in 1..=cycles {
             let t = Instant::now();
-            let held = self
-                .a
-                .acquire_region_read(&[0], &[self.n], VersionReq::Exactly(k), WAIT)?;
-            held.get(buf)?;
-            held.release()?;
+            self.fetch(k, buf)?;
             sums.push(compute(buf, self.reps));
             times.push(t.elapsed().as_secs_f64());
             check_input(buf, k)?;
@@ -133,21 +144,11 @@ impl Stage<'_> {
         spare: &mut Vec<f64>,
     ) -> Res<(Vec<f64>, Vec<f64>)> {
         let (mut times, mut sums) = (Vec::new(), Vec::new());
-        let whole = (&[0u64][..], &[self.n][..]);
-        let first = self
-            .a
-            .acquire_region_read(whole.0, whole.1, VersionReq::Exactly(1), WAIT)?;
-        first.get(cur)?;
-        first.release()?;
+        self.fetch(1, cur)?;
         for k in 1..=cycles {
             let t = Instant::now();
             let next = if k < cycles {
-                let held = self.a.acquire_region_read(
-                    whole.0,
-                    whole.1,
-                    VersionReq::Exactly(k + 1),
-                    WAIT,
-                )?;
+                let held = self.hold(k + 1)?;
                 let req = held.get_nb(std::mem::take(spare))?;
                 Some((held, req))
             } else {
@@ -209,11 +210,7 @@ fn bench() -> Res<()> {
     let mut transfer = Vec::new();
     for k in 1..=cycles {
         let t = Instant::now();
-        let held = stage
-            .a
-            .acquire_region_read(&[0], &[n], VersionReq::Exactly(k), WAIT)?;
-        held.get(&mut cur)?;
-        held.release()?;
+        stage.fetch(k, &mut cur)?;
         transfer.push(t.elapsed().as_secs_f64());
     }
     let t = Instant::now();
@@ -238,11 +235,7 @@ fn bench() -> Res<()> {
         for k in 1..=cycles {
             let (c0, p0) = (own_cpu(), cpu_of(provider)?);
             let t = Instant::now();
-            let held = stage
-                .a
-                .acquire_region_read(&[0], &[n], VersionReq::Exactly(k), WAIT)?;
-            held.get(&mut cur)?;
-            held.release()?;
+            stage.fetch(k, &mut cur)?;
             tt.push(t.elapsed().as_secs_f64());
             stage_cpu += own_cpu() - c0;
             provider_cpu += cpu_of(provider)? - p0;

@@ -942,7 +942,8 @@ contains
   end subroutine
 
   !> Whether `request` has ended: if so, done is .true., ierr its status, and the request is
-  !> freed (null); otherwise done is .false. and ierr JUXMEM_OK.
+  !> freed (null); otherwise done is .false. and ierr JUXMEM_OK. An acquire_read request is
+  !> only looked at: done says whether this rank's part arrived; juxmem_wait completes it.
   subroutine juxmem_test(request, done, ierr)
     type(juxmem_request), intent(inout) :: request
     logical, intent(out) :: done

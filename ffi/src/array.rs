@@ -768,7 +768,6 @@ unsafe fn start_request(
     request: *mut *mut juxmem_request,
     start: impl FnOnce() -> Result<jx::NbRequest<()>, Error>,
 ) -> juxmem_status {
-    *request = std::ptr::null_mut();
     let r = tri!(start());
     *request = Box::into_raw(Box::new(juxmem_request {
         inner: Pending::Transfer(r),

@@ -27,13 +27,13 @@ enum Ending<R> {
 }
 
 struct Slot<R> {
-    outcome: Mutex<Ending<R>>,
+    ending: Mutex<Ending<R>>,
     done: Condvar,
 }
 
 impl<R> Slot<R> {
     fn lock(&self) -> MutexGuard<'_, Ending<R>> {
-        self.outcome.lock().unwrap_or_else(|e| e.into_inner())
+        self.ending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn complete(&self, r: Result<R>) {
@@ -131,20 +131,18 @@ impl Inflight {
         transfer: impl FnOnce(&AtomicBool) -> Result<R> + Send + 'static,
     ) -> Result<NbRequest<R>> {
         let slot = Arc::new(Slot {
-            outcome: Mutex::new(Ending::Running),
+            ending: Mutex::new(Ending::Running),
             done: Condvar::new(),
         });
         let (s, closed) = (slot.clone(), self.closed.clone());
         let run = move || {
-            let r = if closed.load(Ordering::SeqCst) {
-                Err(self::closed(what))
-            } else {
+            let r = check_open(&closed, what).and_then(|()| {
                 catch_unwind(AssertUnwindSafe(|| transfer(&closed))).unwrap_or_else(|_| {
                     Err(Error::Protocol(format!(
                         "{what}: the transfer failed (a panic)"
                     )))
                 })
-            };
+            });
             s.complete(r);
         };
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());

@@ -295,13 +295,11 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// This rank's part of `version` in this handle's layout, from the nearest copies (riding
     /// over failovers until the deadline).
     fn fetch_local(&mut self, version: u64) -> Result<Vec<T>> {
-        let mut v = self.reusable_local()?;
-        let deadline = self.deadline();
-        let layout = &self.layout;
-        retry(&mut self.view, deadline, "reading", |view| {
-            view.fetch_pieces(layout, version, &mut v)
-        })?;
-        Ok(v)
+        let (deadline, old) = (
+            self.deadline(),
+            std::mem::replace(&mut self.local, Local::Empty),
+        );
+        fetch_part(&mut self.view, &self.layout, version, old, deadline)
     }
 
     /// Publishes the local parts (collective): every block gets the new version, every live
@@ -462,11 +460,11 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// homed here (then the working copy is the block). On a retry, the puts go again too.
     /// Sends this epoch's puts again.
     fn replay_puts(&self, epoch: u64) -> Result<()> {
-        for p in self.puts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            self.view
-                .put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
-        }
-        Ok(())
+        replay(
+            &self.view,
+            epoch,
+            &self.puts.lock().unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Sends this rank's part to the homes (if it has to), and its puts first when `again`
@@ -608,13 +606,9 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         let root = self.group.rank() == 0;
         let (mut view, layout) = (self.view.clone(), self.layout.clone());
         let reader = self.reader.filter(|_| root);
-        let reuse = match std::mem::replace(&mut self.local, Local::Empty) {
-            Local::Owned(v) => Some(v),
-            _ => None,
-        };
+        let old = std::mem::replace(&mut self.local, Local::Empty);
         let deadline = self.deadline() + timeout;
         let started = self.inflight.spawn("acquire_read_nb", move |closed| {
-            check_open(closed, "acquire_read_nb")?;
             let (fed, manager, id) = (view.fed.clone(), view.meta.manager.clone(), view.meta.id);
             let storage = view.meta.spec.layout.clone();
             let (version, pin, blocks) =
@@ -625,17 +619,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                 if let Some(s) = held_snapshot(&view, &layout, version) {
                     return Ok(Local::Snapshot(s));
                 }
-                let n = layout.local_len(view.rank)? as usize;
-                let mut v = match reuse {
-                    Some(v) if v.len() == n => v,
-                    _ => crate::element::try_zeroed::<T>(n, &|| {
-                        format!("the local part of {} on rank {}", view.name(), view.rank)
-                    })?,
-                };
-                retry(&mut view, deadline, "reading", |view| {
-                    view.fetch_pieces(&layout, version, &mut v)
-                })?;
-                Ok(Local::Owned(v))
+                fetch_part(&mut view, &layout, version, old, deadline).map(Local::Owned)
             })();
             match loaded {
                 Ok(local) => Ok(ReadReady {
@@ -694,17 +678,8 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// A buffer for this rank's local part: the previous one when it is ours to reuse (a
     /// pipeline reading every step then touches no fresh pages), else a new one.
     fn reusable_local(&mut self) -> Result<Vec<T>> {
-        let n = self.layout.local_len(self.view.rank)? as usize;
-        match std::mem::replace(&mut self.local, Local::Empty) {
-            Local::Owned(v) if v.len() == n => Ok(v),
-            _ => crate::element::try_zeroed::<T>(n, &|| {
-                format!(
-                    "the local part of {} on rank {}",
-                    self.name(),
-                    self.view.rank
-                )
-            }),
-        }
+        let old = std::mem::replace(&mut self.local, Local::Empty);
+        part_buffer(&self.view, &self.layout, old)
     }
 
     /// Ends a read (collective): the version may be dropped once every reader is done.
@@ -876,9 +851,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         let puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
         retry_shared(&self.view, self.deadline(), "get", |v, moved| {
             if let (true, Some(epoch)) = (moved, working) {
-                for p in puts.iter() {
-                    v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
-                }
+                replay(v, epoch, &puts)?;
             }
             v.get_region(version, working, lo, hi, buf, ld)
         })
@@ -955,9 +928,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             retry_shared(&view, deadline, "get_nb", |v, moved| {
                 check_open(closed, "get_nb")?;
                 if let (true, Some(epoch)) = (moved, working) {
-                    for p in puts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                        v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
-                    }
+                    replay(v, epoch, &puts.lock().unwrap_or_else(|e| e.into_inner()))?;
                 }
                 v.get_region(version, working, &lo, &hi, buf.slice_mut(), ld.as_deref())
             })?;
@@ -1024,24 +995,15 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             if crate::service::failpoint::hit("put_nb.transfer") {
                 return Err(Error::Network("put_nb: failpoint put_nb.transfer".into()));
             }
-            // Puts go one at a time, as blocking ones: a failover replays the others first.
-            let mut puts = puts.lock().unwrap_or_else(|e| e.into_inner());
-            retry_shared(&view, deadline, "put_nb", |v, moved| {
-                check_open(closed, "put_nb")?;
-                if moved {
-                    for p in puts.iter() {
-                        v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
-                    }
-                }
-                v.put_region(epoch, &lo, &hi, buf.slice(), ld.as_deref())
-            })?;
-            puts.push(Put {
+            let put = Put {
                 lo,
                 hi,
                 buf: buf.kept(),
                 ld,
-            });
-            Ok(())
+            };
+            // Puts go one at a time, as blocking ones: a failover replays the others first.
+            let mut puts = puts.lock().unwrap_or_else(|e| e.into_inner());
+            write_put(&view, deadline, epoch, &mut puts, put, Some(closed))
         })?;
         self.inflight.track_put(&r);
         Ok(r)
@@ -1210,22 +1172,14 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
                 self.name()
             )));
         };
-        let mut puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
-        retry_shared(&self.view, self.deadline(), "put", |v, moved| {
-            if moved {
-                for p in puts.iter() {
-                    v.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
-                }
-            }
-            v.put_region(epoch, lo, hi, buf, ld)
-        })?;
-        puts.push(Put {
+        let put = Put {
             lo: lo.to_vec(),
             hi: hi.to_vec(),
             buf: buf.to_vec(),
             ld: ld.map(<[u64]>::to_vec),
-        });
-        Ok(())
+        };
+        let mut puts = self.puts.lock().unwrap_or_else(|e| e.into_inner());
+        write_put(&self.view, self.deadline(), epoch, &mut puts, put, None)
     }
 
     /// Takes the array's write lock for this process alone, to read-modify-write the region
@@ -1387,6 +1341,66 @@ fn wait_version_pinning(
         },
         other => Err(unexpected("WaitVersion", &other)),
     }
+}
+
+/// Writes `puts` (a write epoch's) again: a home failed over, and the new one lacks them.
+fn replay<T: Element>(view: &View, epoch: u64, puts: &[Put<T>]) -> Result<()> {
+    for p in puts {
+        view.put_region(epoch, &p.lo, &p.hi, &p.buf, p.ld.as_deref())?;
+    }
+    Ok(())
+}
+
+/// Writes `put` into write epoch `epoch` (after `puts`, the epoch's earlier ones, if a home
+/// failed over meanwhile) and records it in `puts`. A non-blocking put gives its handle's
+/// `closed` flag: it gives up between attempts once the handle is closed.
+fn write_put<T: Element>(
+    view: &View,
+    deadline: Instant,
+    epoch: u64,
+    puts: &mut Vec<Put<T>>,
+    put: Put<T>,
+    closed: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<()> {
+    retry_shared(view, deadline, "put", |v, moved| {
+        if let Some(c) = closed {
+            check_open(c, "put_nb")?;
+        }
+        if moved {
+            replay(v, epoch, puts)?;
+        }
+        v.put_region(epoch, &put.lo, &put.hi, &put.buf, put.ld.as_deref())
+    })?;
+    puts.push(put);
+    Ok(())
+}
+
+/// A buffer for rank `view.rank`'s part in `layout`: `old` when it is an owned one of that
+/// length (a pipeline reading every step then touches no fresh pages), else a new one.
+fn part_buffer<T: Element>(view: &View, layout: &Layout, old: Local<T>) -> Result<Vec<T>> {
+    let n = layout.local_len(view.rank)? as usize;
+    match old {
+        Local::Owned(v) if v.len() == n => Ok(v),
+        _ => crate::element::try_zeroed::<T>(n, &|| {
+            format!("the local part of {} on rank {}", view.name(), view.rank)
+        }),
+    }
+}
+
+/// Rank `view.rank`'s part of `version` in `layout`, from the nearest copies, into
+/// [`part_buffer`]`(old)` (riding over failovers until `deadline`).
+fn fetch_part<T: Element>(
+    view: &mut View,
+    layout: &Layout,
+    version: u64,
+    old: Local<T>,
+    deadline: Instant,
+) -> Result<Vec<T>> {
+    let mut v = part_buffer(view, layout, old)?;
+    retry(view, deadline, "reading", |view| {
+        view.fetch_pieces(layout, version, &mut v)
+    })?;
+    Ok(v)
 }
 
 /// This rank's part of `version` from this process's own store, if it holds it whole: the

@@ -71,10 +71,20 @@ pub(crate) fn retry<R>(
     view: &mut View,
     deadline: Instant,
     what: &str,
+    attempt: impl FnMut(&View) -> Result<R>,
+) -> Result<R> {
+    retry_since(Instant::now(), view, deadline, what, attempt)
+}
+
+/// [`retry`] of an operation first tried at `started` (what a timeout reports).
+fn retry_since<R>(
+    started: Instant,
+    view: &mut View,
+    deadline: Instant,
+    what: &str,
     mut attempt: impl FnMut(&View) -> Result<R>,
 ) -> Result<R> {
     let mut pause = Duration::from_millis(20);
-    let started = Instant::now();
     loop {
         match attempt(view) {
             Ok(r) => return Ok(r),
@@ -112,10 +122,11 @@ pub(crate) fn retry_shared<R>(
     what: &str,
     mut attempt: impl FnMut(&View, bool) -> Result<R>,
 ) -> Result<R> {
+    let started = Instant::now();
     match attempt(view, false) {
         Err(e) if retryable(&e) => {
             let mut v = view.clone();
-            retry(&mut v, deadline, what, |v| attempt(v, true))
+            retry_since(started, &mut v, deadline, what, |v| attempt(v, true))
         }
         other => other,
     }

@@ -20,8 +20,14 @@
 //! `<name>` is `--name` (default `handoff-<mib>mib-block-to-cyclic`). Every result of every
 //! method is checked element by element, outside the timing.
 //!
+//! With `--memcpy` (both stages on one host, where juxmem reads the producer's copies through
+//! shared memory), the consumer also times, interleaved, a `memcpy` of the whole array by one
+//! rank and one of each rank's share by every consumer rank at once (buffers filled outside
+//! the timing), and prints `BENCH name=handoff-<mib>mib-same-host-vs-memcpy ...` against the
+//! first (the "a memcpy of the array"), the second on a `#` line.
+//!
 //! Usage: `bench_handoff --role producer|consumer --dir DIR [--mib N] [--reps R] [--name NAME]
-//! [--files]`.
+//! [--files] [--memcpy]`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -102,6 +108,7 @@ struct Args {
     reps: u64,
     name: Option<String>,
     files: bool,
+    memcpy: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -124,6 +131,7 @@ fn parse_args() -> Res<Args> {
         reps: num("--reps", 5)?,
         name: arg("--name"),
         files: args.iter().any(|a| a == "--files"),
+        memcpy: args.iter().any(|a| a == "--memcpy"),
     })
 }
 
@@ -324,6 +332,19 @@ fn consumer(
             Err(format!("{what} hand-off wrong on rank {me}: {bad} elements").into())
         }
     };
+    // The memcpy baselines' buffers, filled (so faulted in) outside the timing.
+    let whole = (cyclic.len() * 8) as usize;
+    let (one_src, mut one_dst) = if a.memcpy && me == 0 {
+        (vec![1u8; whole], vec![2u8; whole])
+    } else {
+        (vec![], vec![])
+    };
+    let (par_src, mut par_dst) = if a.memcpy {
+        (vec![1u8; whole / n as usize], vec![2u8; whole / n as usize])
+    } else {
+        (vec![], vec![])
+    };
+    let (mut t_one, mut t_par) = (vec![], vec![]);
     let (mut t_jux, mut t_tcp, mut t_file) = (vec![], vec![], vec![]);
     let verbose = me == 0 && std::env::var("BENCH_VERBOSE").is_ok();
     for rep in 0..=a.reps {
@@ -374,6 +395,27 @@ fn consumer(
         if rep > 0 {
             t_jux.push(t_rel + t_read);
             t_tcp.push(t);
+        }
+
+        if a.memcpy {
+            world.barrier();
+            if me == 0 {
+                let t0 = Instant::now();
+                one_dst.copy_from_slice(std::hint::black_box(&one_src));
+                let t = t0.elapsed().as_secs_f64();
+                std::hint::black_box(&one_dst);
+                if rep > 0 {
+                    t_one.push(t);
+                }
+            }
+            world.barrier();
+            let t0 = Instant::now();
+            par_dst.copy_from_slice(std::hint::black_box(&par_src));
+            std::hint::black_box(&par_dst);
+            let t = slowest(world, t0.elapsed().as_secs_f64());
+            if rep > 0 {
+                t_par.push(t);
+            }
         }
 
         if a.files {
@@ -433,6 +475,20 @@ fn consumer(
                 "handoff: {name}: file hand-off {:.3} GB/s (median {f:.4} s, min {fmin:.4}, max {fmax:.4}): juxmem {:.1}x faster",
                 bytes / f / 1e9,
                 f / j
+            );
+        }
+        if a.memcpy {
+            let (o, omin, omax) = stats(t_one);
+            let (p, pmin, pmax) = stats(t_par);
+            println!(
+                "BENCH name=handoff-{}mib-same-host-vs-memcpy juxmem_s={j:.6} baseline_s={o:.6} ratio={:.3}",
+                a.mib,
+                j / o
+            );
+            println!(
+                "handoff: handoff-{}mib-same-host: memcpy of the array by one rank median {o:.4} s (min {omin:.4}, max {omax:.4}); by the {n} consumer ranks at once (each its share) median {p:.4} s (min {pmin:.4}, max {pmax:.4}): juxmem / parallel memcpy = {:.3}",
+                a.mib,
+                j / p
             );
         }
         write_atomic(&dir.join("done"), "done")?;

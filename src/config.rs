@@ -18,6 +18,8 @@
 //! | `JUXMEM_MAX_CONNECTIONS_PER_HOST` | `1024` | Open connections a manager or provider accepts from one peer address. |
 //! | `JUXMEM_CREDENTIALS` | the federation directory's `credentials/<cluster>`, if there | This cluster's TLS credentials directory (`juxmem credentials issue`): `trust.pem`, `manager.pem`/`.key`, `provider.pem`/`.key`. |
 //! | `JUXMEM_INSECURE` | unset | `1`: plain TCP, unauthenticated and unencrypted (a warning is printed). Without it, a process without credentials refuses to connect. |
+//! | `JUXMEM_SHM` | `1` | `0`: array data stays in process memory and processes of one host read each other's copies over the network (see [`crate::transport::shm`]). |
+//! | `JUXMEM_SHM_DIR` | `/dev/shm` | The tmpfs where array data is kept in unnamed files that the host's other processes map. |
 //! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
 //!
 //! Nothing else is read from the environment; the builder methods override any of it.
@@ -188,6 +190,9 @@ impl Config {
         if let Some(v) = var("JUXMEM_MAX_CONNECTIONS_PER_HOST") {
             c.net.max_connections_per_host = parse_count("JUXMEM_MAX_CONNECTIONS_PER_HOST", &v)?;
         }
+        // Read once per process by `transport::shm`; checked here so that a bad value is an
+        // error at start-up rather than the default.
+        crate::transport::shm::Settings::from_env()?;
         Ok(c)
     }
 

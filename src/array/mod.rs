@@ -125,6 +125,8 @@ pub(crate) struct FedInner {
     pub(crate) pool: Arc<crate::service::pool::Pool>,
     manager: crate::service::contact::Contact,
     cfg: Config,
+    /// Reading other processes' shared memory: who cannot be, the mappings kept.
+    pub(crate) shm: crate::transport::shm::Reader,
 }
 
 /// This process's membership in the federation: its embedded provider and its connections.
@@ -161,6 +163,7 @@ impl Federation {
                 manager: p.manager.clone(),
                 provider: Mutex::new(p),
                 cfg,
+                shm: Default::default(),
             }),
         })
     }

@@ -18,6 +18,7 @@ use crate::layout::Layout;
 use crate::plan::stream::{copy_to_ptr, pack_to, span_elements, unpack_from_ptr};
 use crate::plan::{region, row_major_strides, Plan, Span};
 use crate::service::protocol::*;
+use crate::transport::shm;
 use crate::transport::tcp::io_error;
 
 use super::{fetch_placement, unexpected, Federation};
@@ -535,33 +536,18 @@ impl View {
                 self.name()
             )));
         }
-        let id = self.meta.id;
         let mut last = None;
         for node in copies {
             let r = if self.is_me(&node) {
                 self.copy_from_local(block as u32, stamp, working, spans, out)
+            } else if working.is_none() {
+                match self.copy_from_shared(&node, block as u32, stamp, spans, out) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.read_remote(&node, block, stamp, working, sel, spans, out),
+                    Err(e) => Err(e),
+                }
             } else {
-                let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
-                self.fed.inner.pool.with(&node.addr, |c| {
-                    c.send(&Request::Read {
-                        array: id,
-                        block: block as u32,
-                        stamp,
-                        working,
-                        selection: sel.clone(),
-                    })?;
-                    match c.recv::<Response>()?.into_result()? {
-                        Response::Data { bytes: got } if got == bytes => {
-                            // SAFETY: see `SharedDst`.
-                            unsafe { unpack_from_ptr(spans, c.stream(), out.ptr, out.len) }
-                                .map_err(|e| io_error("receiving data", e))
-                        }
-                        Response::Data { bytes: got } => Err(Error::Protocol(format!(
-                            "{node} announces {got} bytes for block {block}; expected {bytes}"
-                        ))),
-                        other => Err(unexpected("Read", &other)),
-                    }
-                })
+                self.read_remote(&node, block, stamp, working, sel, spans, out)
             };
             match r {
                 Ok(()) => return Ok(()),
@@ -577,6 +563,106 @@ impl View {
             }
         }
         Err(last.unwrap_or_else(|| Error::Lost(format!("block {block} unreadable"))))
+    }
+
+    /// Reads the spans of block `block` from `node` over the network.
+    #[allow(clippy::too_many_arguments)]
+    fn read_remote<T: Element>(
+        &self,
+        node: &NodeInfo,
+        block: u64,
+        stamp: Stamp,
+        working: Option<u64>,
+        sel: &Selection,
+        spans: &[Span],
+        out: SharedDst<T>,
+    ) -> Result<()> {
+        let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
+        self.fed.inner.pool.with(&node.addr, |c| {
+            c.send(&Request::Read {
+                array: self.meta.id,
+                block: block as u32,
+                stamp,
+                working,
+                selection: sel.clone(),
+            })?;
+            match c.recv::<Response>()?.into_result()? {
+                Response::Data { bytes: got } if got == bytes => {
+                    // SAFETY: see `SharedDst`.
+                    unsafe { unpack_from_ptr(spans, c.stream(), out.ptr, out.len) }
+                        .map_err(|e| io_error("receiving data", e))
+                }
+                Response::Data { bytes: got } => Err(Error::Protocol(format!(
+                    "{node} announces {got} bytes for block {block}; expected {bytes}"
+                ))),
+                other => Err(unexpected("Read", &other)),
+            }
+        })
+    }
+
+    /// Copies the spans of `node`'s snapshot `stamp` out of shared memory, if `node` is on
+    /// this host and keeps it there: `Ok(false)` to read it over the network instead (also
+    /// when `node` answers with an error: the read says it again, as the caller expects).
+    /// Network errors are returned, so that the caller moves to the next copy.
+    fn copy_from_shared<T: Element>(
+        &self,
+        node: &NodeInfo,
+        block: u32,
+        stamp: Stamp,
+        spans: &[Span],
+        out: SharedDst<T>,
+    ) -> Result<bool> {
+        let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
+        let Some(host) = shm::host_id() else {
+            return Ok(false);
+        };
+        if bytes < shm::MIN_READ || !self.fed.inner.shm.may_share(&node.addr) {
+            return Ok(false);
+        }
+        let answer = self.fed.inner.pool.with(&node.addr, |c| {
+            c.send(&Request::Map {
+                array: self.meta.id,
+                block,
+                stamp,
+                host: host.clone(),
+            })?;
+            c.recv::<Response>()
+        })?;
+        let segment = match answer {
+            Response::Mapped {
+                segment: Some(s), ..
+            } => s,
+            Response::Mapped {
+                same_host: false, ..
+            } => {
+                self.fed.inner.shm.remote(&node.addr, "on another host");
+                return Ok(false);
+            }
+            // Not in shared memory (small, or segments unusable there), or an error.
+            _ => return Ok(false),
+        };
+        let map = match self.fed.inner.shm.map(&segment) {
+            Ok(m) => m,
+            Err(e) => {
+                self.fed.inner.shm.remote(&node.addr, &e.to_string());
+                return Ok(false);
+            }
+        };
+        // SAFETY: see `SharedDst`.
+        unsafe { copy_to_ptr(spans, map.typed::<T>(), out.ptr, out.len) }.map_err(|e| {
+            Error::Protocol(format!(
+                "block {block} of {} in shared memory at {node}: {e}",
+                self.name()
+            ))
+        })?;
+        if !map.unchanged_since(segment.generation) {
+            // The holder reused the segment while (or since) it was said: the copy may be
+            // torn; the network read overwrites every element of it.
+            self.fed.inner.shm.forget(&segment);
+            return Ok(false);
+        }
+        shm::count_read();
+        Ok(true)
     }
 
     /// Same-process copy from the local store (no socket).

@@ -12,6 +12,7 @@ use crate::element::ElemType;
 use crate::error::Error;
 use crate::layout::Layout;
 use crate::service::names::{ClaimAnswer, Claimant};
+use crate::transport::shm::{HostId, SegmentRef};
 
 /// Identifies an array federation-wide (names can be reused after deletion; ids are not).
 pub type ArrayId = u64;
@@ -846,6 +847,19 @@ pub enum Request {
         /// The handle's reader registration (the sender's own).
         reader: u64,
     },
+    /// Where the committed state `stamp` of a block lies in shared memory, for a reader on the
+    /// same host (`host` is the sender's); answered [`Response::Mapped`]. The reader then maps
+    /// it and copies its piece straight out (see `transport::shm`).
+    Map {
+        /// The array.
+        array: ArrayId,
+        /// The block.
+        block: u32,
+        /// The committed state.
+        stamp: Stamp,
+        /// The reader's host.
+        host: HostId,
+    },
 }
 
 impl Request {
@@ -948,6 +962,15 @@ pub enum Response {
     /// Raft messages back to the replica that sent [`Request::Raft`] (its answers, carried on
     /// the same exchange rather than a new one).
     Raft(Vec<Vec<u8>>),
+    /// The answer to [`Request::Map`]: the snapshot's segment, if the holder is on the reader's
+    /// host (`same_host`) and keeps that snapshot in shared memory; otherwise read it with
+    /// [`Request::Read`].
+    Mapped {
+        /// Where to map it.
+        segment: Option<SegmentRef>,
+        /// The holder sees the reader's host.
+        same_host: bool,
+    },
 }
 
 impl Response {

@@ -23,6 +23,7 @@ use crate::service::protocol::{
 use crate::service::selection::{announced_write_spans, read_spans};
 use crate::service::server::Handler;
 use crate::service::store::{Data, Store};
+use crate::transport::shm;
 use crate::transport::tcp::{io_error, Conn};
 use crate::with_elem_size;
 
@@ -491,6 +492,22 @@ impl Handler for Provider {
                 };
                 sent.map_err(|e| io_error("sending data", e))
             }
+            Request::Map {
+                array,
+                block,
+                stamp,
+                host,
+            } => {
+                let r = self.store.meta_of_held(array, block).and_then(|_| {
+                    let snap = self.store.snapshot(array, block, stamp)?;
+                    let same_host = shm::host_id() == Some(&host);
+                    Ok(Response::Mapped {
+                        segment: snap.share().filter(|_| same_host),
+                        same_host,
+                    })
+                });
+                reply(conn, r)
+            }
             other => reply(
                 conn,
                 Err(Error::Protocol(format!(
@@ -544,5 +561,6 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Write { .. } => "Write",
         Request::Publish { .. } => "Publish",
         Request::Read { .. } => "Read",
+        Request::Map { .. } => "Map",
     }
 }

@@ -14,39 +14,99 @@ use crate::error::{Error, Result};
 use crate::service::copy::{admit_install, Admission, BlockCopy, Payload, Pusher, Role};
 use crate::service::data_dir::{DataDir, SavedBlock};
 use crate::service::protocol::{ArrayId, ArrayMeta, NodeInfo, Stamp};
+use crate::transport::shm::{Segment, SegmentRef};
 
-/// Block bytes, 8-byte aligned so any element type can view them.
-#[derive(Clone, Debug, PartialEq)]
+/// Block bytes, 8-byte aligned so any element type can view them: in a shared-memory segment
+/// (large blocks, so that processes of this host read them by mapping it; see
+/// [`crate::transport::shm`]) or in process memory.
 pub struct Data {
-    words: Vec<u64>,
+    storage: Storage,
     bytes: usize,
 }
 
+enum Storage {
+    Heap(Vec<u64>),
+    Shared(Segment),
+}
+
 impl Data {
-    /// `bytes` zero bytes (the kernel maps untouched pages lazily), or a `Capacity` error if
-    /// this process cannot get them.
+    /// `bytes` zero bytes, or a `Capacity` error if this process (or the host's shared memory)
+    /// cannot hold them. In process memory the kernel maps untouched pages lazily; a segment
+    /// has its pages reserved.
     pub fn zeroed(bytes: usize) -> Result<Data> {
+        if let Some(seg) = Segment::create(bytes, true)? {
+            return Ok(Data {
+                storage: Storage::Shared(seg),
+                bytes,
+            });
+        }
         let words = crate::element::try_zeroed::<u64>(bytes.div_ceil(8), &|| {
             format!("{bytes} bytes of array data")
         })?;
-        Ok(Data { words, bytes })
+        Ok(Data {
+            storage: Storage::Heap(words),
+            bytes,
+        })
     }
 
     /// A copy, or a `Capacity` error if this process cannot get the memory.
     pub fn try_clone(&self) -> Result<Data> {
+        if let Some(seg) = Segment::create(self.bytes, false)? {
+            let mut d = Data {
+                storage: Storage::Shared(seg),
+                bytes: self.bytes,
+            };
+            d.as_bytes_mut().copy_from_slice(self.as_bytes());
+            return Ok(d);
+        }
+        let src = self.words();
         let mut words: Vec<u64> = Vec::new();
-        words.try_reserve_exact(self.words.len()).map_err(|_| {
+        words.try_reserve_exact(src.len()).map_err(|_| {
             Error::Capacity(format!(
                 "cannot copy {} bytes of array data: this process is out of memory",
                 self.bytes
             ))
         })?;
         crate::element::advise_huge_pages(words.as_mut_ptr().cast(), self.bytes);
-        words.extend_from_slice(&self.words);
+        words.extend_from_slice(src);
         Ok(Data {
-            words,
+            storage: Storage::Heap(words),
             bytes: self.bytes,
         })
+    }
+
+    /// Where another process of this host maps it, if it is in shared memory.
+    pub fn share(&self) -> Option<SegmentRef> {
+        match &self.storage {
+            Storage::Shared(seg) => Some(seg.share()),
+            Storage::Heap(_) => None,
+        }
+    }
+
+    /// The storage as words (a segment is page-aligned and at least `bytes` long).
+    fn words(&self) -> &[u64] {
+        match &self.storage {
+            Storage::Heap(w) => w,
+            // SAFETY: the segment's mapping, page-aligned, of `bytes` bytes: the last word,
+            // if partial, still lies in its last page (mapped, zero past the end).
+            Storage::Shared(seg) => unsafe {
+                std::slice::from_raw_parts(seg.as_ptr().cast::<u64>(), self.bytes.div_ceil(8))
+            },
+        }
+    }
+
+    fn base(&self) -> *const u8 {
+        match &self.storage {
+            Storage::Heap(w) => w.as_ptr().cast(),
+            Storage::Shared(seg) => seg.as_ptr(),
+        }
+    }
+
+    fn base_mut(&mut self) -> *mut u8 {
+        match &mut self.storage {
+            Storage::Heap(w) => w.as_mut_ptr().cast(),
+            Storage::Shared(seg) => seg.as_mut_ptr(),
+        }
     }
 
     /// Length in bytes.
@@ -61,14 +121,14 @@ impl Data {
 
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        // SAFETY: u64 storage viewed as bytes, within its length.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.bytes) }
+        // SAFETY: 8-byte aligned storage of at least `bytes` bytes, viewed as bytes.
+        unsafe { std::slice::from_raw_parts(self.base(), self.bytes) }
     }
 
     /// The bytes, mutably.
     pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above; any byte pattern is a valid u64.
-        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.bytes) }
+        // SAFETY: as above; any byte pattern is valid.
+        unsafe { std::slice::from_raw_parts_mut(self.base_mut(), self.bytes) }
     }
 
     /// The data as elements of `T` (alignment at most 8).
@@ -76,7 +136,7 @@ impl Data {
         let size = std::mem::size_of::<T>();
         debug_assert!(std::mem::align_of::<T>() <= 8 && self.bytes % size == 0);
         // SAFETY: 8-byte aligned storage, `Element` types accept any bit pattern.
-        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<T>(), self.bytes / size) }
+        unsafe { std::slice::from_raw_parts(self.base().cast::<T>(), self.bytes / size) }
     }
 
     /// The data as elements of `T`, mutably.
@@ -84,9 +144,33 @@ impl Data {
         let size = std::mem::size_of::<T>();
         debug_assert!(std::mem::align_of::<T>() <= 8 && self.bytes % size == 0);
         // SAFETY: as above.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<T>(), self.bytes / size)
+        unsafe { std::slice::from_raw_parts_mut(self.base_mut().cast::<T>(), self.bytes / size) }
+    }
+}
+
+impl Drop for Data {
+    fn drop(&mut self) {
+        if let Storage::Shared(seg) =
+            std::mem::replace(&mut self.storage, Storage::Heap(Vec::new()))
+        {
+            crate::transport::shm::recycle(seg);
         }
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = match &self.storage {
+            Storage::Heap(_) => "process memory",
+            Storage::Shared(_) => "shared memory",
+        };
+        write!(f, "Data({} bytes in {place})", self.bytes)
     }
 }
 

@@ -912,10 +912,13 @@ impl Manager {
                 if let Err(e) = hosted {
                     // Nothing of it stays: the copies hosted so far and every reservation.
                     self.drop_copies(&entry);
-                    return Err(Error::Network(format!(
-                        "asking {n} to host block {b} of {}: {e}",
-                        spec.name
-                    )));
+                    let why = format!("asking {n} to host block {b} of {}: {e}", spec.name);
+                    // A provider out of memory (or shared memory) is the creator's
+                    // `Capacity`, as when no provider has room; anything else is the network's.
+                    return Err(match e {
+                        Error::Capacity(_) => Error::Capacity(why),
+                        _ => Error::Network(why),
+                    });
                 }
             }
         }

@@ -22,7 +22,9 @@
 //! | `JUXMEM_SHM_DIR` | `/dev/shm` | The tmpfs where array data is kept in unnamed files that the host's other processes map. |
 //! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
 //!
-//! Nothing else is read from the environment; the builder methods override any of it.
+//! Nothing else is read from the environment; the builder methods override any of it, except
+//! `JUXMEM_SHM` and `JUXMEM_SHM_DIR`, which hold for the whole process (its array memory) and
+//! are read once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -336,8 +336,15 @@ fn a_dead_replica_does_not_stop_releases_and_the_degree_comes_back() {
 fn a_read_completes_from_another_copy_when_its_source_dies_mid_read() {
     let arm = std::env::temp_dir().join(format!("juxmem-arm-read-{}", std::process::id()));
     let points = format!("read.after_header=sleep:20000@{}", arm.display());
-    let mut fed =
-        LocalFederation::start_with("readkill", &[("A", 3)], settings(10.0, Some(points)));
+    // The daemons keep array data in process memory, so that the read goes over the network,
+    // where the failpoint is (a copy read through shared memory stays readable from its
+    // mapping whatever happens to its holder).
+    let mut fed = LocalFederation::start_with_env(
+        "readkill",
+        &[("A", 3)],
+        settings(10.0, Some(points)),
+        &[("JUXMEM_SHM", "0")],
+    );
     let client = Federation::join(fed.config("A")).unwrap();
     let (name, len) = ("fault/readkill", 1 << 20); // 8 MiB
     let a = one_block(&client, name, len, 3);

@@ -612,11 +612,15 @@ impl View {
         spans: &[Span],
         out: SharedDst<T>,
     ) -> Result<bool> {
-        let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
+        let size = std::mem::size_of::<T>() as u64;
         let Some(host) = shm::host_id() else {
             return Ok(false);
         };
-        if bytes < shm::MIN_READ || !self.fed.inner.shm.may_share(&node.addr) {
+        let block_bytes = self.meta.spec.layout.local_len(u64::from(block))? * size;
+        if span_elements(spans) * size < shm::MIN_READ
+            || block_bytes < shm::MIN_SEGMENT as u64 // never in a segment: no Map round trip
+            || !self.fed.inner.shm.may_share(&node.addr)
+        {
             return Ok(false);
         }
         let answer = self.fed.inner.pool.with(&node.addr, |c| {
@@ -631,34 +635,48 @@ impl View {
         let segment = match answer {
             Response::Mapped {
                 segment: Some(s), ..
-            } => s,
+            } if s.bytes == block_bytes => s,
             Response::Mapped {
                 same_host: false, ..
             } => {
-                self.fed.inner.shm.remote(&node.addr, "on another host");
+                self.fed.inner.shm.remote(
+                    &node.addr,
+                    "its memory cannot be mapped from here (another host, or shared memory off there)",
+                );
                 return Ok(false);
             }
-            // Not in shared memory (small, or segments unusable there), or an error.
+            // Not in shared memory (segments unusable there), an error (the network read
+            // says it again), or a segment of another size than the block (ignored).
             _ => return Ok(false),
         };
         let map = match self.fed.inner.shm.map(&segment) {
             Ok(m) => m,
-            Err(e) => {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 self.fed.inner.shm.remote(&node.addr, &e.to_string());
                 return Ok(false);
             }
+            // The holder closed it meanwhile (the copy was dropped), or this process is short
+            // of descriptors or address space: this read goes over the network.
+            Err(e) => {
+                tracing::debug!("mapping block {block} of {} at {node}: {e}", self.name());
+                return Ok(false);
+            }
         };
-        // SAFETY: see `SharedDst`.
-        unsafe { copy_to_ptr(spans, map.typed::<T>(), out.ptr, out.len) }.map_err(|e| {
-            Error::Protocol(format!(
-                "block {block} of {} in shared memory at {node}: {e}",
+        // SAFETY: see `SharedDst`. The source may change under the copy only if its holder
+        // reused the segment, which the generation check below catches (a sequence lock: the
+        // copied bytes are not trusted until then).
+        if let Err(e) = unsafe { copy_to_ptr(spans, map.typed::<T>(), out.ptr, out.len) } {
+            tracing::warn!(
+                "block {block} of {} in shared memory at {node}: {e}; reading it over the network",
                 self.name()
-            ))
-        })?;
+            );
+            self.fed.inner.shm.forget(&segment);
+            return Ok(false);
+        }
         if !map.unchanged_since(segment.generation) {
             // The holder reused the segment while (or since) it was said: the copy may be
-            // torn; the network read overwrites every element of it.
-            self.fed.inner.shm.forget(&segment);
+            // torn; the network read overwrites every element of it. The mapping stays good
+            // for the segment's next uses.
             return Ok(false);
         }
         shm::count_read();

@@ -288,7 +288,7 @@ impl DataDir {
                 format!("{len} bytes; the block has {bytes}"),
             ));
         }
-        let mut data = Data::zeroed(bytes as usize)?;
+        let mut data = Data::for_overwrite(bytes as usize)?;
         file.read_exact(data.as_bytes_mut())
             .map_err(|e| read_error(&path, e))?;
         Ok(data)

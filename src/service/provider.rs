@@ -149,7 +149,7 @@ fn reply(conn: &mut Conn, r: Result<Response>) -> Result<()> {
 
 /// Reads `bytes` announced bulk bytes into fresh aligned memory.
 fn read_bulk(conn: &mut Conn, bytes: u64) -> Result<Data> {
-    let mut d = Data::zeroed(bytes as usize)?;
+    let mut d = Data::for_overwrite(bytes as usize)?;
     std::io::Read::read_exact(conn.stream(), d.as_bytes_mut())
         .map_err(|e| io_error("reading bulk data", e))?;
     Ok(d)

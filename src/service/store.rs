@@ -49,6 +49,18 @@ impl Data {
         })
     }
 
+    /// `bytes` bytes that the caller overwrites whole before anyone reads them (a receive):
+    /// as [`Data::zeroed`], without clearing a reused segment first.
+    pub fn for_overwrite(bytes: usize) -> Result<Data> {
+        match Segment::create(bytes, false)? {
+            Some(seg) => Ok(Data {
+                storage: Storage::Shared(seg),
+                bytes,
+            }),
+            None => Data::zeroed(bytes),
+        }
+    }
+
     /// A copy, or a `Capacity` error if this process cannot get the memory.
     pub fn try_clone(&self) -> Result<Data> {
         if let Some(seg) = Segment::create(self.bytes, false)? {

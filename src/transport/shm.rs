@@ -20,7 +20,7 @@
 //! ([`POOL_SEGMENTS`], [`POOL_BYTES`]) and backs the next copy of that size, and readers keep
 //! their mappings ([`Reader`]), so that a pipeline handing over a version per step touches
 //! mapped pages only (a fresh 4 KiB-page mapping costs more than the copy). A segment carries,
-//! in a page after its data, a random *nonce* (which segment this is) and a *generation*
+//! in a page after its data, a unique *nonce* (which segment this is) and a *generation*
 //! (bumped each time it is reused). A snapshot never changes while its stamp is held, and a
 //! reader maps only stamps whose version it pinned; still, a copy can be dropped under a pin
 //! (its block handed over after a failure), so a reader checks after copying that the
@@ -56,6 +56,10 @@ pub const POOL_BYTES: usize = 1 << 30;
 /// Mappings of other processes' segments a reader keeps, at most.
 pub const READER_MAPPINGS: usize = 32;
 
+/// Bytes of other processes' segments a reader keeps mapped, at most (a kept mapping of a
+/// segment its holder freed keeps those pages until it is dropped).
+pub const READER_BYTES: usize = 1 << 30;
+
 const PAGE: usize = 4096;
 
 /// Shared-memory settings: `JUXMEM_SHM` (`1` by default, `0` keeps array data in process
@@ -83,8 +87,17 @@ impl Settings {
         };
         let dir = std::env::var_os("JUXMEM_SHM_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/dev/shm"));
+            .unwrap_or_else(|| Settings::default().dir);
         Ok(Settings { enabled, dir })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            enabled: true,
+            dir: PathBuf::from("/dev/shm"),
+        }
     }
 }
 
@@ -93,18 +106,19 @@ impl Settings {
 pub fn settings() -> &'static Settings {
     static S: OnceLock<Settings> = OnceLock::new();
     S.get_or_init(|| {
-        Settings::from_env().unwrap_or(Settings {
-            enabled: true,
-            dir: PathBuf::from("/dev/shm"),
+        Settings::from_env().unwrap_or_else(|e| {
+            tracing::warn!("{e}; shared memory keeps its defaults");
+            Settings::default()
         })
     })
 }
 
 /// Which host's shared memory a process sees: the kernel's boot id, the segment directory's
-/// device and inode, and the network namespace. Two processes with the same `HostId` can map
-/// each other's segments (if also the same user, which opening the segment checks). A network
-/// namespace counts as a host of its own: processes there have their own addresses and links
-/// (the test lab's hosts are namespaces of one machine), so their data crosses the network.
+/// device and inode, and the network and pid namespaces. Two processes with the same `HostId`
+/// can map each other's segments (if also the same user, which opening the segment checks): a
+/// pid one names is the same process for both. A network namespace counts as a host of its
+/// own: processes there have their own addresses and links (the test lab's hosts are
+/// namespaces of one machine), so their data crosses the network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostId {
     /// `/proc/sys/kernel/random/boot_id`.
@@ -115,6 +129,8 @@ pub struct HostId {
     pub ino: u64,
     /// Inode of the network namespace (`/proc/self/ns/net`).
     pub net: u64,
+    /// Inode of the pid namespace (`/proc/self/ns/pid`).
+    pub pids: u64,
 }
 
 /// This process's host, or `None` when shared memory is off or unusable here.
@@ -127,12 +143,13 @@ pub fn host_id() -> Option<&'static HostId> {
         }
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
         let meta = std::fs::metadata(&s.dir).ok()?;
-        let net = std::fs::metadata("/proc/self/ns/net").ok()?.ino();
+        let ns = |name: &str| std::fs::metadata(format!("/proc/self/ns/{name}")).map(|m| m.ino());
         Some(HostId {
             boot: boot.trim().to_string(),
             dev: meta.dev(),
             ino: meta.ino(),
-            net,
+            net: ns("net").ok()?,
+            pids: ns("pid").ok()?,
         })
     })
     .as_ref()
@@ -151,7 +168,7 @@ pub struct SegmentRef {
     pub ino: u64,
     /// Bytes of data.
     pub bytes: u64,
-    /// Which segment this is (random, in its header).
+    /// Which segment this is (unique, in its header).
     pub nonce: u64,
     /// How many times it had been reused when this was said.
     pub generation: u64,
@@ -169,15 +186,18 @@ pub struct Segment {
     nonce: u64,
 }
 
-fn warn_once(what: &str, dir: &Path, e: &std::io::Error) {
-    static WARNED: OnceLock<()> = OnceLock::new();
-    WARNED.get_or_init(|| {
+/// Warns once per reason that data stays in process memory.
+fn warn_once(what: &'static str, dir: &Path, e: &dyn std::fmt::Display) {
+    static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if !warned.contains(&what) {
+        warned.push(what);
         tracing::warn!(
-            "shared memory: {what} in {}: {e}; array data stays in process memory and is read \
-             over the network on this host too",
+            "shared memory: {what} in {}: {e}; such array data stays in process memory and is \
+             read over the network on this host too",
             dir.display()
         );
-    });
+    }
 }
 
 /// The `Capacity` error of a full segment directory, with its sizes.
@@ -210,12 +230,12 @@ fn header_at(bytes: usize) -> usize {
     bytes.next_multiple_of(PAGE)
 }
 
-/// The file length of a segment of `bytes` data bytes.
+/// The file length of a segment of `bytes` data bytes (`None` past the address space).
 fn file_len(bytes: usize) -> Option<usize> {
-    header_at(bytes).checked_add(PAGE)
+    bytes.checked_next_multiple_of(PAGE)?.checked_add(PAGE)
 }
 
-/// A fresh random-enough nonce: unique per segment of a host (process id, a counter, the
+/// A fresh nonce: unique per segment of a host (process id, a counter, the
 /// clock), which is all it must be.
 fn fresh_nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -262,62 +282,77 @@ impl Segment {
             }
             return Ok(Some(seg));
         }
-        let Some(len) = file_len(bytes) else {
-            return Err(full(&s.dir, bytes));
+        let Some(len) = file_len(bytes).filter(|&l| libc::off_t::try_from(l).is_ok()) else {
+            return Ok(None); // larger than a file can be: process memory says what it can
         };
-        let file = match OpenOptions::new()
+        if !descriptors_left() {
+            warn_once(
+                "segments would take most of this process's descriptors",
+                &s.dir,
+                &"the limit of open files",
+            );
+            return Ok(None);
+        }
+        let made = match Segment::make(&s.dir, bytes, len) {
+            // Room may be held by segments kept for reuse, or queued to be freed.
+            Err(Made::Full) => {
+                empty_pool();
+                flush_frees();
+                Segment::make(&s.dir, bytes, len)
+            }
+            other => other,
+        };
+        match made {
+            Ok(seg) => Ok(Some(seg)),
+            Err(Made::Full) => Err(full(&s.dir, bytes)),
+            Err(Made::Unusable(what, e)) => {
+                warn_once(what, &s.dir, &e);
+                Ok(None)
+            }
+        }
+    }
+
+    /// A new segment file of `len` bytes holding `bytes` of data.
+    fn make(dir: &Path, bytes: usize, len: usize) -> std::result::Result<Segment, Made> {
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
             .mode(0o600)
-            .open(&s.dir)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                warn_once("cannot make an unnamed file", &s.dir, &e);
-                return Ok(None);
-            }
-        };
+            .open(dir)
+            .map_err(|e| Made::Unusable("cannot make an unnamed file", e))?;
         // Reserve every page now: a full tmpfs fails here (ENOSPC), where a lazily allocated
-        // page would raise SIGBUS at some later write.
-        let flen = libc::off_t::try_from(len).map_err(|_| full(&s.dir, bytes))?;
+        // page would raise SIGBUS at some later write. `len` fits an off_t (checked).
         // SAFETY: a valid descriptor we own; fallocate only changes the file.
-        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, flen) } != 0 {
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) } != 0 {
             let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENOSPC) | Some(libc::ENOMEM) => Err(full(&s.dir, bytes)),
-                _ => {
-                    warn_once("cannot reserve pages", &s.dir, &e);
-                    Ok(None)
-                }
-            };
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::ENOMEM) => Made::Full,
+                _ => Made::Unusable("cannot reserve pages", e),
+            });
         }
         // SAFETY: the file is ours, unnamed, and never truncated; other processes map it
         // read-only (a process of this user could truncate it through /proc: the same trust
         // as ptrace, which such a process has anyway).
-        let map = match unsafe { MmapOptions::new().len(len).map_mut(&file) } {
-            Ok(m) => m,
-            Err(e) => {
-                warn_once("cannot map a segment", &s.dir, &e);
-                return Ok(None);
-            }
-        };
+        let map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
+            .map_err(|e| Made::Unusable("cannot map a segment", e))?;
         let meta = file
             .metadata()
-            .map_err(|e| Error::Capacity(format!("shared memory segment: {e}")))?;
+            .map_err(|e| Made::Unusable("cannot stat a segment", e))?;
         let nonce = fresh_nonce();
         // SAFETY: the mapping has file_len(bytes) bytes.
         unsafe { header(map.as_ptr(), bytes) }
             .0
             .store(nonce, Ordering::Release);
-        Ok(Some(Segment {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Ok(Segment {
             file,
             map,
             bytes,
             dev: meta.dev(),
             ino: meta.ino(),
             nonce,
-        }))
+        })
     }
 
     fn generation(&self) -> &AtomicU64 {
@@ -367,6 +402,50 @@ impl Segment {
     }
 }
 
+impl Drop for Segment {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a segment was not made.
+enum Made {
+    /// The directory is full (or the host out of memory).
+    Full,
+    /// Segments cannot be made here: what failed, and how.
+    Unusable(&'static str, std::io::Error),
+}
+
+/// Segments alive in this process (one descriptor each).
+static LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// Whether another segment leaves this process at least half its descriptors for sockets and
+/// files. The first call raises the soft limit of open files to the hard limit, as runtimes
+/// that hold many descriptors do (the default soft limit is often 1024).
+fn descriptors_left() -> bool {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    let limit = *LIMIT.get_or_init(|| {
+        // SAFETY: getrlimit/setrlimit with a valid out-structure.
+        unsafe {
+            let mut r: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                return 512;
+            }
+            if r.rlim_cur < r.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: r.rlim_max,
+                    rlim_max: r.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    r = raised;
+                }
+            }
+            r.rlim_cur
+        }
+    });
+    LIVE.load(Ordering::Relaxed) < limit / 2
+}
+
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Segment({} bytes, inode {})", self.bytes, self.ino)
@@ -382,20 +461,43 @@ fn pool() -> &'static std::sync::Mutex<Vec<Segment>> {
 fn pool_take(bytes: usize) -> Option<Segment> {
     let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
     let i = p.iter().position(|s| s.bytes == bytes)?;
-    Some(p.swap_remove(i))
+    Some(p.remove(i))
 }
 
-/// Gives back a segment whose data is no longer needed: kept for reuse if the pool has room
-/// (its generation bumped at reuse), else freed off the caller's thread.
+/// Gives back a segment whose data is no longer needed: kept for reuse (its generation bumped
+/// at reuse), the longest kept ones freed to make room for it; freed off the caller's thread
+/// if it is larger than the pool.
 pub fn recycle(seg: Segment) {
-    let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
-    let held: usize = p.iter().map(|s| s.bytes).sum();
-    if p.len() < POOL_SEGMENTS && held + seg.bytes <= POOL_BYTES {
-        p.push(seg);
-    } else {
-        drop(p);
-        drop_later(Box::new(seg));
+    if seg.bytes > POOL_BYTES {
+        return drop_later(Box::new(seg));
     }
+    let mut p = pool().lock().unwrap_or_else(|e| e.into_inner());
+    while !p.is_empty()
+        && (p.len() >= POOL_SEGMENTS
+            || p.iter().map(|s| s.bytes).sum::<usize>() + seg.bytes > POOL_BYTES)
+    {
+        drop_later(Box::new(p.remove(0)));
+    }
+    p.push(seg);
+}
+
+/// Frees every segment kept for reuse (the directory is full).
+fn empty_pool() {
+    let kept = std::mem::take(&mut *pool().lock().unwrap_or_else(|e| e.into_inner()));
+    drop(kept);
+}
+
+/// Waits (at most 10 s) until what [`drop_later`] was given so far is freed.
+fn flush_frees() {
+    struct Marker(std::sync::mpsc::Sender<()>);
+    impl Drop for Marker {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    drop_later(Box::new(Marker(tx)));
+    let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
 }
 
 /// Frees `what` on a thread of its own: unmapping a large segment and releasing its pages
@@ -438,13 +540,25 @@ impl Mapping {
         if r.fd < 0 {
             return Err(bad(format!("descriptor {} announced", r.fd)));
         }
-        let file = File::open(format!("/proc/{}/fd/{}", r.pid, r.fd))?;
+        let path = format!("/proc/{}/fd/{}", r.pid, r.fd);
+        let is_it = |m: &std::fs::Metadata| m.is_file() && m.dev() == r.dev && m.ino() == r.ino;
+        let not_it = || {
+            bad(format!(
+                "{path} is not the segment announced (the holder closed it meanwhile?)"
+            ))
+        };
+        // Looked at before it is opened: a descriptor number the holder reused for a device
+        // or a FIFO must not be opened (opening a device can have effects, a FIFO can block).
+        if !is_it(&std::fs::metadata(&path)?) {
+            return Err(not_it());
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(&path)?;
         let meta = file.metadata()?;
-        if meta.dev() != r.dev || meta.ino() != r.ino {
-            return Err(bad(format!(
-                "/proc/{}/fd/{} is not the segment announced (another host's process?)",
-                r.pid, r.fd
-            )));
+        if !is_it(&meta) {
+            return Err(not_it());
         }
         if meta.len() != len as u64 {
             return Err(bad(format!(
@@ -519,7 +633,8 @@ pub(crate) fn count_read() {
 
 /// What a process knows for reading other processes' segments: the peers (by address) whose
 /// segments it cannot map (another host, user or pid namespace; learned once, then read over
-/// the network), and the mappings it keeps (at most [`READER_MAPPINGS`]).
+/// the network), and the mappings it keeps (at most [`READER_MAPPINGS`] and [`READER_BYTES`],
+/// the least recently used dropped first).
 #[derive(Default)]
 pub struct Reader {
     state: std::sync::Mutex<ReaderState>,
@@ -550,7 +665,7 @@ impl Reader {
         !self.lock().remote.contains(addr)
     }
 
-    /// `addr`'s segments cannot be mapped from here (`why`).
+    /// `addr`'s segments cannot be mapped from here (`why`): read over the network from now on.
     pub fn remote(&self, addr: &str, why: &str) {
         if self.lock().remote.insert(addr.to_string()) {
             tracing::info!("shared memory with {addr}: {why}; reading over the network");
@@ -572,18 +687,36 @@ impl Reader {
         }
         let m = std::sync::Arc::new(Mapping::open(r)?);
         OPENED.fetch_add(1, Ordering::Relaxed);
+        if m.bytes > READER_BYTES {
+            return Ok(m); // used once, not kept
+        }
         let mut st = self.lock();
         let now = st.clock;
-        if st.maps.len() >= READER_MAPPINGS {
-            if let Some(oldest) = st.maps.iter().min_by_key(|(_, (u, _))| *u).map(|(k, _)| *k) {
-                if let Some((_, old)) = st.maps.remove(&oldest) {
-                    drop_later(Box::new(old));
-                }
+        // The same descriptor of the same process naming another file: the holder closed the
+        // old one, which only this mapping keeps alive.
+        let stale: Vec<Key> = st
+            .maps
+            .keys()
+            .filter(|k| (k.0, k.1) == (r.pid, r.fd))
+            .copied()
+            .collect();
+        for k in stale {
+            if let Some((_, old)) = st.maps.remove(&k) {
+                drop_later(Box::new(old));
             }
         }
-        if let Some((_, old)) = st.maps.insert(key(r), (now, m.clone())) {
-            drop_later(Box::new(old));
+        // The least recently used go first, until the new one fits both bounds.
+        while st.maps.len() >= READER_MAPPINGS
+            || st.maps.values().map(|(_, m)| m.bytes).sum::<usize>() + m.bytes > READER_BYTES
+        {
+            let Some(oldest) = st.maps.iter().min_by_key(|(_, (u, _))| *u).map(|(k, _)| *k) else {
+                break;
+            };
+            if let Some((_, old)) = st.maps.remove(&oldest) {
+                drop_later(Box::new(old));
+            }
         }
+        st.maps.insert(key(r), (now, m.clone()));
         Ok(m)
     }
 

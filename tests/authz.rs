@@ -9,35 +9,15 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::federation::{manager_addr, tls_net, LocalFederation};
+use common::federation::{forged, manager_addr, LocalFederation};
 use juxmem::service::protocol::{
     ArrayMeta, NodeInfo, NodeKind, Request, Response, Selection, Stamp, VersionReq,
 };
-use juxmem::transport::tcp::{self, Conn, Hello};
+use juxmem::transport::tcp::Conn;
 use juxmem::{ArrayOptions, Dist, ErrorCode, Federation, Layout, Solo};
 
 static SOLO: Solo = Solo;
 const LEN: u64 = 8;
-
-/// A handshaken connection to `addr` under a forged hello.
-fn forged(addr: &str, fed: &LocalFederation, name: &str, cluster: &str, inc: u64) -> Conn {
-    let hello = Hello {
-        name: name.into(),
-        cluster: cluster.into(),
-        federation: fed.name.clone(),
-        incarnation: inc,
-        software: "forged".into(),
-    };
-    // With the credentials of the cluster it claims (made by the federation's CA if that
-    // cluster has none yet): what a holder of a cluster's credentials can forge is the name
-    // and incarnation.
-    fed.add_cluster_credentials(cluster);
-    let net = tls_net(
-        &juxmem::config::local_credentials(fed.dir()).join(cluster),
-        Duration::from_secs(20),
-    );
-    tcp::connect(addr, &hello, &net).unwrap()
-}
 
 fn call(c: &mut Conn, req: &Request) -> Response {
     c.send(req).unwrap();

@@ -10,8 +10,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::federation::{
-    closed_by_peer, hello_frame, manager_addr, raw_tls, tls_closed_by_peer, tls_over, wait_for,
-    LocalFederation, RawTls, Settings,
+    closed_by_peer, forged, hello_frame, manager_addr, raw_tls, tls_closed_by_peer, tls_over,
+    wait_for, LocalFederation, RawTls, Settings,
 };
 use juxmem::layout::Dist;
 use juxmem::service::protocol::{
@@ -361,6 +361,88 @@ fn a_trickling_peer_is_cut_off_at_the_frame_deadline_while_others_are_served() {
         log.contains("the whole frame did not arrive in time") && log.contains("the handshake")
     });
     still_serves(&fed);
+}
+
+#[test]
+fn a_peer_trickling_bulk_data_is_cut_off_at_the_transfer_deadline() {
+    // The frame timeout is 2 s; a 64 KiB transfer may take 2 s + 64 KiB at 1 MiB/s.
+    let settings = Settings {
+        timeout: 2.0,
+        ..Settings::default()
+    };
+    let fed = LocalFederation::start_with("hostile-bulk", &[("A", 1)], settings);
+    fed.wait_for_providers(1);
+    let client = Federation::join(fed.config("A")).unwrap();
+    let n = 8192u64;
+    let opts =
+        juxmem::ArrayOptions::new(Layout::one_d(n, Dist::Block, 1).unwrap()).homes_on_daemons();
+    let mut a = client
+        .create::<f64, _>(&juxmem::Solo, "hostile/bulk", opts)
+        .unwrap();
+    a.acquire().unwrap();
+    a.local_mut().unwrap().fill(1.0);
+    assert_eq!(a.release().unwrap(), 1);
+    drop(a);
+
+    // A member of A takes the write lock, announces a Write of the whole block to its home,
+    // then sends its bytes one every 200 ms.
+    let meta = client.lookup("hostile/bulk").unwrap();
+    let mut m = forged(&manager_addr(&fed, "A"), &fed, "A/slow", "A", 9);
+    m.send(&Request::AcquireWrite {
+        array: meta.id,
+        timeout_ms: 5000,
+    })
+    .unwrap();
+    let (epoch, block) = match m.recv::<Response>().unwrap() {
+        Response::WriteGranted { epoch, blocks, .. } => (epoch, blocks[0].clone()),
+        other => panic!("{other:?}"),
+    };
+    let home = block.home.clone().unwrap();
+    let mut h = forged(&home.addr, &fed, "A/slow", "A", 9);
+    h.send(&Request::Write {
+        array: meta.id,
+        block: 0,
+        term: block.term,
+        epoch,
+        base: *block.stamps.last().unwrap(),
+        selection: Selection::Whole,
+        bytes: n * 8,
+    })
+    .unwrap();
+    let start = Instant::now();
+    let cut = loop {
+        if start.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        let sent = h.stream().write_all(&[0]).and_then(|()| h.stream().flush());
+        if sent.is_err() || h.peer_closed() {
+            break Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let cut = cut.expect("a peer trickling bulk data must be cut off");
+    assert!(
+        cut >= Duration::from_millis(1800) && cut < Duration::from_secs(6),
+        "cut off after {cut:?}; the transfer's deadline is about 2.1 s"
+    );
+    let provider = fed.providers().remove(0);
+    wait_for("the cut-off in the provider's log", || {
+        fed.log(&provider).contains("did not end within")
+    });
+    // The daemon serves a normal reader meanwhile and after.
+    let mut r = client
+        .open::<f64, _>(
+            &juxmem::Solo,
+            "hostile/bulk",
+            Layout::one_d(n, Dist::Block, 1).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        r.acquire_read(juxmem::service::protocol::VersionReq::Exactly(1))
+            .unwrap(),
+        1
+    );
+    assert!(r.local().unwrap().iter().all(|&x| x == 1.0));
 }
 
 #[test]

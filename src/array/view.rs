@@ -51,7 +51,8 @@ pub(crate) struct View {
 }
 
 /// Whether a fresh placement may make a failed operation succeed: the copy it talked to died,
-/// was paused, was replaced (fenced), or does not hold what the old placement said.
+/// was paused, was replaced (fenced), or does not hold what the old placement said. An
+/// authorization refusal is final: no placement changes who this process is.
 pub(crate) fn retryable(e: &Error) -> bool {
     matches!(
         e.code(),
@@ -61,7 +62,7 @@ pub(crate) fn retryable(e: &Error) -> bool {
             | ErrorCode::NotFound
             | ErrorCode::Fenced
             | ErrorCode::Stale
-    )
+    ) && !crate::service::authz::is_refusal(e)
 }
 
 /// Runs `attempt` until it succeeds, fails with an error a new placement cannot fix, or
@@ -339,7 +340,8 @@ impl View {
                 selection: sel.clone(),
                 bytes,
             })?;
-            pack_to(spans, src, c.stream()).map_err(|e| io_error("sending written data", e))?;
+            pack_to(spans, src, &mut c.bulk(bytes))
+                .map_err(|e| io_error("sending written data", e))?;
             c.recv::<Response>()?.into_result().map(|_| ())
         });
         if let Err(e) = &r {
@@ -589,7 +591,7 @@ impl View {
             match c.recv::<Response>()?.into_result()? {
                 Response::Data { bytes: got } if got == bytes => {
                     // SAFETY: see `SharedDst`.
-                    unsafe { unpack_from_ptr(spans, c.stream(), out.ptr, out.len) }
+                    unsafe { unpack_from_ptr(spans, &mut c.bulk(bytes), out.ptr, out.len) }
                         .map_err(|e| io_error("receiving data", e))
                 }
                 Response::Data { bytes: got } => Err(Error::Protocol(format!(
@@ -710,5 +712,26 @@ impl View {
             }
         };
         copied.map_err(|e| Error::Protocol(format!("local copy of block {block}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_authorization_refusal_is_not_retried_other_refusals_are() {
+        let denied = Error::Refused(format!(
+            "Commit from A/x{}it is not the epoch's owner",
+            crate::service::authz::NOT_AUTHORIZED
+        ));
+        assert!(!retryable(&denied));
+        // As it arrives from the wire: the code and the message.
+        let wire = Error::from_wire(denied.code().as_u32(), denied.to_string());
+        assert!(!retryable(&wire));
+        assert!(retryable(&Error::Refused(
+            "the copy is being restored".into()
+        )));
+        assert!(retryable(&Error::Network("connection reset".into())));
     }
 }

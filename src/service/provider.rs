@@ -97,7 +97,7 @@ pub fn publish(
                             keep: keep.to_vec(),
                             bytes: snap.len() as u64,
                         })?;
-                        c.stream()
+                        c.bulk(snap.len() as u64)
                             .write_all(snap.as_bytes())
                             .map_err(|e| io_error("sending a replica", e))?;
                         c.recv::<Response>()?.into_result().map(|_| ())
@@ -150,7 +150,7 @@ fn reply(conn: &mut Conn, r: Result<Response>) -> Result<()> {
 /// Reads `bytes` announced bulk bytes into fresh aligned memory.
 fn read_bulk(conn: &mut Conn, bytes: u64) -> Result<Data> {
     let mut d = Data::for_overwrite(bytes as usize)?;
-    std::io::Read::read_exact(conn.stream(), d.as_bytes_mut())
+    std::io::Read::read_exact(&mut conn.bulk(bytes), d.as_bytes_mut())
         .map_err(|e| io_error("reading bulk data", e))?;
     Ok(d)
 }
@@ -410,9 +410,11 @@ impl Handler for Provider {
                     drop(w);
                     return refuse_bulk(conn, e);
                 }
-                let stream = conn.stream();
-                with_elem_size!(size, T => unpack_from::<T, _>(&spans, stream, w.data.typed_mut::<T>()))
-                    .map_err(|e| io_error("receiving written data", e))?;
+                {
+                    let stream = &mut conn.bulk(bytes);
+                    with_elem_size!(size, T => unpack_from::<T, _>(&spans, stream, w.data.typed_mut::<T>()))
+                        .map_err(|e| io_error("receiving written data", e))?;
+                }
                 drop(w);
                 reply(conn, Ok(Response::Ok))
             }
@@ -479,7 +481,7 @@ impl Handler for Provider {
                 let bytes = span_elements(&spans) * size as u64;
                 conn.send(&Response::Data { bytes })?;
                 let _ = failpoint::hit("read.after_header");
-                let stream = conn.stream();
+                let stream = &mut conn.bulk(bytes);
                 let sent = match (&working, &snap) {
                     (Some(w), _) => {
                         let w = w.lock().unwrap_or_else(|e| e.into_inner());

@@ -273,6 +273,14 @@ fn read_frame_timed(
 /// Maps an I/O error to a typed error, naming what we were doing.
 pub fn io_error(doing: &str, e: io::Error) -> Error {
     match e.kind() {
+        // A deadline of ours says how long it allowed (`Bulk`); a socket timeout does not.
+        io::ErrorKind::TimedOut if e.get_ref().is_some() => Error::Timeout {
+            what: format!("{doing}: {e}"),
+            seconds: e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<BulkTimeout>())
+                .map_or(f64::NAN, |t| t.allowed.as_secs_f64()),
+        },
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout {
             what: doing.to_string(),
             seconds: f64::NAN,
@@ -423,10 +431,23 @@ impl Conn {
         decode(&frame)
     }
 
-    /// The underlying stream, for bulk data after a message. Flush it after writing (TLS
-    /// buffers).
+    /// The underlying stream (its socket, its buffered state). Bulk data goes through
+    /// [`Conn::bulk`].
     pub fn stream(&mut self) -> &mut Link {
         &mut self.stream
+    }
+
+    /// The `bytes` bulk bytes after a message, to read or write before the transfer's
+    /// deadline (see [`Bulk`]). Flush after writing (TLS buffers).
+    pub fn bulk(&mut self, bytes: u64) -> Bulk<'_> {
+        let allowed =
+            self.frame_timeout + Duration::from_secs_f64(bytes as f64 / MIN_BULK_RATE as f64);
+        Bulk {
+            conn: self,
+            deadline: Instant::now() + allowed,
+            allowed,
+            bytes,
+        }
     }
 
     /// Whether the peer closed the connection (or sent something unasked), checked without
@@ -461,6 +482,106 @@ impl Conn {
             .tcp()
             .set_write_timeout(Some(t))
             .map_err(|e| io_error("setting a write timeout", e))
+    }
+}
+
+/// The slowest bulk transfer accepted, in bytes per second, after a grace of the frame
+/// timeout: a peer that sends or takes bulk data slower is cut off, so that a trickling peer
+/// cannot hold a thread, and the block it writes, for long (per-call socket timeouts alone let
+/// one byte a minute go on for ever).
+pub const MIN_BULK_RATE: u64 = 1 << 20;
+
+/// The bulk bytes of one transfer after a message, read or written before a deadline for the
+/// whole transfer: the frame timeout plus the transfer's size at [`MIN_BULK_RATE`].
+pub struct Bulk<'a> {
+    conn: &'a mut Conn,
+    deadline: Instant,
+    allowed: Duration,
+    bytes: u64,
+}
+
+/// A bulk transfer ran past its deadline.
+#[derive(Debug)]
+struct BulkTimeout {
+    allowed: Duration,
+    bytes: u64,
+}
+
+impl std::fmt::Display for BulkTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the transfer of {} bytes did not end within {:.1} s (the peer sends or takes less \
+             than {} bytes/s)",
+            self.bytes,
+            self.allowed.as_secs_f64(),
+            MIN_BULK_RATE
+        )
+    }
+}
+
+impl std::error::Error for BulkTimeout {}
+
+impl Bulk<'_> {
+    /// The time left, or the deadline's error.
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                BulkTimeout {
+                    allowed: self.allowed,
+                    bytes: self.bytes,
+                },
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Bulk<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let left = self.left()?;
+            self.conn.stream.tcp().set_read_timeout(Some(left))?;
+            match self.conn.stream.read(buf) {
+                Err(e) if timed_out(&e) => {} // the deadline is checked above
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Write for Bulk<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            let left = self.left()?;
+            self.conn.stream.tcp().set_write_timeout(Some(left))?;
+            match self.conn.stream.write(buf) {
+                Err(e) if timed_out(&e) => {}
+                r => return r,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        loop {
+            let left = self.left()?;
+            self.conn.stream.tcp().set_write_timeout(Some(left))?;
+            match self.conn.stream.flush() {
+                Err(e) if timed_out(&e) => {}
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Drop for Bulk<'_> {
+    fn drop(&mut self) {
+        // Back to the connection's own timeouts (a failure here shows at its next use).
+        let tcp = self.conn.stream.tcp();
+        let _ = tcp.set_read_timeout(self.conn.read_timeout);
+        let _ = tcp.set_write_timeout(Some(self.conn.frame_timeout));
     }
 }
 

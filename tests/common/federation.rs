@@ -418,6 +418,32 @@ pub fn closed_by_peer(s: &mut std::net::TcpStream, limit: Duration) -> bool {
 }
 
 /// Network settings speaking TLS with the credentials in `dir`, `timeout` for every wait.
+/// A handshaken connection to `addr` under a forged hello (name, cluster, incarnation), with
+/// the credentials of the cluster it claims (made by the federation's CA if that cluster has
+/// none yet): what a holder of a cluster's credentials can forge is the name and incarnation.
+#[allow(dead_code)]
+pub fn forged(
+    addr: &str,
+    fed: &LocalFederation,
+    name: &str,
+    cluster: &str,
+    incarnation: u64,
+) -> juxmem::transport::tcp::Conn {
+    let hello = juxmem::transport::tcp::Hello {
+        name: name.into(),
+        cluster: cluster.into(),
+        federation: fed.name.clone(),
+        incarnation,
+        software: "forged".into(),
+    };
+    fed.add_cluster_credentials(cluster);
+    let net = tls_net(
+        &juxmem::config::local_credentials(fed.dir()).join(cluster),
+        Duration::from_secs(20),
+    );
+    juxmem::transport::tcp::connect(addr, &hello, &net).unwrap()
+}
+
 pub fn tls_net(dir: &Path, timeout: Duration) -> juxmem::transport::tcp::NetConfig {
     let creds = juxmem::transport::tls::Credentials::load(dir).expect("credentials");
     juxmem::transport::tcp::NetConfig {

@@ -20,6 +20,7 @@
 //! | `JUXMEM_INSECURE` | unset | `1`: plain TCP, unauthenticated and unencrypted (a warning is printed). Without it, a process without credentials refuses to connect. |
 //! | `JUXMEM_SHM` | `1` | `0`: array data stays in process memory and processes of one host read each other's copies over the network (see [`crate::transport::shm`]). |
 //! | `JUXMEM_SHM_DIR` | `/dev/shm` | The tmpfs where array data is kept in unnamed files that the host's other processes map. |
+//! | `JUXMEM_TRANSPORT` | `auto` | The data path: `auto` (shared memory on one host, TCP between hosts), `tcp` (TCP with every peer), `verbs` (RDMA: refused at start, with the reason, where it cannot be had; see [`crate::transport::verbs`]). |
 //! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
 //!
 //! Nothing else is read from the environment; the builder methods override any of it, except
@@ -71,6 +72,8 @@ pub struct Config {
     pub credentials: Option<PathBuf>,
     /// Plain TCP, asked for explicitly.
     pub insecure: bool,
+    /// The data path required (`JUXMEM_TRANSPORT`).
+    pub transport: crate::transport::verbs::Transport,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -191,6 +194,9 @@ impl Config {
         }
         if let Some(v) = var("JUXMEM_MAX_CONNECTIONS_PER_HOST") {
             c.net.max_connections_per_host = parse_count("JUXMEM_MAX_CONNECTIONS_PER_HOST", &v)?;
+        }
+        if let Some(v) = var("JUXMEM_TRANSPORT") {
+            c.transport = crate::transport::verbs::Transport::parse(&v)?;
         }
         // Read once per process by `transport::shm`; checked here so that a bad value is an
         // error at start-up rather than the default.
@@ -331,6 +337,7 @@ impl Default for Config {
             resume_grace: Duration::from_secs(30),
             credentials: None,
             insecure: false,
+            transport: Default::default(),
         }
     }
 }

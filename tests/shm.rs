@@ -1,7 +1,8 @@
 //! Shared memory on one host (issue 11, item 4): a reader on the holder's host copies its
 //! pieces out of the holder's segments instead of reading them over TCP, sees every version
 //! whole while the holder reuses its segments, and keeps its mappings; small reads still go
-//! over the network; a full segment directory is a typed error naming its sizes. Real daemons;
+//! over the network, as do processes that ask for TCP; a full segment directory is a typed
+//! error naming its sizes. Real daemons;
 //! every wait bounded.
 
 mod common;
@@ -89,6 +90,27 @@ fn same_host_reads_map_the_holders_memory_and_see_every_version() {
         shm::counters().reads,
         after.reads,
         "a small read stays on the socket"
+    );
+
+    // A process that asks for TCP (JUXMEM_TRANSPORT=tcp) reads the whole block over it.
+    let tcp_cfg = juxmem::config::Config {
+        transport: juxmem::transport::verbs::Transport::Tcp,
+        ..fed.config("A")
+    };
+    let tcp_reader = Federation::join(tcp_cfg).unwrap();
+    let mut t = tcp_reader.open::<f64, _>(&Solo, "shm/x", whole()).unwrap();
+    assert_eq!(t.acquire_read(VersionReq::Latest).unwrap(), versions);
+    assert!(t
+        .local()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .all(|(k, &x)| x == value(k as u64, versions)));
+    t.release_read().unwrap();
+    assert_eq!(
+        shm::counters().reads,
+        after.reads,
+        "JUXMEM_TRANSPORT=tcp reads over TCP"
     );
 }
 

@@ -124,7 +124,7 @@ pub(crate) struct FedInner {
     pub(crate) store: Arc<crate::service::store::Store>,
     pub(crate) pool: Arc<crate::service::pool::Pool>,
     manager: crate::service::contact::Contact,
-    cfg: Config,
+    pub(crate) cfg: Config,
     /// Reading other processes' shared memory: who cannot be, the mappings kept.
     pub(crate) shm: crate::transport::shm::Reader,
 }

@@ -615,6 +615,9 @@ impl View {
         out: SharedDst<T>,
     ) -> Result<bool> {
         let size = std::mem::size_of::<T>() as u64;
+        if self.fed.inner.cfg.transport == crate::transport::verbs::Transport::Tcp {
+            return Ok(false);
+        }
         let Some(host) = shm::host_id() else {
             return Ok(false);
         };

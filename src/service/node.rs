@@ -76,6 +76,7 @@ impl RunningProvider {
         label: &str,
         capacity: u64,
     ) -> Result<RunningProvider> {
+        cfg.transport.check()?;
         RunningProvider::launch(cfg, kind, label, capacity, None, None)
     }
 
@@ -89,6 +90,7 @@ impl RunningProvider {
         capacity: u64,
         disk: DataDir,
     ) -> Result<RunningProvider> {
+        cfg.transport.check()?;
         let disk = Arc::new(disk);
         let Some(saved) = disk.identity()? else {
             return RunningProvider::launch(

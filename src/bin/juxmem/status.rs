@@ -144,8 +144,32 @@ pub fn run_status(cfg: &Config, json: bool) -> Result<()> {
         println!("{text}");
     } else {
         print_status(&status);
+        print_data_path(cfg);
     }
     Ok(())
+}
+
+/// The data path this host gives its processes (what `juxmem status` can tell from here).
+fn print_data_path(cfg: &Config) {
+    use juxmem::transport::{shm, verbs::Transport};
+    let local = match (cfg.transport, shm::host_id()) {
+        (Transport::Tcp, _) => "TCP (JUXMEM_TRANSPORT=tcp)".to_string(),
+        (_, Some(_)) => format!(
+            "shared memory ({}) for pieces of 256 KiB or more",
+            shm::settings().dir.display()
+        ),
+        (_, None) => "TCP (shared memory off or unusable here)".to_string(),
+    };
+    let tls = if cfg.insecure {
+        "plain TCP"
+    } else {
+        "TCP with TLS"
+    };
+    println!(
+        "data path from this host: {local} with processes of this host; {tls} with other \
+         hosts; {}",
+        juxmem::transport::verbs::describe()
+    );
 }
 
 // `juxmem status --json`: a document of its own rather than the wire types serialized as they

@@ -558,7 +558,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         );
         let layout = &self.view.meta.spec.layout;
         let (version, pin, blocks) = on_root_within(self.group, timeout, || {
-            wait_version(&fed, &manager, id, layout, req, timeout, reader)
+            wait_version(&fed, &manager, id, layout, req, timeout, reader, true)
         })?;
         self.view.meta.blocks = blocks;
         self.access = Access::Read { version, pin };
@@ -612,7 +612,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             let (fed, manager, id) = (view.fed.clone(), view.meta.manager.clone(), view.meta.id);
             let storage = view.meta.spec.layout.clone();
             let (version, pin, blocks) =
-                wait_version_pinning(&fed, &manager, id, &storage, req, timeout, reader, root)?;
+                wait_version(&fed, &manager, id, &storage, req, timeout, reader, root)?;
             view.meta.blocks = blocks;
             let loaded = (|| {
                 check_open(closed, "acquire_read_nb")?;
@@ -1221,6 +1221,7 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
             req,
             timeout,
             self.reader,
+            true,
         )?;
         let mut view = self.view.clone();
         view.meta.blocks = blocks;
@@ -1282,23 +1283,10 @@ impl<T: Element, G: Group + ?Sized> Drop for SharedArray<'_, T, G> {
     }
 }
 
-/// Waits at the array's manager for a version, pinned (under this process's lease there).
-pub(crate) fn wait_version(
-    fed: &Federation,
-    manager: &NodeInfo,
-    id: ArrayId,
-    layout: &Layout,
-    req: VersionReq,
-    timeout: Duration,
-    reader: Option<u64>,
-) -> Result<(u64, Option<u64>, Vec<BlockPlacement>)> {
-    wait_version_pinning(fed, manager, id, layout, req, timeout, reader, true)
-}
-
-/// [`wait_version`], pinning the version only if `pin` (a group's other members read the
-/// version its root pinned).
+/// Waits at the array's manager for a version, pinned there (under this process's lease) if
+/// `pin` (a group's other members read the version its root pinned).
 #[allow(clippy::too_many_arguments)]
-fn wait_version_pinning(
+pub(crate) fn wait_version(
     fed: &Federation,
     manager: &NodeInfo,
     id: ArrayId,

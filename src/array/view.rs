@@ -542,14 +542,16 @@ impl View {
         for node in copies {
             let r = if self.is_me(&node) {
                 self.copy_from_local(block as u32, stamp, working, spans, out)
-            } else if working.is_none() {
-                match self.copy_from_shared(&node, block as u32, stamp, spans, out) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => self.read_remote(&node, block, stamp, working, sel, spans, out),
-                    Err(e) => Err(e),
-                }
             } else {
-                self.read_remote(&node, block, stamp, working, sel, spans, out)
+                // Only snapshots are shared: a write epoch's working copy is read over the network.
+                let shared = match working {
+                    None => self.copy_from_shared(&node, block as u32, stamp, spans, out),
+                    Some(_) => Ok(false),
+                };
+                shared.and_then(|done| match done {
+                    true => Ok(()),
+                    false => self.read_remote(&node, block, stamp, working, sel, spans, out),
+                })
             };
             match r {
                 Ok(()) => return Ok(()),

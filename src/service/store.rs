@@ -34,57 +34,32 @@ impl Data {
     /// cannot hold them. In process memory the kernel maps untouched pages lazily; a segment
     /// has its pages reserved.
     pub fn zeroed(bytes: usize) -> Result<Data> {
-        if let Some(seg) = Segment::create(bytes, true)? {
-            return Ok(Data {
-                storage: Storage::Shared(seg),
-                bytes,
-            });
-        }
-        let words = crate::element::try_zeroed::<u64>(bytes.div_ceil(8), &|| {
-            format!("{bytes} bytes of array data")
-        })?;
-        Ok(Data {
-            storage: Storage::Heap(words),
-            bytes,
-        })
+        Data::new(bytes, true)
     }
 
-    /// `bytes` bytes that the caller overwrites whole before anyone reads them (a receive):
-    /// as [`Data::zeroed`], without clearing a reused segment first.
+    /// `bytes` bytes that the caller overwrites whole before anyone reads them (a receive, a
+    /// copy): as [`Data::zeroed`], without clearing a reused segment first.
     pub fn for_overwrite(bytes: usize) -> Result<Data> {
-        match Segment::create(bytes, false)? {
-            Some(seg) => Ok(Data {
-                storage: Storage::Shared(seg),
-                bytes,
-            }),
-            None => Data::zeroed(bytes),
-        }
+        Data::new(bytes, false)
+    }
+
+    /// A segment if one can be had (cleared if `zero`), else zeroed process memory.
+    fn new(bytes: usize, zero: bool) -> Result<Data> {
+        let storage = match Segment::create(bytes, zero)? {
+            Some(seg) => Storage::Shared(seg),
+            None => Storage::Heap(crate::element::try_zeroed::<u64>(
+                bytes.div_ceil(8),
+                &|| format!("{bytes} bytes of array data"),
+            )?),
+        };
+        Ok(Data { storage, bytes })
     }
 
     /// A copy, or a `Capacity` error if this process cannot get the memory.
     pub fn try_clone(&self) -> Result<Data> {
-        if let Some(seg) = Segment::create(self.bytes, false)? {
-            let mut d = Data {
-                storage: Storage::Shared(seg),
-                bytes: self.bytes,
-            };
-            d.as_bytes_mut().copy_from_slice(self.as_bytes());
-            return Ok(d);
-        }
-        let src = self.words();
-        let mut words: Vec<u64> = Vec::new();
-        words.try_reserve_exact(src.len()).map_err(|_| {
-            Error::Capacity(format!(
-                "cannot copy {} bytes of array data: this process is out of memory",
-                self.bytes
-            ))
-        })?;
-        crate::element::advise_huge_pages(words.as_mut_ptr().cast(), self.bytes);
-        words.extend_from_slice(src);
-        Ok(Data {
-            storage: Storage::Heap(words),
-            bytes: self.bytes,
-        })
+        let mut d = Data::for_overwrite(self.bytes)?;
+        d.as_bytes_mut().copy_from_slice(self.as_bytes());
+        Ok(d)
     }
 
     /// Where another process of this host maps it, if it is in shared memory.
@@ -92,18 +67,6 @@ impl Data {
         match &self.storage {
             Storage::Shared(seg) => Some(seg.share()),
             Storage::Heap(_) => None,
-        }
-    }
-
-    /// The storage as words (a segment is page-aligned and at least `bytes` long).
-    fn words(&self) -> &[u64] {
-        match &self.storage {
-            Storage::Heap(w) => w,
-            // SAFETY: the segment's mapping, page-aligned, of `bytes` bytes: the last word,
-            // if partial, still lies in its last page (mapped, zero past the end).
-            Storage::Shared(seg) => unsafe {
-                std::slice::from_raw_parts(seg.as_ptr().cast::<u64>(), self.bytes.div_ceil(8))
-            },
         }
     }
 

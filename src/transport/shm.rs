@@ -5,7 +5,8 @@
 //! into its memory. Another process of the same host reads a snapshot by mapping that file
 //! (read-only) and copying its pieces straight out of the mapping: no socket, no packing, no
 //! TLS. It opens the file through `/proc/<pid>/fd/<fd>` of the holder, which only processes
-//! of the same user may do, and checks that it got the file announced (device and inode).
+//! of the same user may do, and checks that it got the file announced (device, inode and the
+//! segment's nonce).
 //!
 //! Why unnamed files rather than named `/dev/shm` entries: a process killed by a signal leaves
 //! nothing behind (the file lives while a descriptor or a mapping does), and no name can be
@@ -14,7 +15,7 @@
 //! The space is reserved when a segment is made (`fallocate`), so a full `/dev/shm` is a typed
 //! [`Error::Capacity`] naming the sizes there, never a `SIGBUS` at a later write. Where
 //! segments cannot be made at all (no `O_TMPFILE`, out of descriptors), data stays in process
-//! memory and is read over the network, as between hosts: a warning says so once.
+//! memory and is read over the network, as between hosts: a warning says so, once per reason.
 //!
 //! Segments are reused: a dropped copy's segment goes to a small per-process pool
 //! ([`POOL_SEGMENTS`], [`POOL_BYTES`]) and backs the next copy of that size, and readers keep

@@ -523,28 +523,30 @@ impl std::fmt::Display for BulkTimeout {
 impl std::error::Error for BulkTimeout {}
 
 impl Bulk<'_> {
-    /// The time left, or the deadline's error.
-    fn left(&self) -> io::Result<Duration> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                BulkTimeout {
-                    allowed: self.allowed,
-                    bytes: self.bytes,
-                },
-            ));
-        }
-        Ok(left)
-    }
-}
-
-impl Read for Bulk<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Runs `op` on the stream with the socket's read (or `write`) timeout lowered to the time
+    /// left, again after each timeout, until the transfer's deadline.
+    fn by_deadline<R>(
+        &mut self,
+        write: bool,
+        mut op: impl FnMut(&mut Link) -> io::Result<R>,
+    ) -> io::Result<R> {
         loop {
-            let left = self.left()?;
-            self.conn.stream.tcp().set_read_timeout(Some(left))?;
-            match self.conn.stream.read(buf) {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    BulkTimeout {
+                        allowed: self.allowed,
+                        bytes: self.bytes,
+                    },
+                ));
+            }
+            let tcp = self.conn.stream.tcp();
+            match write {
+                true => tcp.set_write_timeout(Some(left))?,
+                false => tcp.set_read_timeout(Some(left))?,
+            }
+            match op(&mut self.conn.stream) {
                 Err(e) if timed_out(&e) => {} // the deadline is checked above
                 r => return r,
             }
@@ -552,27 +554,19 @@ impl Read for Bulk<'_> {
     }
 }
 
+impl Read for Bulk<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.by_deadline(false, |s| s.read(buf))
+    }
+}
+
 impl Write for Bulk<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            let left = self.left()?;
-            self.conn.stream.tcp().set_write_timeout(Some(left))?;
-            match self.conn.stream.write(buf) {
-                Err(e) if timed_out(&e) => {}
-                r => return r,
-            }
-        }
+        self.by_deadline(true, |s| s.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        loop {
-            let left = self.left()?;
-            self.conn.stream.tcp().set_write_timeout(Some(left))?;
-            match self.conn.stream.flush() {
-                Err(e) if timed_out(&e) => {}
-                r => return r,
-            }
-        }
+        self.by_deadline(true, |s| s.flush())
     }
 }
 

@@ -1,11 +1,13 @@
 //! Non-blocking gets overlapping computation (issue 12, item 1), on a local federation: a
 //! stage reads each cycle's input (a version of a 32 MiB f64 array homed on a provider
-//! daemon) and computes on it (a sweep over the data, calibrated to take as long as the
-//! transfer, the case where overlap matters most).
+//! daemon) and computes on it (passes over the data, calibrated to take as long as the
+//! transfer, the case where overlap matters most: each measured right after a fetch, as the
+//! runs measure them).
 //!
 //! - blocking: per cycle, hold version k (`acquire_region_read`), `get` it, compute;
-//! - overlapped: per cycle, hold version k+1 and start its `get_nb` (into a second buffer),
-//!   compute on version k, wait; swap the buffers.
+//! - overlapped: per cycle, start reading version k+1 with `get_version_nb` (into a second
+//!   buffer: the hold, the read and the release all run on the request's thread), compute on
+//!   version k, wait; swap the buffers.
 //!
 //! Runs are interleaved (blocking, overlapped, ...), medians of the time per cycle. Both give
 //! the same checksums, checked, and every input is checked whole against what was written.
@@ -13,14 +15,20 @@
 //! - `BENCH name=async-get-overlap-vs-sum ...`: overlapped against blocking (compute +
 //!   transfer);
 //! - `BENCH name=async-get-overlap-vs-max ...`: overlapped against max(compute, transfer),
-//!   each measured alone in the same run (target <= 1.1).
+//!   each measured alone in the same run (target <= 1.1);
+//! - `BENCH name=async-get-overlap-vs-memcpy-overlap ...`: overlapped against the computation
+//!   with a plain `memcpy` of the input on a second thread (buffers allocated outside the
+//!   timing): how far this node lets a copy and the computation overlap at all.
 //!
 //! With `--compute-factor F` the computation takes F times the transfer (the names get a
-//! `-compute-Fx` suffix). On a node with fewer cores than the computation and both ends of
-//! the transfer need, the overlap is bounded by the CPU time they add up to.
+//! `-compute-Fx` suffix). The computation is arithmetic-bound (a polynomial per element);
+//! with `--memory-bound` it is one multiply-add per element instead (names end in
+//! `-memory-bound`), which competes with the transfer's copy for the memory bandwidth. On a
+//! node with fewer cores than the computation and both ends of the transfer need, the
+//! overlap is bounded by the CPU time they add up to.
 //!
-//! `bench_async [--mib N] [--cycles K] [--rounds R] [--compute-factor F]` (defaults 32, 6, 5,
-//! 1).
+//! `bench_async [--mib N] [--cycles K] [--rounds R] [--compute-factor F] [--memory-bound]`
+//! (defaults 32, 6, 5, 1).
 
 #[path = "../tests/common/federation.rs"]
 mod federation;
@@ -58,12 +66,38 @@ fn input(k: u64, i: usize) -> f64 {
     (k * 1_000_003 + i as u64 % 4096) as f64
 }
 
-/// The stage's computation: `reps` sweeps over the input; a checksum of the result.
-fn compute(x: &[f64], reps: u32) -> f64 {
+/// What the stage computes per element of its input.
+#[derive(Clone, Copy, PartialEq)]
+enum Kernel {
+    /// A degree-16 polynomial per element (an equation of state per cell, say): bound by the
+    /// core's arithmetic, as most of a simulation step is.
+    Cells,
+    /// One multiply-add per element: bound by memory bandwidth, which the transfer (a copy)
+    /// needs too, so on a node whose cores share that bandwidth the two cannot fully overlap.
+    Sweep,
+}
+
+/// The stage's computation: `sweeps` passes of `kernel` over the input (the last one
+/// partial, so that the computation can be as long as the transfer, not a whole number of
+/// passes); a checksum.
+fn compute(x: &[f64], sweeps: f64, kernel: Kernel) -> f64 {
     let mut acc = 0.0f64;
-    for r in 0..reps {
+    let (whole, part) = (sweeps.trunc() as u32, sweeps.fract());
+    for r in 0..=whole {
         let a = 1.0 + f64::from(r) * 1e-9;
-        acc += x.iter().fold(0.0, |s, &v| s + a * v);
+        let len = if r < whole {
+            x.len()
+        } else {
+            (part * x.len() as f64) as usize
+        };
+        let x = &x[..len];
+        acc += match kernel {
+            Kernel::Sweep => x.iter().fold(0.0, |s, &v| s + a * v),
+            Kernel::Cells => x.iter().fold(0.0, |s, &v| {
+                let t = v * 1e-7;
+                s + (0..16).fold(a, |p, i| p * t + f64::from(i))
+            }),
+        };
     }
     std::hint::black_box(acc)
 }
@@ -105,7 +139,9 @@ fn main() {
 struct Stage<'a> {
     a: SharedArray<'a, f64, Solo>,
     n: u64,
-    reps: u32,
+    /// Passes over the input per cycle's computation.
+    sweeps: f64,
+    kernel: Kernel,
 }
 
 impl Stage<'_> {
@@ -129,7 +165,7 @@ impl Stage<'_> {
         for k in 1..=cycles {
             let t = Instant::now();
             self.fetch(k, buf)?;
-            sums.push(compute(buf, self.reps));
+            sums.push(compute(buf, self.sweeps, self.kernel));
             times.push(t.elapsed().as_secs_f64());
             check_input(buf, k)?;
         }
@@ -148,16 +184,20 @@ impl Stage<'_> {
         for k in 1..=cycles {
             let t = Instant::now();
             let next = if k < cycles {
-                let held = self.hold(k + 1)?;
-                let req = held.get_nb(std::mem::take(spare))?;
-                Some((held, req))
+                let whole = (&[0][..], &[self.n][..]);
+                let buf = std::mem::take(spare);
+                let req = VersionReq::Exactly(k + 1);
+                Some(self.a.get_version_nb(whole.0, whole.1, req, buf, WAIT)?)
             } else {
                 None
             };
-            sums.push(compute(cur, self.reps));
-            if let Some((held, req)) = next {
-                *spare = req.wait()?;
-                held.release()?;
+            sums.push(compute(cur, self.sweeps, self.kernel));
+            if let Some(req) = next {
+                let (version, buf) = req.wait()?;
+                if version != k + 1 {
+                    return Err(format!("read version {version}, asked for {}", k + 1).into());
+                }
+                *spare = buf;
             }
             times.push(t.elapsed().as_secs_f64());
             check_input(cur, k)?;
@@ -173,11 +213,19 @@ fn bench() -> Res<()> {
     let cycles = arg(&args, "--cycles", 6)?.max(2);
     let rounds = arg(&args, "--rounds", 5)? as usize;
     let factor = arg(&args, "--compute-factor", 1)?.max(1);
-    let suffix = if factor == 1 {
+    let kernel = if args.iter().any(|a| a == "--memory-bound") {
+        Kernel::Sweep
+    } else {
+        Kernel::Cells
+    };
+    let mut suffix = if factor == 1 {
         String::new()
     } else {
         format!("-compute-{factor}x")
     };
+    if kernel == Kernel::Sweep {
+        suffix += "-memory-bound";
+    }
     let n = mib * (1 << 20) / 8;
     let settings = Settings {
         capacity: format!("{}MiB", mib * (cycles + 2) + 64),
@@ -203,24 +251,34 @@ fn bench() -> Res<()> {
 
     let reader = Federation::join(fed.config("A"))?;
     let a = reader.inspect::<f64, _>(&Solo, "async/input", layout)?;
-    let mut stage = Stage { a, n, reps: 1 };
+    let mut stage = Stage {
+        a,
+        n,
+        sweeps: 1.0,
+        kernel,
+    };
     let (mut cur, mut spare) = (vec![0.0f64; n as usize], vec![0.0f64; n as usize]);
 
-    // Calibration: the compute as long as the transfer.
-    let mut transfer = Vec::new();
-    for k in 1..=cycles {
-        let t = Instant::now();
-        stage.fetch(k, &mut cur)?;
-        transfer.push(t.elapsed().as_secs_f64());
+    // Calibration: the compute `factor` times as long as the transfer, each timed as the
+    // runs below time them (the computation right after a fetch), refined three times: the
+    // first fetches map the provider's segments, and a sweep's speed depends on the caches.
+    for _ in 0..3 {
+        let (mut transfer, mut took) = (Vec::new(), Vec::new());
+        for k in 1..=cycles {
+            let t = Instant::now();
+            stage.fetch(k, &mut cur)?;
+            transfer.push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            compute(&cur, stage.sweeps, stage.kernel);
+            took.push(t.elapsed().as_secs_f64());
+        }
+        stage.sweeps *= factor as f64 * median(transfer) / median(took);
     }
-    let t = Instant::now();
-    compute(&cur, 4);
-    let sweep = t.elapsed().as_secs_f64() / 4.0;
-    stage.reps = ((factor as f64 * median(transfer) / sweep).round() as u32).max(1);
 
     let provider = fed.daemon(&fed.providers()[0]).pid();
     let (mut stage_cpu, mut provider_cpu) = (0.0, 0.0);
     let (mut tb, mut to, mut tt, mut tc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (source, mut tm) = (vec![1.0f64; n as usize], Vec::new());
     for _ in 0..rounds {
         let (times, sums_b) = stage.blocking(cycles, &mut cur)?;
         tb.extend(times);
@@ -240,11 +298,21 @@ fn bench() -> Res<()> {
             stage_cpu += own_cpu() - c0;
             provider_cpu += cpu_of(provider)? - p0;
             let t = Instant::now();
-            compute(&cur, stage.reps);
+            compute(&cur, stage.sweeps, stage.kernel);
             tc.push(t.elapsed().as_secs_f64());
         }
+        // The same overlap with nothing but a memcpy of the input on a second thread: what
+        // this node allows when both stream memory at once.
+        for _ in 1..=cycles {
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                s.spawn(|| spare.copy_from_slice(&source));
+                compute(&cur, stage.sweeps, stage.kernel);
+            });
+            tm.push(t.elapsed().as_secs_f64());
+        }
     }
-    let (b, o, tr, co) = (median(tb), median(to), median(tt), median(tc));
+    let (b, o, tr, co, mo) = (median(tb), median(to), median(tt), median(tc), median(tm));
     let max = tr.max(co);
     println!(
         "BENCH name=async-get-overlap-vs-sum{suffix} juxmem_s={o:.6} baseline_s={b:.6} ratio={:.3}",
@@ -255,8 +323,12 @@ fn bench() -> Res<()> {
         o / max
     );
     println!(
-        "async: {mib} MiB per cycle, {cycles} cycles x {rounds} rounds: transfer alone {tr:.6} s, compute alone {co:.6} s ({} sweeps), blocking {b:.6} s, overlapped {o:.6} s per cycle; checksums equal, every input checked",
-        stage.reps
+        "BENCH name=async-get-overlap-vs-memcpy-overlap{suffix} juxmem_s={o:.6} baseline_s={mo:.6} ratio={:.3}",
+        o / mo
+    );
+    println!(
+        "async: {mib} MiB per cycle, {cycles} cycles x {rounds} rounds: transfer alone {tr:.6} s, compute alone {co:.6} s ({:.2} passes), blocking {b:.6} s, overlapped {o:.6} s per cycle; checksums equal, every input checked",
+        stage.sweeps
     );
     let per = (cycles as usize * rounds) as f64;
     println!(

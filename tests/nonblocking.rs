@@ -271,6 +271,51 @@ fn a_nonblocking_acquire_read_waits_for_its_version_while_the_caller_goes_on() {
     check(&r.local().unwrap(), [0, 0], [R, C], 2);
     r.release_read().unwrap();
 
+    // get_version_nb holds a version, reads it and lets it go on its own thread, with no
+    // acquire: version 3 does not exist yet, so that request is under way while one of
+    // version 2 ends.
+    let whole = || vec![0.0; (R * C) as usize];
+    let part = || vec![0.0; (32 * 26) as usize];
+    let wait = Duration::from_secs(30);
+    let g3 = r
+        .get_version_nb(&[8, 4], &[40, 30], VersionReq::Exactly(3), part(), wait)
+        .unwrap();
+    let g2 = r
+        .get_version_nb(&[0, 0], &[R, C], VersionReq::Exactly(2), whole(), wait)
+        .unwrap();
+    let (v, buf) = g2.wait().unwrap();
+    assert_eq!(v, 2);
+    check(&buf, [0, 0], [R, C], 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!g3.test(), "ended before version 3 existed");
+    write(&mut w, 3);
+    let (v, buf) = g3.wait().unwrap();
+    assert_eq!(v, 3);
+    check(&buf, [8, 4], [40, 30], 3);
+    let (v, buf) = r
+        .get_version_nb(&[0, 0], &[R, C], VersionReq::Latest, whole(), wait)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(v, 3);
+    check(&buf, [0, 0], [R, C], 3);
+    // Refused at the call: a region out of bounds, a buffer of the wrong size.
+    let over = r.get_version_nb(&[0, 0], &[R + 1, C], VersionReq::Latest, whole(), wait);
+    assert_eq!(code(over), ErrorCode::OutOfBounds);
+    let short = r.get_version_nb(&[0, 0], &[R, C], VersionReq::Latest, part(), wait);
+    assert_eq!(code(short), ErrorCode::BufferSize);
+    // A version that never comes: a timeout, at the wait.
+    let never = r
+        .get_version_nb(
+            &[0, 0],
+            &[R, C],
+            VersionReq::Exactly(9),
+            whole(),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+    assert_eq!(code(never.wait()), ErrorCode::Timeout);
+
     // A block homed on this process, its working copy lent to foreign code (as C's
     // juxmem_array_local_write does): requests that would run beside the caller are refused;
     // once the release ends the loan, they go again.
@@ -279,7 +324,6 @@ fn a_nonblocking_acquire_read_waits_for_its_version_while_the_caller_goes_on() {
         .unwrap();
     own.acquire().unwrap();
     own.local_raw(true).unwrap();
-    let whole = || vec![0.0; (R * C) as usize];
     assert_eq!(code(own.get_nb(&[0, 0], &[R, C], whole())), ErrorCode::Busy);
     assert_eq!(code(own.put_nb(&[0, 0], &[R, C], whole())), ErrorCode::Busy);
     own.put(&[0, 0], &[R, C], &rows(0..R, 1)).unwrap();
@@ -297,7 +341,7 @@ fn a_nonblocking_acquire_read_waits_for_its_version_while_the_caller_goes_on() {
     own.release().unwrap();
 
     // Closed with its version arrived but not completed: its pin goes (one left behind would
-    // make the destroy Busy).
+    // make the destroy Busy, as a get_version_nb's left behind would).
     r.acquire_read_nb(VersionReq::Exactly(2)).unwrap();
     wait_for("the version to arrive", || r.acquire_read_test());
     drop(r);

@@ -113,6 +113,9 @@ fn closed(what: &str) -> Error {
     ))
 }
 
+/// Work a request's thread does after handing over its outcome.
+pub(crate) type Tail = Box<dyn FnOnce() + Send>;
+
 /// A handle's requests in flight.
 #[derive(Default)]
 pub(crate) struct Inflight {
@@ -130,6 +133,18 @@ impl Inflight {
         what: &'static str,
         transfer: impl FnOnce(&AtomicBool) -> Result<R> + Send + 'static,
     ) -> Result<NbRequest<R>> {
+        self.spawn_then(what, move |closed| transfer(closed).map(|r| (r, None)))
+    }
+
+    /// [`Inflight::spawn`], where a successful transfer may leave work to do after its
+    /// outcome is handed to the waiter (letting go of a version it held: a round trip the
+    /// waiter need not wait for). That work runs on the request's thread, so the handle's
+    /// release, close or destroy still waits for it.
+    pub(crate) fn spawn_then<R: Send + 'static>(
+        &self,
+        what: &'static str,
+        transfer: impl FnOnce(&AtomicBool) -> Result<(R, Option<Tail>)> + Send + 'static,
+    ) -> Result<NbRequest<R>> {
         let slot = Arc::new(Slot {
             ending: Mutex::new(Ending::Running),
             done: Condvar::new(),
@@ -143,7 +158,16 @@ impl Inflight {
                     )))
                 })
             });
+            let (r, tail) = match r {
+                Ok((r, tail)) => (Ok(r), tail),
+                Err(e) => (Err(e), None),
+            };
             s.complete(r);
+            if let Some(tail) = tail {
+                if catch_unwind(AssertUnwindSafe(tail)).is_err() {
+                    tracing::warn!("{what}: the work after the transfer failed (a panic)");
+                }
+            }
         };
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         threads.retain(|t| !t.is_finished());

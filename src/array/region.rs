@@ -311,6 +311,31 @@ impl<T: Element> RegionRead<T> {
         }
     }
 
+    /// Waits for the version `req` of `view`'s array and holds it (a pin at its manager) for
+    /// reading the region `[lo, hi)`, already checked.
+    pub(crate) fn hold(
+        view: &View,
+        lo: &[u64],
+        hi: &[u64],
+        req: VersionReq,
+        timeout: Duration,
+        reader: Option<u64>,
+    ) -> Result<Self> {
+        let (version, pin, blocks) = super::shared::wait_version(
+            &view.fed,
+            &view.meta.manager,
+            view.meta.id,
+            &view.meta.spec.layout,
+            req,
+            timeout,
+            reader,
+            true,
+        )?;
+        let mut view = view.clone();
+        view.meta.blocks = blocks;
+        Ok(RegionRead::new(view, version, pin, lo, hi))
+    }
+
     /// The version held.
     pub fn version(&self) -> u64 {
         self.version

@@ -18,7 +18,7 @@ use crate::service::protocol::*;
 use crate::service::store::{Data, Working};
 
 use super::group::on_root_within;
-use super::nonblocking::{check_open, Inflight, NbBuf, NbRequest, RawBuf};
+use super::nonblocking::{check_open, Inflight, NbBuf, NbRequest, RawBuf, Tail};
 use super::region::{take_write_lock, RegionLock, RegionRead, WriteEpoch};
 use super::view::{retry, retry_shared, retryable, View};
 use super::{agree, fetch_placement, on_root, unexpected, Federation, Group};
@@ -1213,19 +1213,41 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         timeout: Duration,
     ) -> Result<RegionRead<T>> {
         region::check_region(&self.view.meta.spec.layout, lo, hi)?;
-        let (version, pin, blocks) = wait_version(
-            &self.view.fed,
-            &self.view.meta.manager,
-            self.view.meta.id,
-            &self.view.meta.spec.layout,
-            req,
-            timeout,
-            self.reader,
-            true,
-        )?;
-        let mut view = self.view.clone();
-        view.meta.blocks = blocks;
-        Ok(RegionRead::new(view, version, pin, lo, hi))
+        RegionRead::hold(&self.view, lo, hi, req, timeout, self.reader)
+    }
+
+    /// Starts reading the region `[lo, hi)` at the version `req` into `buf` and returns at
+    /// once: the request waits for that version, holds it, reads it and lets it go, all on
+    /// its own thread, and its `wait` hands back the version read and `buf` with the data.
+    /// This is [`SharedArray::acquire_region_read`], [`RegionRead::get`] and
+    /// [`RegionRead::release`] in one non-blocking call: the next cycle's input fetched while
+    /// this one is computed, control round trips included. No acquire is needed; the handle's
+    /// release, close or destroy waits for the request first.
+    pub fn get_version_nb(
+        &self,
+        lo: &[u64],
+        hi: &[u64],
+        req: VersionReq,
+        buf: Vec<T>,
+        timeout: Duration,
+    ) -> Result<NbRequest<(u64, Vec<T>)>> {
+        // Bad regions and buffers are refused now, not at the wait.
+        self.view.prepare_region(lo, hi, None, buf.len())?;
+        let (view, reader) = (self.view.clone(), self.reader);
+        let (lo, hi) = (lo.to_vec(), hi.to_vec());
+        self.inflight.spawn_then("get_version_nb", move |closed| {
+            let held = RegionRead::<T>::hold(&view, &lo, &hi, req, timeout, reader)?;
+            let mut buf = buf;
+            check_open(closed, "get_version_nb").and_then(|()| held.get(&mut buf))?;
+            let version = held.version();
+            // The version is let go (its pin dropped) once the waiter has the data.
+            let release: Tail = Box::new(move || {
+                if let Err(e) = held.release() {
+                    tracing::debug!("get_version_nb: letting version {version} go: {e}");
+                }
+            });
+            Ok(((version, buf), Some(release)))
+        })
     }
 }
 

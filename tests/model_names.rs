@@ -112,12 +112,13 @@ fn claimant(i: usize, home: usize) -> Claimant {
     }
 }
 
-/// Answer codes on the wire of the model: 0 granted, 1 claimed elsewhere, 2 exists, 3 full.
+/// Answer codes on the wire of the model: 0 granted, 1 claimed elsewhere, 2 exists (an array
+/// or a namespace: the model's creators make arrays, the same claims either way), 3 full.
 fn code(a: &ClaimAnswer) -> u8 {
     match a {
         ClaimAnswer::Granted => 0,
         ClaimAnswer::Claimed { .. } => 1,
-        ClaimAnswer::Exists { .. } => 2,
+        ClaimAnswer::Exists { .. } | ClaimAnswer::NamespaceExists { .. } => 2,
         ClaimAnswer::Full => 3,
     }
 }

@@ -274,6 +274,8 @@ fn every_replica_restarted_on_its_data_directory_brings_the_arrays_back() {
     for x in 1..=5 {
         assert_eq!(write(&mut w, x as f64), x);
     }
+    // A namespace is in the replicated book too.
+    writer.create_namespace("restart").unwrap();
     let old: Vec<u32> = replicas.iter().map(|r| r.pid()).collect();
     drop(replicas); // SIGKILL, all three
     let replicas: Vec<ManagerReplica> = (1..=3).map(|k| start_replica(&fed, "Z", k, 3)).collect();
@@ -299,6 +301,12 @@ fn every_replica_restarted_on_its_data_directory_brings_the_arrays_back() {
     let t = Instant::now();
     read(5);
     eprintln!("read after the restart in {:?}", t.elapsed());
+    let ns = reader.namespaces("*").unwrap();
+    assert_eq!(ns.len(), 1, "{ns:?}");
+    assert_eq!(
+        (ns[0].name.as_str(), ns[0].cluster.as_str()),
+        ("restart", "Z")
+    );
     // And the writer goes on with the new leader.
     assert_eq!(write(&mut w, 6.0), 6);
     read(6);

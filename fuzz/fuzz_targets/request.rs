@@ -41,10 +41,13 @@ fn apply(store: &Store, req: Request) {
         Request::Lookup { name, .. } => {
             let _ = check_name(&name);
         }
-        Request::List { pattern, .. } => {
+        Request::List { pattern, .. } | Request::Namespaces { pattern, .. } => {
             for n in NAMES {
                 let _ = name_matches(&pattern, n);
             }
+        }
+        Request::CreateNamespace { name } | Request::DestroyNamespace { name } => {
+            let _ = check_name(&name);
         }
         // ---- provider: the data path, on a real store
         Request::Drop { array } => store.drop_array(array),

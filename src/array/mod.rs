@@ -24,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod group;
+pub mod namespace;
 mod nonblocking;
 mod region;
 mod shared;
@@ -274,6 +275,29 @@ impl Federation {
                 },
             )
             .map(|_| ())
+    }
+
+    /// Creates the namespace `name` (its record kept by this process's cluster): refused
+    /// (`AlreadyExists`) while an array or a namespace of that name exists in the federation.
+    /// Arrays are then created under it as `name/...`.
+    pub fn create_namespace(&self, name: &str) -> Result<()> {
+        namespace::create(&self.inner.pool, &self.inner.manager, name)
+    }
+
+    /// The namespaces of the whole federation matching `pattern` (`*` any run; a pattern
+    /// ending in `/` every path under it), by name.
+    pub fn namespaces(&self, pattern: &str) -> Result<Vec<NamespaceEntry>> {
+        namespace::list(&self.inner.pool, &self.inner.manager, pattern)
+    }
+
+    /// Destroys the namespace `name` with everything under it, in every cluster: its arrays,
+    /// then its namespaces. A namespace holding anything needs `confirm`; without it the
+    /// answer is `Busy`, saying what it holds, and nothing changes. Arrays in use by other
+    /// processes are not destroyed (`Busy`, naming them): the namespace stays until a later
+    /// destroy can finish.
+    pub fn destroy_namespace(&self, name: &str, confirm: bool) -> Result<namespace::Destroyed> {
+        let managers = crate::service::contact::managers(&self.inner.cfg)?;
+        namespace::destroy(&self.inner.pool, &managers, name, confirm)
     }
 
     /// Leaves now (see the type's documentation).

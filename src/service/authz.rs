@@ -14,7 +14,7 @@
 //!   `ClaimName` and `DropClaim` only from the manager of the claiming cluster; `Commit`,
 //!   `Abort`, `Unpin`, `RemoveReader` (and a `WaitVersion` naming a reader) only from the
 //!   owner of the epoch, pin or reader. Directory requests (`Create`, `Lookup`, `Destroy`,
-//!   ...) from any member of the federation: per-array access rules are not asked for.
+//!   `CreateNamespace`, `DestroyNamespace`, ...) from any member of the federation: per-array access rules are not asked for.
 //! - provider: `Host`, `Promote`, `Fence`, `Restore` and `Drop` only from the manager of the
 //!   array's cluster (the one holding its directory entry, which may be another cluster than
 //!   the provider's); `Install` only from the block's home at the copy's term.

@@ -419,6 +419,8 @@ pub struct Directory {
     creating: BTreeSet<String>,
     /// Other clusters' claims on names they are creating (see [`crate::service::names`]).
     claims: Claims,
+    /// The namespaces created here (arrays and namespaces share one set of names).
+    namespaces: BTreeSet<String>,
 }
 
 impl Directory {
@@ -488,10 +490,15 @@ impl Directory {
         }
     }
 
-    /// What this cluster's own directory says of `name`: an entry, or a creation in progress.
+    /// What this cluster's own directory says of `name`: an entry, a namespace, or a creation
+    /// in progress.
     fn local_claim(&self, name: &str, cluster: &str) -> Option<ClaimAnswer> {
         if self.names.contains_key(name) {
             Some(ClaimAnswer::Exists {
+                cluster: cluster.to_string(),
+            })
+        } else if self.namespaces.contains(name) {
+            Some(ClaimAnswer::NamespaceExists {
                 cluster: cluster.to_string(),
             })
         } else if self.creating.contains(name) {
@@ -536,6 +543,24 @@ impl Directory {
         }
     }
 
+    /// Ends the creation of namespace `name`: adds it (`created`) or frees the name.
+    pub fn finish_namespace(&mut self, name: &str, created: bool) {
+        self.creating.remove(name);
+        if created {
+            self.namespaces.insert(name.to_string());
+        }
+    }
+
+    /// Removes namespace `name`'s record: whether there was one.
+    pub fn remove_namespace(&mut self, name: &str) -> bool {
+        self.namespaces.remove(name)
+    }
+
+    /// The namespaces created here, by name.
+    pub fn namespaces(&self) -> &BTreeSet<String> {
+        &self.namespaces
+    }
+
     /// A provider is gone: the effects on every array's data groups.
     pub fn node_gone(&mut self, node: &NodeInfo) -> Vec<(ArrayId, Effect)> {
         let mut out = Vec::new();
@@ -562,7 +587,10 @@ pub fn name_taken(name: &str, answer: &ClaimAnswer) -> Error {
             "an array named {name:?} already exists in cluster {cluster}"
         )),
         ClaimAnswer::Claimed { cluster } => Error::AlreadyExists(format!(
-            "an array named {name:?} is being created in cluster {cluster}"
+            "an array or namespace named {name:?} is being created in cluster {cluster}"
+        )),
+        ClaimAnswer::NamespaceExists { cluster } => Error::AlreadyExists(format!(
+            "a namespace named {name:?} already exists in cluster {cluster}"
         )),
         ClaimAnswer::Full => Error::Capacity(format!(
             "{name:?}: too many creations under way in the federation; try again"

@@ -46,6 +46,11 @@ pub enum ClaimAnswer {
     },
     /// The cluster holds [`MAX_CLAIMS`] live claims already.
     Full,
+    /// A namespace of that name exists in `cluster` (arrays and namespaces share names).
+    NamespaceExists {
+        /// Where.
+        cluster: String,
+    },
 }
 
 /// Most claims a cluster keeps at once (expired ones are pruned first): beyond, a claim is

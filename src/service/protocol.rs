@@ -414,6 +414,16 @@ pub struct NameEntry {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// A namespace: a path under which arrays (and other namespaces) are named, created and
+/// destroyed as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceEntry {
+    /// Its path.
+    pub name: String,
+    /// Cluster whose manager holds its record.
+    pub cluster: String,
+}
+
 /// A member as the status report shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberStatus {
@@ -860,6 +870,29 @@ pub enum Request {
         /// The reader's host.
         host: HostId,
     },
+    // ---- namespaces (manager)
+    /// Creates the namespace `name` in the sender's cluster: refused (`AlreadyExists`) while
+    /// an array or a namespace of that name exists anywhere in the federation (the same claims
+    /// as array names). Answered `Ok`.
+    CreateNamespace {
+        /// Its path.
+        name: String,
+    },
+    /// Removes the record of namespace `name` from this cluster (not what is under it: the
+    /// client destroys that first). Answered `Ok`; `NotFound` if this cluster has no such
+    /// namespace.
+    DestroyNamespace {
+        /// Its path.
+        name: String,
+    },
+    /// The namespaces matching `pattern` (as [`Request::Search`]'s), here and (unless
+    /// `forwarded`) in the other clusters; answered [`Response::Namespaces`].
+    Namespaces {
+        /// Name pattern.
+        pattern: String,
+        /// Already forwarded by a manager (do not forward again).
+        forwarded: bool,
+    },
 }
 
 impl Request {
@@ -873,6 +906,7 @@ impl Request {
             Request::Lookup { .. }
                 | Request::List { .. }
                 | Request::Search { .. }
+                | Request::Namespaces { .. }
                 | Request::Status { .. }
                 | Request::Members
                 | Request::Placement { .. }
@@ -971,6 +1005,8 @@ pub enum Response {
         /// The holder sees the reader's host.
         same_host: bool,
     },
+    /// The answer to [`Request::Namespaces`], by name.
+    Namespaces(Vec<NamespaceEntry>),
 }
 
 impl Response {

@@ -564,5 +564,8 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::Publish { .. } => "Publish",
         Request::Read { .. } => "Read",
         Request::Map { .. } => "Map",
+        Request::CreateNamespace { .. } => "CreateNamespace",
+        Request::DestroyNamespace { .. } => "DestroyNamespace",
+        Request::Namespaces { .. } => "Namespaces",
     }
 }

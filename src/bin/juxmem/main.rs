@@ -14,6 +14,8 @@
 //! juxmem launch PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
 //!                                                          start a local federation and run a pipeline
 //! juxmem destroy NAME [--force]                            free an array's name and copies
+//! juxmem namespace create NAME | destroy NAME [--confirm] | list [PATTERN]
+//!                                                          namespaces (destroy: all under it)
 //! juxmem federation init DIR [--name NAME] [--days N]      create a federation's CA
 //! juxmem credentials issue --ca DIR --cluster NAME [--role manager|provider|both] [--out DIR]
 //!                                                          a cluster's TLS credentials
@@ -25,6 +27,7 @@
 mod credentials;
 mod inspect;
 mod launch;
+mod namespace;
 mod picture;
 mod search;
 mod status;
@@ -102,7 +105,7 @@ fn parse_args(raw: &[String], with_value: &[&str]) -> Result<Args> {
 }
 
 /// The flags given, refusing any not in `known` (a misspelt option is an error, not ignored).
-fn only_flags<'a>(args: &Args, known: &[&'a str]) -> Result<Vec<&'a str>> {
+pub(crate) fn only_flags<'a>(args: &Args, known: &[&'a str]) -> Result<Vec<&'a str>> {
     args.flags
         .iter()
         .map(|f| {
@@ -119,7 +122,7 @@ fn only_flags<'a>(args: &Args, known: &[&'a str]) -> Result<Vec<&'a str>> {
         .collect()
 }
 
-fn config(args: &Args) -> Result<Config> {
+pub(crate) fn config(args: &Args) -> Result<Config> {
     let mut cfg = Config::from_env()?;
     if let Some(c) = args.options.get("cluster") {
         cfg.cluster = c.clone();
@@ -150,6 +153,7 @@ pub(crate) const USAGE: &str = "usage:
   juxmem launch   PIPELINE [--dir DIR] [--keep] [--timeout SECONDS] [--plain]
   juxmem search   [PATTERN] [--type T] [--shape A,B,..] [--attr KEY=VALUE].. [--dir DIR]
   juxmem destroy  NAME [--force] [--dir DIR]
+  juxmem namespace create NAME | destroy NAME [--confirm] | list [PATTERN]  [--dir DIR]
   juxmem federation init DIR [--name NAME] [--days N]
   juxmem credentials issue --ca DIR --cluster NAME [--role manager|provider|both] [--out DIR]
                   [--days N]
@@ -163,7 +167,9 @@ PNG heat map with a colour bar (colours over the data's range, or --range LO,HI)
 not released yet is an error unless --wait SECONDS waits for it. destroy frees an array's
 name and copies (--force: even while other processes use it). search lists the arrays of every
 cluster whose name matches PATTERN (`*` any run; default all) and that have the type, shape and
-every attribute given. A provider with --data-dir keeps its blocks there and, started again on
+every attribute given. namespace create makes a namespace (arrays are then named NAME/...);
+namespace destroy destroys it with every array and namespace under it, in every cluster, and
+needs --confirm when it holds anything; namespace list shows them. A provider with --data-dir keeps its blocks there and, started again on
 it, resumes as the same member with them (after a whole cluster stopped).";
 
 fn main() -> ExitCode {
@@ -234,6 +240,9 @@ fn main() -> ExitCode {
             only_flags(&a, &["force"])?;
             run_destroy(&a)
         }),
+        "namespace" => {
+            parse_args(rest, &["dir", "cluster"]).and_then(|a| namespace::run_namespace(&a))
+        }
         "federation" => {
             parse_args(rest, &["name", "days"]).and_then(|a| credentials::run_federation(&a))
         }

@@ -30,6 +30,8 @@ pub enum Key {
     Members,
     /// The last serial handed out (array ids and name claims derive from it).
     Serial,
+    /// The namespaces created in the cluster.
+    Namespaces,
 }
 
 /// A change to one record: its new value (encoded), or its removal.
@@ -79,6 +81,10 @@ pub fn value_of(
         },
         Key::Members => Some(encode("the members", &membership.record())?),
         Key::Serial => Some(encode("the serial", &serial)?),
+        Key::Namespaces => match directory.namespaces() {
+            n if n.is_empty() => None,
+            n => Some(encode("the namespaces", n)?),
+        },
     })
 }
 
@@ -100,6 +106,13 @@ impl Book {
                         Membership::from_record(decode::<Members>("members record", bytes)?)
                 }
                 Key::Serial => serial = decode("serial record", bytes)?,
+                Key::Namespaces => {
+                    let names: std::collections::BTreeSet<String> =
+                        decode("namespaces record", bytes)?;
+                    for n in names {
+                        directory.finish_namespace(&n, true);
+                    }
+                }
             }
         }
         Ok(Live {
@@ -192,6 +205,7 @@ impl Shadow {
         keys.extend(directory.entries().map(|e| Key::Entry(e.id)));
         keys.push(Key::Members);
         keys.push(Key::Serial);
+        keys.push(Key::Namespaces);
         keys.sort();
         keys.dedup();
         keys
@@ -275,6 +289,37 @@ mod tests {
         assert!(live.directory.by_name("a").is_some());
         assert_eq!(live.serial, 3);
         assert_eq!(live.membership.record(), members.record());
+        // Namespaces: one record for the cluster's set, gone with the last of them.
+        dir.finish_namespace("ns/a", true);
+        dir.finish_namespace("ns/b", true);
+        let third = shadow
+            .changes(shadow.all_keys(&dir), &dir, &members, 3)
+            .unwrap();
+        assert_eq!(third.len(), 1, "{third:?}");
+        follower.apply(third);
+        let live = follower.state().unwrap();
+        assert_eq!(live.directory.namespaces(), dir.namespaces());
+        dir.remove_namespace("ns/a");
+        dir.remove_namespace("ns/b");
+        let fourth = shadow
+            .changes(shadow.all_keys(&dir), &dir, &members, 3)
+            .unwrap();
+        assert_eq!(
+            fourth,
+            vec![Change {
+                key: Key::Namespaces,
+                value: None
+            }]
+        );
+        follower.apply(fourth.clone());
+        follower.apply(fourth);
+        assert!(follower.state().unwrap().directory.namespaces().is_empty());
+        dir.finish_namespace("ns/c", true);
+        follower.apply(
+            shadow
+                .changes(shadow.all_keys(&dir), &dir, &members, 3)
+                .unwrap(),
+        );
         // Through a snapshot too.
         let mut other = Book::default();
         other.restore(&follower.snapshot()).unwrap();

@@ -620,6 +620,45 @@ impl Manager {
             )));
         }
         let name = spec.name.clone();
+        let created = self.claiming(&name, |claimed, by| {
+            let entry = self.place(owner, &spec, homes, versions)?;
+            self.add_entry(entry, claimed, &name, by)
+        });
+        if let Ok(meta) = &created {
+            tracing::info!("created {name} ({} blocks)", meta.blocks.len());
+        }
+        created
+    }
+
+    /// Creates the namespace `name` in this cluster, its name claimed as an array's is.
+    fn create_namespace(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        self.claiming(name, |claimed, by| {
+            let lease = self.claim_lease();
+            for _attempt in 0..3 {
+                let sent = self.renew_claims(claimed, name, by)?;
+                let mut st = self.lock();
+                if valid_until(&sent, lease).is_none_or(|until| Instant::now() < until) {
+                    st.directory.finish_namespace(name, true);
+                    return Ok(());
+                }
+            }
+            Err(renewal_timeout(name, lease))
+        })?;
+        tracing::info!("created the namespace {name}");
+        Ok(())
+    }
+
+    /// Runs `make` with `name` claimed at every cluster of the federation, in the one order
+    /// (see `service::names`); at this cluster the claim is the directory's creation in
+    /// progress, which `make` ends on success. `make` gets the other clusters' claims (to
+    /// renew them before it adds its record) and their claimant. The claims are dropped
+    /// after, and the creation in progress here ended if `make` failed.
+    fn claiming<T>(
+        &self,
+        name: &str,
+        make: impl FnOnce(&[&Contact], &Claimant) -> Result<T>,
+    ) -> Result<T> {
         let by = Claimant {
             cluster: self.me.cluster.clone(),
             token: {
@@ -632,7 +671,6 @@ impl Manager {
                 ])
             },
         };
-        // Claim the name at every cluster, in the one order (see `service::names`).
         let peers = self.peers();
         let mut clusters: Vec<String> = peers.iter().map(|c| c.cluster.clone()).collect();
         clusters.push(self.me.cluster.clone());
@@ -645,12 +683,12 @@ impl Manager {
                 let r = self
                     .lock()
                     .directory
-                    .begin_create(&name, &self.me.cluster, now);
+                    .begin_create(name, &self.me.cluster, now);
                 creating = r.is_ok();
                 r
             } else {
                 let c = peers.iter().find(|c| c.cluster == k).expect("a peer");
-                let r = self.claim_at(c, &name, &by);
+                let r = self.claim_at(c, name, &by);
                 if r.is_ok() {
                     claimed.push(c);
                 }
@@ -661,28 +699,22 @@ impl Manager {
                 break;
             }
         }
-        let created = outcome.and_then(|()| {
-            let entry = self.place(owner, &spec, homes, versions)?;
-            self.add_entry(entry, &claimed, &name, &by)
-        });
-        if creating && created.is_err() {
-            self.lock().directory.finish_create(&name, None);
+        let made = outcome.and_then(|()| make(&claimed, &by));
+        if creating && made.is_err() {
+            self.lock().directory.finish_create(name, None);
         }
-        // The entry (or the failure) stands; the claims are not needed any more (they would
+        // The record (or the failure) stands; the claims are not needed any more (they would
         // expire anyway).
         for c in claimed {
             let req = Request::DropClaim {
-                name: name.clone(),
+                name: name.to_string(),
                 by: by.clone(),
             };
             if let Err(e) = self.pool.call_manager(c, &req) {
                 tracing::debug!("dropping the claim of {name} at cluster {}: {e}", c.cluster);
             }
         }
-        if let Ok(meta) = &created {
-            tracing::info!("created {name} ({} blocks)", meta.blocks.len());
-        }
-        created
+        made
     }
 
     /// How long a claim of a name lasts unless renewed.
@@ -743,32 +775,13 @@ impl Manager {
     ) -> Result<ArrayMeta> {
         let lease = self.claim_lease();
         for _attempt in 0..3 {
-            let mut sent = Vec::new();
-            for c in claimed {
-                // A competitor's claim (ours ran out meanwhile) lasts until it fails at our
-                // cluster, where our creation is in progress: wait for that, within a lease.
-                let deadline = Instant::now() + lease * 2;
-                loop {
-                    let t = Instant::now();
-                    match self.ask_claim(c, name, by) {
-                        Ok(ClaimAnswer::Granted) => {
-                            sent.push(t);
-                            break;
-                        }
-                        Ok(ClaimAnswer::Claimed { .. }) if Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(100))
-                        }
-                        Ok(answer) => {
-                            self.discard(&entry);
-                            return Err(name_taken(name, &answer));
-                        }
-                        Err(e) => {
-                            self.discard(&entry);
-                            return Err(e);
-                        }
-                    }
+            let sent = match self.renew_claims(claimed, name, by) {
+                Ok(sent) => sent,
+                Err(e) => {
+                    self.discard(&entry);
+                    return Err(e);
                 }
-            }
+            };
             let mut st = self.lock();
             if valid_until(&sent, lease).is_none_or(|until| Instant::now() < until) {
                 let meta = entry.meta();
@@ -777,10 +790,37 @@ impl Manager {
             }
         }
         self.discard(&entry);
-        Err(Error::Timeout {
-            what: format!("renewing the claims of the name {name:?} at the other clusters"),
-            seconds: lease.as_secs_f64() * 3.0,
-        })
+        Err(renewal_timeout(name, lease))
+    }
+
+    /// Renews every claim of `name` for `by`: when each renewal that was granted was sent.
+    fn renew_claims(
+        &self,
+        claimed: &[&Contact],
+        name: &str,
+        by: &Claimant,
+    ) -> Result<Vec<Instant>> {
+        let lease = self.claim_lease();
+        let mut sent = Vec::new();
+        for c in claimed {
+            // A competitor's claim (ours ran out meanwhile) lasts until it fails at our
+            // cluster, where our creation is in progress: wait for that, within a lease.
+            let deadline = Instant::now() + lease * 2;
+            loop {
+                let t = Instant::now();
+                match self.ask_claim(c, name, by)? {
+                    ClaimAnswer::Granted => {
+                        sent.push(t);
+                        break;
+                    }
+                    ClaimAnswer::Claimed { .. } if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(100))
+                    }
+                    answer => return Err(name_taken(name, &answer)),
+                }
+            }
+        }
+        Ok(sent)
     }
 
     /// Undoes a creation that never entered the directory: its copies and memory are dropped.
@@ -1072,6 +1112,42 @@ impl Manager {
         }
         names.sort_by(|a, b| a.name.cmp(&b.name));
         names
+    }
+
+    /// The namespaces matching `pattern`, here and (unless `forwarded`) in the other
+    /// clusters. Unlike a search, a cluster that cannot be asked is an error: a listing that
+    /// silently misses a namespace would let a name be taken twice by a user checking first.
+    fn namespaces(&self, pattern: &str, forwarded: bool) -> Result<Vec<NamespaceEntry>> {
+        let mut out: Vec<NamespaceEntry> = self
+            .lock()
+            .directory
+            .namespaces()
+            .iter()
+            .filter(|n| name_matches(pattern, n))
+            .map(|n| NamespaceEntry {
+                name: n.clone(),
+                cluster: self.me.cluster.clone(),
+            })
+            .collect();
+        if !forwarded {
+            for peer in self.peers() {
+                let req = Request::Namespaces {
+                    pattern: pattern.to_string(),
+                    forwarded: true,
+                };
+                match self.pool.call_manager(&peer, &req)? {
+                    Response::Namespaces(n) => out.extend(n),
+                    other => {
+                        return Err(Error::Protocol(format!(
+                            "unexpected answer to Namespaces from cluster {}: {other:?}",
+                            peer.cluster
+                        )))
+                    }
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     /// Registers `node`; with `resume`, only if it is a live member already (the same name,
@@ -1575,6 +1651,29 @@ impl Manager {
                 check_attributes(&query.attributes)?;
                 Ok(Response::Names(self.search(&query, forwarded)))
             }
+            Request::CreateNamespace { name } => {
+                self.create_namespace(&name)?;
+                Ok(Response::Ok)
+            }
+            Request::DestroyNamespace { name } => {
+                if !self.lock().directory.remove_namespace(&name) {
+                    return Err(Error::NotFound(format!(
+                        "no namespace named {name:?} in cluster {}",
+                        self.me.cluster
+                    )));
+                }
+                tracing::info!("destroyed the namespace {name}");
+                Ok(Response::Ok)
+            }
+            Request::Namespaces { pattern, forwarded } => {
+                if pattern.len() > MAX_PATTERN {
+                    return Err(Error::InvalidArgument(format!(
+                        "a name pattern of {} bytes; at most {MAX_PATTERN} are accepted",
+                        pattern.len()
+                    )));
+                }
+                Ok(Response::Namespaces(self.namespaces(&pattern, forwarded)?))
+            }
             Request::SetAttributes {
                 array,
                 epoch,
@@ -1759,6 +1858,14 @@ impl Handler for Manager {
 }
 
 /// What `req` may change of the book.
+/// The error of a creation whose claims could not be renewed in time.
+fn renewal_timeout(name: &str, lease: Duration) -> Error {
+    Error::Timeout {
+        what: format!("renewing the claims of the name {name:?} at the other clusters"),
+        seconds: lease.as_secs_f64() * 3.0,
+    }
+}
+
 fn scope_of(req: &Request) -> Scope {
     match req {
         Request::Renew { .. } | Request::ChangeReplicas { .. } => Scope::Nothing,
@@ -1771,6 +1878,9 @@ fn scope_of(req: &Request) -> Scope {
         | Request::DropClaim { .. } => Scope::Read,
         Request::Reserve { .. } | Request::Release { .. } => Scope::Keys(vec![Key::Members]),
         Request::Create { .. } => Scope::Create,
+        Request::CreateNamespace { .. } => Scope::Keys(vec![Key::Namespaces, Key::Serial]),
+        Request::DestroyNamespace { .. } => Scope::Keys(vec![Key::Namespaces]),
+        Request::Namespaces { .. } => Scope::Read,
         Request::Destroy { array, .. } => Scope::ArrayAndMembers(*array),
         Request::Created { array }
         | Request::SetAttributes { array, .. }

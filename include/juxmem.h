@@ -48,7 +48,7 @@ typedef struct juxmem_context juxmem_context;
 typedef struct juxmem_layout juxmem_layout;
 
 /*
- A list of array names (opaque).
+ A list of names of arrays or namespaces (opaque).
  */
 typedef struct juxmem_names juxmem_names;
 
@@ -791,6 +791,54 @@ juxmem_status juxmem_layout_global_index(const struct juxmem_layout *layout,
  factors first, written to `grid`.
  */
 juxmem_status juxmem_balanced_grid(uint64_t nprocs, uint32_t ndims, uint64_t *grid);
+
+/*
+ Creates the namespace `name` (its record kept by this process's cluster; arrays are then
+ created under it as "name/..."). JUXMEM_E_ALREADY_EXISTS while an array or a namespace of
+ that name exists in the federation. One process: call it on one rank.
+ */
+juxmem_status juxmem_namespace_create(struct juxmem_context *ctx, const char *name);
+
+/*
+ Destroys the namespace `name` with every array and namespace under it, in every cluster.
+ A namespace holding anything needs `confirm` != 0: without it the call fails with
+ JUXMEM_E_BUSY, saying what it holds, and nothing changes. Arrays in use by other processes
+ are not destroyed (JUXMEM_E_BUSY, naming them); the namespace then stays until a later
+ call can finish. One process: call it on one rank.
+ */
+juxmem_status juxmem_namespace_destroy(struct juxmem_context *ctx, const char *name, int confirm);
+
+/*
+ The namespaces of the whole federation matching `pattern` ('*' any run; a pattern ending
+ in '/' every path under it; NULL: all), as a new list in `*out` (read it with
+ juxmem_names_count and juxmem_names_get, free it with juxmem_names_free).
+ */
+juxmem_status juxmem_namespaces(struct juxmem_context *ctx,
+                                const char *pattern,
+                                struct juxmem_names **out);
+
+/*
+ Writes the latest released version of every array under the namespace `name` to the
+ directory `dir` (collective over the context's communicator): one array checkpoint per
+ array, in the subdirectory of its path relative to the namespace, then a manifest listing
+ them and the namespaces under `name` (docs/CHECKPOINT.md). Arrays with no released version
+ are left out. JUXMEM_E_NOT_FOUND if nothing is under `name` and no namespace has that name.
+ */
+juxmem_status juxmem_namespace_checkpoint(struct juxmem_context *ctx,
+                                          const char *name,
+                                          const char *dir);
+
+/*
+ Restores the namespace checkpoint in `dir` as the new namespace `name` (collective over the
+ context's communicator): its namespaces, then each array in a block layout over the
+ communicator, version 1 holding the checkpointed data. A missing, torn or corrupt file
+ fails (naming it) and what was restored so far is destroyed again: never a partial
+ restore. The restored arrays' names go to `*out` as a new list (may be NULL).
+ */
+juxmem_status juxmem_namespace_restore(struct juxmem_context *ctx,
+                                       const char *dir,
+                                       const char *name,
+                                       struct juxmem_names **out);
 
 /*
  The name and description of a status code, as a static NUL-terminated string

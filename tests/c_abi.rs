@@ -226,6 +226,17 @@ fn checkpoint_example_restores_every_element(fed_name: &str, prog: &str) {
     );
     // The checkpoint was written where it was asked to be.
     assert!(dir.join("manifest").exists(), "{}", dir.display());
+    // The namespace's too: its two arrays (the field and its restored copy), read back whole
+    // from the namespace's copy, whose destroy needed the confirmation.
+    let ns = if prog.ends_with("_c") {
+        "NAMESPACE restored=2 wrong=0 busy=1"
+    } else {
+        "NAMESPACE wrong=0 busy=1"
+    };
+    assert!(out.stdout.contains(ns), "{}\n{}", out.stdout, out.stderr);
+    let m =
+        juxmem::array::checkpoint::NamespaceManifest::read(&dir.with_file_name("ckpt-ns")).unwrap();
+    assert_eq!(m.arrays.len(), 2, "{m:?}");
 }
 
 #[test]

@@ -79,6 +79,39 @@ int main(int argc, char **argv) {
   MPI_Reduce(&wrong, &total, 1, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
   if (rank == 0) printf("CHECKPOINT version=%llu wrong=%ld\n", (unsigned long long)written, total);
 
+  /* The whole namespace: checkpointed to DIR-ns, restored as another namespace, read back;
+   * destroying the copy needs the confirmation since it holds arrays. */
+  char nsdir[4096];
+  snprintf(nsdir, sizeof nsdir, "%s-ns", dir);
+  if (rank == 0) CHECK(juxmem_namespace_create(ctx, "ckpt-c"));
+  MPI_Barrier(MPI_COMM_WORLD);
+  CHECK(juxmem_namespace_checkpoint(ctx, "ckpt-c", nsdir));
+  struct juxmem_names *copies = NULL;
+  CHECK(juxmem_namespace_restore(ctx, nsdir, "ckpt-c-copy", &copies));
+  size_t restored = 0;
+  CHECK(juxmem_names_count(copies, &restored));
+  juxmem_names_free(copies);
+  struct juxmem_array *copy = NULL;
+  CHECK(juxmem_array_open(ctx, "ckpt-c-copy/field", JUXMEM_TYPE_DOUBLE, rows, 60.0, &copy));
+  CHECK(juxmem_array_acquire_read(copy, JUXMEM_LATEST, 0, 60.0, NULL));
+  CHECK(juxmem_array_get(copy, lo, hi, all, NULL));
+  long ns_wrong = 0;
+  for (uint64_t r = 0; r < ROWS; r++)
+    for (uint64_t c = 0; c < COLS; c++)
+      if (all[r * COLS + c] != value(r, c)) ns_wrong++;
+  CHECK(juxmem_array_release_read(copy));
+  juxmem_array_close(copy);
+  MPI_Barrier(MPI_COMM_WORLD);
+  int busy = 0;
+  if (rank == 0) {
+    busy = juxmem_namespace_destroy(ctx, "ckpt-c-copy", 0) == JUXMEM_E_BUSY;
+    CHECK(juxmem_namespace_destroy(ctx, "ckpt-c-copy", 1));
+  }
+  long ns_total = 0;
+  MPI_Reduce(&ns_wrong, &ns_total, 1, MPI_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+  if (rank == 0) printf("NAMESPACE restored=%zu wrong=%ld busy=%d\n", restored, ns_total, busy);
+  total += ns_total;
+
   free(all);
   juxmem_array_close(back);
   juxmem_array_close(field);

@@ -20,11 +20,11 @@ program checkpoint
 
   type(juxmem_context) :: ctx
   type(juxmem_layout) :: columns, dealt
-  type(juxmem_array) :: field, back
+  type(juxmem_array) :: field, back, copy
   real(c_double), pointer :: mine(:, :)
   real(c_double), allocatable :: all(:, :)
   integer(c_int64_t) :: first(2), released, written
-  integer :: ierr, provided, rank, nprocs, i, j, wrong, total
+  integer :: ierr, provided, rank, nprocs, i, j, wrong, total, ns_total, busy
   character(len=4096) :: dir
 
   call MPI_Init_thread(MPI_THREAD_FUNNELED, provided, ierr)
@@ -84,6 +84,46 @@ program checkpoint
   call check('release read (restored)')
   call MPI_Reduce(wrong, total, 1, MPI_INTEGER, MPI_SUM, 0, MPI_COMM_WORLD, ierr)
   if (rank == 0) print '(a,i0,a,i0)', 'CHECKPOINT version=', written, ' wrong=', total
+
+  ! The whole namespace: checkpointed to DIR-ns, restored as another namespace, read back;
+  ! destroying the copy needs the confirmation since it holds arrays.
+  if (rank == 0) then
+    call juxmem_namespace_create(ctx, 'ckpt-f', ierr)
+    call check('namespace create')
+  end if
+  call MPI_Barrier(MPI_COMM_WORLD, ierr)
+  call juxmem_namespace_checkpoint(ctx, 'ckpt-f', trim(dir) // '-ns', ierr)
+  call check('namespace checkpoint')
+  call juxmem_namespace_restore(ctx, trim(dir) // '-ns', 'ckpt-f-copy', ierr)
+  call check('namespace restore')
+  call juxmem_array_open(ctx, 'ckpt-f-copy/field', JUXMEM_TYPE_DOUBLE, columns, copy, ierr, &
+    timeout=WAIT)
+  call check('open (namespace copy)')
+  call juxmem_array_acquire_read(copy, JUXMEM_LATEST, 0_c_int64_t, ierr, timeout=WAIT)
+  call check('acquire read (namespace copy)')
+  call juxmem_array_get(copy, [1_c_int64_t, 1_c_int64_t], [int(NI, c_int64_t), int(NJ, c_int64_t)], &
+    all, ierr)
+  call check('get (namespace copy)')
+  wrong = 0
+  do j = 1, NJ
+    do i = 1, NI
+      if (all(i, j) /= value(i, j)) wrong = wrong + 1
+    end do
+  end do
+  call juxmem_array_release_read(copy, ierr)
+  call check('release read (namespace copy)')
+  call juxmem_array_close(copy)
+  call MPI_Barrier(MPI_COMM_WORLD, ierr)
+  busy = 0
+  if (rank == 0) then
+    call juxmem_namespace_destroy(ctx, 'ckpt-f-copy', .false., ierr)
+    if (ierr == JUXMEM_E_BUSY) busy = 1
+    call juxmem_namespace_destroy(ctx, 'ckpt-f-copy', .true., ierr)
+    call check('namespace destroy')
+  end if
+  call MPI_Reduce(wrong, ns_total, 1, MPI_INTEGER, MPI_SUM, 0, MPI_COMM_WORLD, ierr)
+  if (rank == 0) print '(a,i0,a,i0)', 'NAMESPACE wrong=', ns_total, ' busy=', busy
+  total = total + ns_total
 
   call juxmem_array_close(back)
   call juxmem_array_close(field)

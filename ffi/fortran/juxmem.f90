@@ -89,6 +89,8 @@ module juxmem
   public :: juxmem_array_get, juxmem_array_put, juxmem_array_get_relaxed
   public :: juxmem_array_checkpoint, juxmem_restore
   public :: juxmem_array_set_attribute, juxmem_search
+  public :: juxmem_namespace_create, juxmem_namespace_destroy
+  public :: juxmem_namespace_checkpoint, juxmem_namespace_restore
   public :: juxmem_array_get_nb, juxmem_array_put_nb, juxmem_wait, juxmem_test
   public :: juxmem_array_acquire_read_nb
 
@@ -255,6 +257,31 @@ module juxmem
       type(c_ptr), value :: array
       character(kind=c_char), intent(in) :: dir(*)
       integer(c_int64_t), intent(out) :: version
+    end function
+    integer(c_int32_t) function c_namespace_create(ctx, name) &
+        bind(C, name="juxmem_namespace_create")
+      import :: c_int32_t, c_ptr, c_char
+      type(c_ptr), value :: ctx
+      character(kind=c_char), intent(in) :: name(*)
+    end function
+    integer(c_int32_t) function c_namespace_destroy(ctx, name, confirm) &
+        bind(C, name="juxmem_namespace_destroy")
+      import :: c_int32_t, c_ptr, c_char, c_int
+      type(c_ptr), value :: ctx
+      character(kind=c_char), intent(in) :: name(*)
+      integer(c_int), value :: confirm
+    end function
+    integer(c_int32_t) function c_namespace_checkpoint(ctx, name, dir) &
+        bind(C, name="juxmem_namespace_checkpoint")
+      import :: c_int32_t, c_ptr, c_char
+      type(c_ptr), value :: ctx
+      character(kind=c_char), intent(in) :: name(*), dir(*)
+    end function
+    integer(c_int32_t) function c_namespace_restore(ctx, dir, name, out) &
+        bind(C, name="juxmem_namespace_restore")
+      import :: c_int32_t, c_ptr, c_char
+      type(c_ptr), value :: ctx, out
+      character(kind=c_char), intent(in) :: dir(*), name(*)
     end function
     integer(c_int32_t) function c_restore(ctx, dir, name, elem_type, layout, opts, out) &
         bind(C, name="juxmem_restore")
@@ -470,6 +497,47 @@ contains
     ierr = int(c_restore(ctx%ptr, c_string(dir), c_string(name), int(elem, c_int32_t), &
       layout%ptr, c_null_ptr, array%ptr))
     if (ierr == JUXMEM_OK) array%ndims = ndims_of(layout)
+  end subroutine
+
+  !> Creates the namespace name (arrays are then created under it as "name/..."); one process
+  !> (see juxmem_namespace_create in juxmem.h).
+  subroutine juxmem_namespace_create(ctx, name, ierr)
+    type(juxmem_context), intent(in) :: ctx
+    character(len=*), intent(in) :: name
+    integer, intent(out) :: ierr
+    ierr = int(c_namespace_create(ctx%ptr, c_string(name)))
+  end subroutine
+
+  !> Destroys the namespace name with everything under it, in every cluster; a namespace
+  !> holding anything needs confirm = .true. (JUXMEM_E_BUSY otherwise, nothing changed). One
+  !> process.
+  subroutine juxmem_namespace_destroy(ctx, name, confirm, ierr)
+    type(juxmem_context), intent(in) :: ctx
+    character(len=*), intent(in) :: name
+    logical, intent(in) :: confirm
+    integer, intent(out) :: ierr
+    integer(c_int) :: c
+    c = 0
+    if (confirm) c = 1
+    ierr = int(c_namespace_destroy(ctx%ptr, c_string(name), c))
+  end subroutine
+
+  !> Writes the latest released version of every array under the namespace name to the
+  !> directory dir (collective; see juxmem_namespace_checkpoint in juxmem.h).
+  subroutine juxmem_namespace_checkpoint(ctx, name, dir, ierr)
+    type(juxmem_context), intent(in) :: ctx
+    character(len=*), intent(in) :: name, dir
+    integer, intent(out) :: ierr
+    ierr = int(c_namespace_checkpoint(ctx%ptr, c_string(name), c_string(dir)))
+  end subroutine
+
+  !> Restores the namespace checkpoint in dir as the new namespace name (collective; never a
+  !> partial restore: see juxmem_namespace_restore in juxmem.h).
+  subroutine juxmem_namespace_restore(ctx, dir, name, ierr)
+    type(juxmem_context), intent(in) :: ctx
+    character(len=*), intent(in) :: dir, name
+    integer, intent(out) :: ierr
+    ierr = int(c_namespace_restore(ctx%ptr, c_string(dir), c_string(name), c_null_ptr))
   end subroutine
 
   !> Sets attribute key to value (user metadata: units, forecast cycle, model...; found by

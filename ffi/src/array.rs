@@ -103,9 +103,9 @@ enum Region {
     Read(AnyRead),
 }
 
-/// A list of array names (opaque).
+/// A list of names of arrays or namespaces (opaque).
 pub struct juxmem_names {
-    names: Vec<CString>,
+    pub(crate) names: Vec<CString>,
 }
 
 fn timeout_of(seconds: f64, default: Duration) -> Duration {

@@ -12,12 +12,14 @@
 mod array;
 mod context;
 mod layout;
+mod namespace;
 mod status;
 mod typed;
 
 pub use array::*;
 pub use context::*;
 pub use layout::*;
+pub use namespace::*;
 pub use status::*;
 pub use typed::*;
 

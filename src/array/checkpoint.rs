@@ -19,6 +19,15 @@
 //! a directory without a manifest is an unfinished checkpoint. Every block file is checked
 //! against its size and CRC before anything is restored; a mismatch is a typed error naming
 //! the file, and no array is left behind.
+//!
+//! # A namespace's checkpoint (version 1)
+//!
+//! A directory holding one array checkpoint (above) per array under the namespace, in the
+//! subdirectory of its path relative to the namespace (`day1/t` for `fc/day1/t` of `fc`), and
+//! `namespace-manifest`, written last: text, the first line `juxmem-namespace-checkpoint 1`,
+//! then `name=<the namespace>`, one `namespace=<relative path>` per namespace under it, and one
+//! `array=<relative path> <type> <version>` per array. Relative paths are names (see
+//! [`check_name`](crate::service::protocol::check_name)) with no `.` or `..` segment.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -191,6 +200,146 @@ impl Manifest {
     }
 }
 
+/// A namespace checkpoint's manifest file name.
+pub const NAMESPACE_MANIFEST: &str = "namespace-manifest";
+const NAMESPACE_MAGIC: &str = "juxmem-namespace-checkpoint 1";
+
+/// One array of a namespace's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NamespaceArray {
+    /// Its path relative to the namespace (and the subdirectory of its checkpoint).
+    pub path: String,
+    /// Element type.
+    pub elem: ElemType,
+    /// The version checkpointed.
+    pub version: u64,
+}
+
+/// A namespace checkpoint's manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NamespaceManifest {
+    /// The namespace checkpointed.
+    pub name: String,
+    /// The namespaces under it, relative to it, by name.
+    pub namespaces: Vec<String>,
+    /// The arrays under it, by path.
+    pub arrays: Vec<NamespaceArray>,
+}
+
+impl NamespaceManifest {
+    /// The manifest's text.
+    pub fn render(&self) -> String {
+        let mut s = format!("{NAMESPACE_MAGIC}\nname={}\n", self.name);
+        for n in &self.namespaces {
+            s += &format!("namespace={n}\n");
+        }
+        for a in &self.arrays {
+            s += &format!("array={} {} {}\n", a.path, a.elem, a.version);
+        }
+        s
+    }
+
+    /// Parses and checks a namespace manifest (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<NamespaceManifest> {
+        let bad = |why: String| Error::InvalidArgument(format!("{origin}: {why}"));
+        let mut lines = text.lines();
+        if lines.next() != Some(NAMESPACE_MAGIC) {
+            return Err(bad(format!(
+                "not a juxmem namespace checkpoint (no {NAMESPACE_MAGIC:?} line)"
+            )));
+        }
+        let mut m = NamespaceManifest::default();
+        let mut named = false;
+        for line in lines {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| bad(format!("a line without '=': {line:?}")))?;
+            match k {
+                "name" if !named => {
+                    crate::service::protocol::check_name(v).map_err(|e| bad(e.to_string()))?;
+                    m.name = v.to_string();
+                    named = true;
+                }
+                "namespace" => {
+                    relative_dir(v).map_err(|e| bad(e.to_string()))?;
+                    m.namespaces.push(v.to_string());
+                }
+                "array" => {
+                    let [path, ty, version] = v.split(' ').collect::<Vec<_>>()[..] else {
+                        return Err(bad(format!("array: want 'path type version', got {v:?}")));
+                    };
+                    relative_dir(path).map_err(|e| bad(e.to_string()))?;
+                    let elem = ElemType::ALL
+                        .iter()
+                        .copied()
+                        .find(|t| t.name() == ty)
+                        .ok_or_else(|| bad(format!("unknown element type {ty:?}")))?;
+                    let version = version
+                        .parse::<u64>()
+                        .map_err(|e| bad(format!("version of {path}: {e}")))?;
+                    m.arrays.push(NamespaceArray {
+                        path: path.to_string(),
+                        elem,
+                        version,
+                    });
+                }
+                other => return Err(bad(format!("an unknown or repeated line {other:?}"))),
+            }
+        }
+        if !named {
+            return Err(bad("no name line".into()));
+        }
+        let mut paths: Vec<&str> = m.arrays.iter().map(|a| a.path.as_str()).collect();
+        paths.extend(m.namespaces.iter().map(String::as_str));
+        paths.sort_unstable();
+        if let Some(w) = paths.windows(2).find(|w| w[0] == w[1]) {
+            return Err(bad(format!("{} listed twice", w[0])));
+        }
+        Ok(m)
+    }
+
+    /// Reads and checks the manifest of the namespace checkpoint in `dir`.
+    pub fn read(dir: &Path) -> Result<NamespaceManifest> {
+        let path = dir.join(NAMESPACE_MANIFEST);
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            Error::NotFound(format!(
+                "{}: {e} (not a namespace checkpoint, or one that did not finish)",
+                path.display()
+            ))
+        })?;
+        if meta.len() > MAX_MANIFEST {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} bytes, more than a manifest's {MAX_MANIFEST}",
+                path.display(),
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
+        NamespaceManifest::parse(&text, &path.display().to_string())
+    }
+
+    /// Writes it into `dir` (last, atomically: a directory without it did not finish).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
+        write_file(dir, NAMESPACE_MANIFEST, self.render().as_bytes())?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("cannot sync", dir, e))
+    }
+}
+
+/// The subdirectory of the relative path `rel` in a namespace checkpoint: a name with no `.`
+/// or `..` segment, so that it stays inside the checkpoint's directory.
+pub fn relative_dir(rel: &str) -> Result<PathBuf> {
+    crate::service::protocol::check_name(rel)?;
+    if rel.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(Error::InvalidArgument(format!(
+            "{rel:?}: a path with a '.' or '..' segment would leave the checkpoint's directory"
+        )));
+    }
+    Ok(rel.split('/').collect())
+}
+
 fn io(doing: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Network(format!("{doing} {}: {e}", path.display()))
 }
@@ -361,6 +510,36 @@ fn check_crc(bytes: &[u8], path: &Path, want: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_manifest_reads_back_and_bad_ones_are_refused() {
+        let m = NamespaceManifest {
+            name: "fc".into(),
+            namespaces: vec!["day1".into()],
+            arrays: vec![NamespaceArray {
+                path: "day1/t".into(),
+                elem: ElemType::F64,
+                version: 3,
+            }],
+        };
+        assert_eq!(NamespaceManifest::parse(&m.render(), "m").unwrap(), m);
+        let text = m.render();
+        for bad in [
+            text.replace("juxmem-namespace-checkpoint 1", "juxmem-checkpoint 1"),
+            text.replace("name=fc\n", ""),
+            text.replace("name=fc", "name=fc\nname=gc"),
+            text.replace("day1/t f64", "day1/../t f64"),
+            text.replace("namespace=day1", "namespace=/day1"),
+            text.replace(" f64 ", " f65 "),
+            text.replace(" 3\n", " x\n"),
+            text.replace("day1/t f64 3", "day1/t f64"),
+            text.clone() + "array=day1/t f64 4\n",
+            text.clone() + "colour=red\n",
+        ] {
+            let e = NamespaceManifest::parse(&bad, "m").unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::InvalidArgument, "{bad}: {e}");
+        }
+    }
 
     fn manifest() -> Manifest {
         let layout = Layout::new(&[10, 7], &[Dist::Block, Dist::BlockCyclic(2)], &[2, 1]).unwrap();

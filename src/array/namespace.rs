@@ -15,12 +15,19 @@
 //! and the namespace stays until it can be (a retry finishes the work). An array created under
 //! the path while the destroy runs may survive it.
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
+use crate::layout::{balanced_grid, Dist, Layout};
 use crate::service::contact::{self, Contact};
 use crate::service::pool::Pool;
-use crate::service::protocol::{check_name, NameEntry, NamespaceEntry, Query, Request, Response};
+use crate::service::protocol::{
+    check_name, NameEntry, NamespaceEntry, Query, Request, Response, VersionReq,
+};
 
-use super::unexpected;
+use super::checkpoint::{read_manifest, relative_dir, NamespaceArray, NamespaceManifest};
+use super::group::{on_root, Group};
+use super::{unexpected, ArrayOptions, Federation};
 
 /// What a namespace's destroy destroyed, by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -198,4 +205,130 @@ fn at(m: &Contact, e: Error) -> Error {
             e.detail()
         ),
     )
+}
+
+/// What a namespace's checkpoint wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// Its manifest (arrays with the versions written, namespaces).
+    pub manifest: NamespaceManifest,
+    /// Arrays under it with no released version yet: nothing to write, not in the checkpoint.
+    pub unreleased: Vec<String>,
+}
+
+impl Federation {
+    /// Writes the latest released version of every array under the namespace `name` (in every
+    /// cluster) to the directory `dir`, one array checkpoint per array in the subdirectory of
+    /// its relative path, then a manifest listing them and the namespaces under `name` (see
+    /// [`checkpoint`](super::checkpoint) for the format). Collective over `group`: each array
+    /// is read in a block layout over the group, every member writing its part. Writers go on
+    /// meanwhile (released versions are immutable). `NotFound` if nothing is under `name`
+    /// and no namespace has that name.
+    pub fn checkpoint_namespace<G: Group + ?Sized>(
+        &self,
+        group: &G,
+        name: &str,
+        dir: &Path,
+    ) -> Result<Checkpointed> {
+        check_name(name)?;
+        let under = format!("{name}/");
+        let (arrays, namespaces): (Vec<NameEntry>, Vec<String>) = on_root(group, || {
+            let arrays = self.search(&Query {
+                pattern: under.clone(),
+                ..Query::default()
+            })?;
+            let subs = self.namespaces(&under)?;
+            if arrays.is_empty() && self.namespaces(name)?.iter().all(|n| n.name != name) {
+                return Err(Error::NotFound(format!(
+                    "no namespace named {name:?} and no array under it in the federation"
+                )));
+            }
+            let rel = subs.into_iter().map(|n| n.name[under.len()..].to_string());
+            Ok((arrays, rel.collect()))
+        })?;
+        let mut done = Checkpointed {
+            manifest: NamespaceManifest {
+                name: name.to_string(),
+                namespaces,
+                arrays: Vec::new(),
+            },
+            unreleased: Vec::new(),
+        };
+        for a in arrays {
+            if a.committed == 0 {
+                done.unreleased.push(a.name);
+                continue;
+            }
+            let path = a.name[under.len()..].to_string();
+            let sub = dir.join(relative_dir(&path)?);
+            let layout = block_layout(&a.shape, group.size())?;
+            let version = crate::with_elem_type!(a.elem, T => {
+                let mut h = self.inspect::<T, G>(group, &a.name, layout)?;
+                h.acquire_read(VersionReq::Latest)?;
+                let written = h.checkpoint(&sub);
+                h.release_read()?;
+                written?
+            });
+            done.manifest.arrays.push(NamespaceArray {
+                path,
+                elem: a.elem,
+                version,
+            });
+        }
+        let manifest = &done.manifest;
+        on_root(group, || manifest.write(dir))?;
+        Ok(done)
+    }
+
+    /// Restores the namespace checkpoint in `dir` (written by
+    /// [`Federation::checkpoint_namespace`]) as the new namespace `name`, in this process's
+    /// cluster: its namespaces, then each array (restored as [`Federation::restore`] does, in
+    /// a block layout over `group`, its first version holding the checkpointed data).
+    /// Collective. A missing, torn or corrupt file is a typed error naming it, and what was
+    /// restored so far is destroyed again: never a partial restore. Returns the arrays'
+    /// names.
+    pub fn restore_namespace<G: Group + ?Sized>(
+        &self,
+        group: &G,
+        dir: &Path,
+        name: &str,
+    ) -> Result<Vec<String>> {
+        check_name(name)?;
+        let m: NamespaceManifest = on_root(group, || {
+            let m = NamespaceManifest::read(dir)?;
+            self.create_namespace(name)?;
+            for n in &m.namespaces {
+                self.create_namespace(&format!("{name}/{n}"))?;
+            }
+            Ok(m)
+        })?;
+        let restored = (|| {
+            let mut names = Vec::new();
+            for a in &m.arrays {
+                let full = format!("{name}/{}", a.path);
+                let sub = dir.join(relative_dir(&a.path)?);
+                // The shape, for a block layout over the group (restore reads the manifest
+                // again, and checks the type and shape against it).
+                let shape: Vec<u64> = on_root(group, || Ok(read_manifest(&sub)?.layout.shape()))?;
+                let opts = ArrayOptions::new(block_layout(&shape, group.size())?);
+                crate::with_elem_type!(a.elem, T => {
+                    drop(self.restore::<T, G>(group, &sub, &full, opts)?);
+                });
+                names.push(full);
+            }
+            Ok(names)
+        })();
+        if restored.is_err() {
+            // Nothing restored stays (a member's failure is every member's: restore is
+            // collective).
+            let _ = on_root(group, || self.destroy_namespace(name, true).map(|_| ()));
+        }
+        restored
+    }
+}
+
+/// A block layout of `shape` over `nprocs` processes (the grid balanced over the axes).
+fn block_layout(shape: &[u64], nprocs: usize) -> Result<Layout> {
+    let grid = balanced_grid(nprocs as u64, shape.len())?;
+    Layout::new(shape, &vec![Dist::Block; shape.len()], &grid)
 }

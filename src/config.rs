@@ -21,6 +21,7 @@
 //! | `JUXMEM_SHM` | `1` | `0`: array data stays in process memory and processes of one host read each other's copies over the network (see [`crate::transport::shm`]). |
 //! | `JUXMEM_SHM_DIR` | `/dev/shm` | The tmpfs where array data is kept in unnamed files that the host's other processes map. |
 //! | `JUXMEM_TRANSPORT` | `auto` | The data path: `auto` (shared memory on one host, TCP between hosts), `tcp` (TCP with every peer), `verbs` (RDMA: refused at start, with the reason, where it cannot be had; see [`crate::transport::verbs`]). |
+//! | `JUXMEM_READ_CACHE` | `0` | `1`: blocks this process reads from another cluster are read through a provider daemon of its own cluster, which keeps a cache copy for the cluster's later readers (tracked by the array's manager, invalidated by the release that makes it stale; see [`crate::service::cache`]). |
 //! | `JUXMEM_LOG` | `warn` | Log filter of the `juxmem` command and the examples (`info`, `debug`, ...). |
 //!
 //! Nothing else is read from the environment; the builder methods override any of it, except
@@ -74,6 +75,9 @@ pub struct Config {
     pub insecure: bool,
     /// The data path required (`JUXMEM_TRANSPORT`).
     pub transport: crate::transport::verbs::Transport,
+    /// Read blocks of other clusters through a provider of this cluster, which caches them
+    /// (`JUXMEM_READ_CACHE`).
+    pub read_cache: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -102,6 +106,16 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
         .ok_or_else(|| {
             Error::InvalidArgument(format!("bad byte count {s:?} (e.g. 1048576, 64MiB, 2GiB)"))
         })
+}
+
+fn parse_flag(name: &str, v: &str) -> Result<bool> {
+    match v.trim() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        other => Err(Error::InvalidArgument(format!(
+            "{name}={other:?}: expected 1 or 0"
+        ))),
+    }
 }
 
 fn parse_count(name: &str, v: &str) -> Result<usize> {
@@ -182,15 +196,10 @@ impl Config {
             c.credentials = Some(PathBuf::from(v));
         }
         if let Some(v) = var("JUXMEM_INSECURE") {
-            c.insecure = match v.trim() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                other => {
-                    return Err(Error::InvalidArgument(format!(
-                        "JUXMEM_INSECURE={other:?}: expected 1 or 0"
-                    )))
-                }
-            };
+            c.insecure = parse_flag("JUXMEM_INSECURE", &v)?;
+        }
+        if let Some(v) = var("JUXMEM_READ_CACHE") {
+            c.read_cache = parse_flag("JUXMEM_READ_CACHE", &v)?;
         }
         if let Some(v) = var("JUXMEM_MAX_CONNECTIONS_PER_HOST") {
             c.net.max_connections_per_host = parse_count("JUXMEM_MAX_CONNECTIONS_PER_HOST", &v)?;
@@ -338,6 +347,7 @@ impl Default for Config {
             credentials: None,
             insecure: false,
             transport: Default::default(),
+            read_cache: false,
         }
     }
 }

@@ -54,6 +54,7 @@ fn main() {
         replicas: vec![node("A1/provider-1")],
         restoring: vec![],
         stamps: vec![Stamp::default(), stamp],
+        caches: vec![],
     };
     let spec = ArraySpec {
         name: "forecast/day1/t2m".into(),

@@ -31,7 +31,7 @@ mod shared;
 mod view;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use group::{agree, on_root, Group, Solo};
 pub use nonblocking::NbRequest;
@@ -128,6 +128,8 @@ pub(crate) struct FedInner {
     pub(crate) cfg: Config,
     /// Reading other processes' shared memory: who cannot be, the mappings kept.
     pub(crate) shm: crate::transport::shm::Reader,
+    /// The provider daemons of this cluster, as last asked (for reads through a cache).
+    daemons: Mutex<Option<(Instant, Vec<NodeInfo>)>>,
 }
 
 /// This process's membership in the federation: its embedded provider and its connections.
@@ -165,6 +167,7 @@ impl Federation {
                 provider: Mutex::new(p),
                 cfg,
                 shm: Default::default(),
+                daemons: Mutex::new(None),
             }),
         })
     }
@@ -275,6 +278,16 @@ impl Federation {
                 },
             )
             .map(|_| ())
+    }
+
+    /// The read cache and cross-cluster counters of the provider or manager at `addr` (from
+    /// [`Federation::status`]): what its read cache holds and did, and how many requests it
+    /// received from processes of other clusters.
+    pub fn cache_stats(&self, addr: &str) -> Result<CacheStats> {
+        match self.inner.pool.call(addr, &Request::CacheStats)? {
+            Response::CacheStats(s) => Ok(s),
+            other => Err(unexpected("CacheStats", &other)),
+        }
     }
 
     /// Creates the namespace `name` (its record kept by this process's cluster): refused
@@ -549,14 +562,52 @@ impl Federation {
 
     /// Copies of block `b`, nearest first: this process, this cluster, other clusters; ties
     /// spread by `salt` so readers do not all hit the same copy.
+    /// The provider daemon of this cluster that caches block `block` of `array` for its
+    /// readers (`JUXMEM_READ_CACHE`), if the cluster has one: the blocks of an array are
+    /// spread over the cluster's daemons.
+    pub(crate) fn cache_provider(&self, array: ArrayId, block: u32) -> Option<NodeInfo> {
+        let mut known = self.inner.daemons.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = known
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(5));
+        if !fresh {
+            let daemons = match self.manager_call(&Request::Members) {
+                Ok(Response::Members(m)) => m
+                    .into_iter()
+                    .filter(|n| n.kind == NodeKind::Daemon && n.cluster == self.inner.node.cluster)
+                    .collect(),
+                Ok(_) | Err(_) => Vec::new(),
+            };
+            *known = Some((Instant::now(), daemons));
+        }
+        let daemons = &known.as_ref()?.1;
+        if daemons.is_empty() {
+            return None;
+        }
+        let i =
+            (array.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(block)) % daemons.len() as u64;
+        Some(daemons[i as usize].clone())
+    }
+
+    /// The copies of `placement` holding `stamp` (its data group's, and the cache copies of
+    /// this cluster), nearest first: this process, this cluster, then others; `salt` spreads
+    /// readers over copies at the same distance.
     pub(crate) fn copies_by_distance(
         &self,
         placement: &BlockPlacement,
+        stamp: Stamp,
         salt: u64,
     ) -> Vec<NodeInfo> {
         let me = &self.inner.node;
+        // A cluster's cache copies serve its own readers only.
+        let caches = placement
+            .caches
+            .iter()
+            .filter(|c| c.stamp == stamp && c.node.cluster == me.cluster)
+            .map(|c| &c.node);
         let mut copies: Vec<(u8, NodeInfo)> = placement
             .copies()
+            .chain(caches)
             .map(|n| {
                 let d = if n.same(me) {
                     0

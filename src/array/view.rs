@@ -527,21 +527,47 @@ impl View {
             ))
         })?;
         // A write epoch's state lives at the home only; a committed stamp at every copy.
-        let copies = if working.is_some() {
+        let copies: Vec<NodeInfo> = if working.is_some() {
             placement.home.iter().cloned().collect()
         } else {
-            self.fed.copies_by_distance(placement, self.rank)
+            self.fed.copies_by_distance(placement, stamp, self.rank)
         };
+        // No copy in this cluster: read through a provider of this cluster, which keeps a
+        // cache copy for the cluster's later readers (if asked for); any failure there falls
+        // back to the copies themselves.
+        let mine = &self.fed.inner.node.cluster;
+        if working.is_none()
+            && self.fed.inner.cfg.read_cache
+            && !copies.iter().any(|n| &n.cluster == mine)
+        {
+            if let Some(p) = self.fed.cache_provider(self.meta.id, block as u32) {
+                match self.read_through(&p, block as u32, stamp, sel, spans, out) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => tracing::info!(
+                        "reading block {block} of {} through {p}: {e}; reading a copy",
+                        self.name()
+                    ),
+                }
+            }
+        }
         if copies.is_empty() {
             return Err(Error::Lost(format!(
                 "block {block} of {} has no copy left",
                 self.name()
             )));
         }
+        // A cache copy is read through its holder, which serves it with the array's layout
+        // this read carries.
+        let cache_only = |n: &NodeInfo| {
+            placement.caches.iter().any(|c| c.node.same(n))
+                && !placement.copies().any(|g| g.same(n))
+        };
         let mut last = None;
         for node in copies {
             let r = if self.is_me(&node) {
                 self.copy_from_local(block as u32, stamp, working, spans, out)
+            } else if cache_only(&node) {
+                self.read_through(&node, block as u32, stamp, sel, spans, out)
             } else {
                 // Only snapshots are shared: a write epoch's working copy is read over the network.
                 let shared = match working {
@@ -567,6 +593,38 @@ impl View {
             }
         }
         Err(last.unwrap_or_else(|| Error::Lost(format!("block {block} unreadable"))))
+    }
+
+    /// Reads the spans of block `block` through `provider`, a provider of this cluster that
+    /// serves it from a cache copy (filled first if it has none).
+    fn read_through<T: Element>(
+        &self,
+        provider: &NodeInfo,
+        block: u32,
+        stamp: Stamp,
+        sel: &Selection,
+        spans: &[Span],
+        out: SharedDst<T>,
+    ) -> Result<()> {
+        let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
+        self.fed.inner.pool.with(&provider.addr, |c| {
+            c.send(&Request::CacheRead {
+                meta: self.meta.clone(),
+                block,
+                stamp,
+                selection: sel.clone(),
+            })?;
+            match c.recv::<Response>()?.into_result()? {
+                Response::Data { bytes: got } if got == bytes => {
+                    // SAFETY: see `SharedDst`.
+                    unsafe { unpack_from_ptr(spans, &mut c.bulk(bytes), out.ptr, out.len) }
+                        .map_err(|e| io_error("receiving data", e))
+                }
+                other => Err(Error::Protocol(format!(
+                    "{provider} answered {other:?} to a cache read of block {block}"
+                ))),
+            }
+        })
     }
 
     /// Reads the spans of block `block` from `node` over the network.

@@ -14,7 +14,8 @@ use crate::service::coherence::{Blocker, Grant, Poll, Ticket, Versions};
 use crate::service::groups::{DataGroups, Effect};
 use crate::service::names::{ClaimAnswer, Claimant, Claims};
 use crate::service::protocol::{
-    change_attributes, ArrayId, ArrayMeta, ArraySpec, ArrayStatus, NodeInfo, Touched, VersionReq,
+    change_attributes, ArrayId, ArrayMeta, ArraySpec, ArrayStatus, BlockPlacement, CacheCopy,
+    NodeInfo, Stamp, Touched, VersionReq,
 };
 
 /// A process holding something at a manager: its node name and incarnation.
@@ -54,6 +55,9 @@ pub struct Entry {
     pub confirmed: bool,
     /// The process that committed the latest version.
     last_writer: Option<Owner>,
+    /// Read-cache copies (CANTO's tracked copies), by block: only of each block's newest
+    /// committed stamp. Replicated with the entry, so a new leader knows whom to invalidate.
+    caches: BTreeMap<u32, Vec<CacheCopy>>,
 }
 
 impl Entry {
@@ -81,7 +85,19 @@ impl Entry {
             creator,
             confirmed: false,
             last_writer: None,
+            caches: BTreeMap::new(),
         }
+    }
+
+    /// Every block's placement, with its cache copies.
+    pub fn placements(&self) -> Vec<BlockPlacement> {
+        let mut blocks = self.groups.placements();
+        for (b, caches) in &self.caches {
+            if let Some(p) = blocks.get_mut(*b as usize) {
+                p.caches = caches.clone();
+            }
+        }
+        blocks
     }
 
     /// The entry as clients see it.
@@ -90,10 +106,73 @@ impl Entry {
             id: self.id,
             spec: self.spec.clone(),
             manager: self.manager.clone(),
-            blocks: self.groups.placements(),
+            blocks: self.placements(),
             committed: self.versions.committed(),
             floor: self.versions.floor(),
         }
+    }
+
+    /// Tracks `node`'s cache copy of `stamp` of `block`: only of the block's newest committed
+    /// stamp (`Stale` otherwise: the holder drops it).
+    pub fn add_cache(&mut self, block: u32, stamp: Stamp, node: NodeInfo) -> Result<()> {
+        let newest = self
+            .groups
+            .placement_stamps(block as usize)?
+            .last()
+            .copied();
+        if newest != Some(stamp) {
+            return Err(Error::Stale(format!(
+                "{stamp} is not the newest state of block {block} of {}: not cached",
+                self.spec.name
+            )));
+        }
+        let copies = self.caches.entry(block).or_default();
+        copies.retain(|c| !c.node.same(&node));
+        copies.push(CacheCopy { node, stamp });
+        Ok(())
+    }
+
+    /// Stops tracking the cache copies that are not of their block's newest committed stamp
+    /// any more (after a commit): the messages to send, one per holder, naming its copies.
+    pub fn stale_caches(&mut self) -> Vec<(NodeInfo, Vec<(u32, Stamp)>)> {
+        let newest: Vec<Option<Stamp>> = (0..self.groups.len())
+            .map(|b| {
+                self.groups
+                    .placement_stamps(b)
+                    .ok()
+                    .and_then(|s| s.last().copied())
+            })
+            .collect();
+        let mut out: Vec<(NodeInfo, Vec<(u32, Stamp)>)> = Vec::new();
+        for (&b, copies) in self.caches.iter_mut() {
+            let keep = newest.get(b as usize).copied().flatten();
+            copies.retain(|c| {
+                if Some(c.stamp) == keep {
+                    return true;
+                }
+                match out.iter_mut().find(|(n, _)| n.same(&c.node)) {
+                    Some((_, list)) => list.push((b, c.stamp)),
+                    None => out.push((c.node.clone(), vec![(b, c.stamp)])),
+                }
+                false
+            });
+        }
+        self.caches.retain(|_, c| !c.is_empty());
+        out
+    }
+
+    /// Stops tracking every cache copy (the array goes): the messages to send.
+    pub fn take_caches(&mut self) -> Vec<(NodeInfo, Vec<(u32, Stamp)>)> {
+        let mut out: Vec<(NodeInfo, Vec<(u32, Stamp)>)> = Vec::new();
+        for (b, copies) in std::mem::take(&mut self.caches) {
+            for c in copies {
+                match out.iter_mut().find(|(n, _)| n.same(&c.node)) {
+                    Some((_, list)) => list.push((b, c.stamp)),
+                    None => out.push((c.node, vec![(b, c.stamp)])),
+                }
+            }
+        }
+        out
     }
 
     /// The entry as the status report shows it.
@@ -561,10 +640,15 @@ impl Directory {
         &self.namespaces
     }
 
-    /// A provider is gone: the effects on every array's data groups.
+    /// A provider is gone: the effects on every array's data groups (and its cache copies are
+    /// not tracked any more).
     pub fn node_gone(&mut self, node: &NodeInfo) -> Vec<(ArrayId, Effect)> {
         let mut out = Vec::new();
         for e in self.arrays.values_mut() {
+            for copies in e.caches.values_mut() {
+                copies.retain(|c| !c.node.same(node));
+            }
+            e.caches.retain(|_, c| !c.is_empty());
             out.extend(e.groups.node_gone(node).into_iter().map(|x| (e.id, x)));
         }
         out
@@ -681,6 +765,54 @@ mod tests {
         assert_eq!(e, before, "nothing changed");
         e.remove_reader(&me(), r).unwrap();
         assert!(e.versions.readers().is_empty());
+    }
+
+    #[test]
+    fn a_commit_makes_stale_only_the_cache_copies_of_the_blocks_it_wrote() {
+        let mut e = entry();
+        let home = node("A/provider-0");
+        e.groups = DataGroups::new(
+            Redundancy::NONE,
+            vec!["A".into()],
+            vec![(home.clone(), vec![]), (home.clone(), vec![])],
+        );
+        let (x, y) = (node("B/provider-0"), node("C/provider-0"));
+        let v0 = Stamp::default();
+        e.add_cache(0, v0, x.clone()).unwrap();
+        e.add_cache(1, v0, x.clone()).unwrap();
+        e.add_cache(1, v0, y.clone()).unwrap();
+        e.add_cache(1, v0, y.clone()).unwrap(); // again: tracked once
+        assert_eq!(e.meta().blocks[1].caches.len(), 2);
+        // Block 0 is written; block 1 keeps its stamp, and its copies stay current.
+        let t = e.enqueue_writer(me());
+        let Poll::Ready(g) = e.try_grant(t) else {
+            panic!("granted")
+        };
+        let touched = Touched {
+            block: 0,
+            term: 1,
+            holders: vec![home.id()],
+        };
+        e.commit(&me(), g.epoch, g.base + 1, &[touched]).unwrap();
+        assert_eq!(e.stale_caches(), vec![(x.clone(), vec![(0, v0)])]);
+        assert!(e.stale_caches().is_empty(), "said once");
+        let meta = e.meta();
+        assert!(meta.blocks[0].caches.is_empty());
+        assert_eq!(meta.blocks[1].caches.len(), 2);
+        // Only the newest stamp is tracked.
+        let err = e.add_cache(0, v0, y.clone()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Stale, "{err}");
+        let newest = *meta.blocks[0].stamps.last().unwrap();
+        e.add_cache(0, newest, y.clone()).unwrap();
+        // A holder that dies is not tracked any more; the rest go with the array.
+        let mut d = Directory::default();
+        d.finish_create("t/x", Some(e));
+        d.node_gone(&x);
+        let mut e = d.remove(1).unwrap();
+        let mut gone = e.take_caches();
+        gone.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        assert_eq!(gone, vec![(y, vec![(0, newest), (1, v0)])]);
+        assert!(e.meta().blocks.iter().all(|b| b.caches.is_empty()));
     }
 
     #[test]

@@ -138,7 +138,16 @@ impl DataGroups {
             replicas: current.into_iter().map(|r| r.node.clone()).collect(),
             restoring: restoring.into_iter().map(|r| r.node.clone()).collect(),
             stamps: g.stamps.clone(),
+            caches: Vec::new(),
         }
+    }
+
+    /// Block `b`'s committed stamps (ascending).
+    pub fn placement_stamps(&self, b: usize) -> Result<&[Stamp]> {
+        self.groups
+            .get(b)
+            .map(|g| g.stamps.as_slice())
+            .ok_or_else(|| Error::InvalidArgument(format!("no block {b}")))
     }
 
     /// Every block's placement.

@@ -15,6 +15,7 @@
 //! - [`failpoint`]: fault injection for fault tests (`JUXMEM_FAILPOINTS`).
 
 pub mod authz;
+pub mod cache;
 pub mod coherence;
 pub mod contact;
 pub mod copy;

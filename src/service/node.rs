@@ -253,6 +253,7 @@ impl RunningProvider {
             hello.clone(),
             cfg.net.clone(),
             Arc::new(Provider::new(
+                node.clone(),
                 store.clone(),
                 pool.clone(),
                 cfg.push_timeout(),

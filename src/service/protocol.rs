@@ -274,6 +274,39 @@ pub struct BlockPlacement {
     /// Committed stamps retained (ascending): the newest not newer than the array's floor, and
     /// every newer one.
     pub stamps: Vec<Stamp>,
+    /// Cache copies of the newest stamp, outside the data group (CANTO's tracked copies):
+    /// read like any copy of that stamp, counted against their holders' capacity, invalidated
+    /// by the release that makes them stale.
+    pub caches: Vec<CacheCopy>,
+}
+
+/// A cache copy of a block's committed stamp, on a provider outside the block's data group.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CacheCopy {
+    /// Who holds it.
+    pub node: NodeInfo,
+    /// The stamp it holds.
+    pub stamp: Stamp,
+}
+
+/// A provider's read cache and a process's requests from other clusters, counted (for
+/// `juxmem status`, tests and benchmarks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Cache copies held now.
+    pub copies: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Copies fetched into the cache.
+    pub fills: u64,
+    /// Reads served from a cache copy.
+    pub hits: u64,
+    /// `Invalidate` messages received.
+    pub invalidations: u64,
+    /// Copies dropped to make room.
+    pub evictions: u64,
+    /// Requests received from processes of other clusters.
+    pub from_other_clusters: u64,
 }
 
 impl BlockPlacement {
@@ -893,6 +926,43 @@ pub enum Request {
         /// Already forwarded by a manager (do not forward again).
         forwarded: bool,
     },
+    // ---- read caches (CANTO's tracked copies)
+    /// To a provider of the reader's cluster: `selection` of the committed state `stamp` of
+    /// `block` of `meta`'s array, answered as [`Request::Read`]. The provider serves it from
+    /// its copy if it holds one, else from a cache copy, else it first fetches the whole block
+    /// from a copy `meta` lists into a cache copy and has the array's manager track it.
+    CacheRead {
+        /// The array as the reader knows it (layout, manager, copies).
+        meta: ArrayMeta,
+        /// The block.
+        block: u32,
+        /// The committed state.
+        stamp: Stamp,
+        /// Which part.
+        selection: Selection,
+    },
+    /// From a provider to an array's manager: it holds a cache copy of `stamp` of `block`
+    /// (only the newest stamp is tracked: an older one is `Stale`, and dropped).
+    CacheAdd {
+        /// The array.
+        array: ArrayId,
+        /// The block.
+        block: u32,
+        /// The stamp held.
+        stamp: Stamp,
+        /// The holder (the sender).
+        node: NodeInfo,
+    },
+    /// From an array's manager to a cache holder: drop these cache copies (a release made
+    /// them stale, or the array was destroyed). Sent only to holders of such copies.
+    Invalidate {
+        /// The array.
+        array: ArrayId,
+        /// (block, stamp) of each copy to drop.
+        copies: Vec<(u32, Stamp)>,
+    },
+    /// A process's read cache and cross-cluster counters; answered [`Response::CacheStats`].
+    CacheStats,
 }
 
 impl Request {
@@ -907,6 +977,8 @@ impl Request {
                 | Request::List { .. }
                 | Request::Search { .. }
                 | Request::Namespaces { .. }
+                | Request::CacheStats
+                | Request::CacheAdd { .. }
                 | Request::Status { .. }
                 | Request::Members
                 | Request::Placement { .. }
@@ -1007,6 +1079,8 @@ pub enum Response {
     },
     /// The answer to [`Request::Namespaces`], by name.
     Namespaces(Vec<NamespaceEntry>),
+    /// The answer to [`Request::CacheStats`].
+    CacheStats(CacheStats),
 }
 
 impl Response {

@@ -8,17 +8,19 @@
 //! [`BlockCopy`](crate::service::copy::BlockCopy)'s.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::plan::stream::{pack_to, span_elements, unpack_from};
+use crate::plan::Span;
 use crate::service::authz::{self, deny, require_manager, require_manager_of, Peer};
 use crate::service::copy::{judge_pusher, Admission, Pusher};
 use crate::service::failpoint;
 use crate::service::pool::Pool;
 use crate::service::protocol::{
-    ArrayId, ArrayMeta, NodeId, NodeInfo, Request, Response, Selection, Stamp,
+    ArrayId, ArrayMeta, CacheStats, NodeId, NodeInfo, Request, Response, Selection, Stamp,
 };
 use crate::service::selection::{announced_write_spans, read_spans};
 use crate::service::server::Handler;
@@ -32,18 +34,139 @@ pub struct Provider {
     store: Arc<Store>,
     pool: Arc<Pool>,
     push_timeout: Duration,
+    /// This provider, as the managers tracking its cache copies know it.
+    node: NodeInfo,
+    /// Requests received from processes of other clusters.
+    from_other_clusters: AtomicU64,
 }
 
 impl Provider {
-    /// Serves `store`, replicating through `pool`, waiting at most `push_timeout` on a replica
-    /// that takes no more of a push.
-    pub fn new(store: Arc<Store>, pool: Arc<Pool>, push_timeout: Duration) -> Provider {
+    /// Serves `store` as `node`, replicating through `pool`, waiting at most `push_timeout` on
+    /// a replica that takes no more of a push.
+    pub fn new(
+        node: NodeInfo,
+        store: Arc<Store>,
+        pool: Arc<Pool>,
+        push_timeout: Duration,
+    ) -> Provider {
         Provider {
             store,
             pool,
             push_timeout,
+            node,
+            from_other_clusters: AtomicU64::new(0),
         }
     }
+
+    /// A reader of this cluster's `CacheRead`: the snapshot to serve it from (a copy of the
+    /// block's group held here, a cache copy, or a new cache copy fetched whole from a copy
+    /// `meta` lists), with its element size and the spans to send.
+    fn cache_read(
+        &self,
+        peer: &Peer,
+        meta: &ArrayMeta,
+        block: u32,
+        stamp: Stamp,
+        selection: &Selection,
+    ) -> Result<(usize, Vec<Span>, Arc<Data>)> {
+        // A cluster's providers cache for its own readers, not for anyone's.
+        if peer.identity.cluster != self.node.cluster {
+            return Err(deny(
+                peer,
+                "CacheRead",
+                format!(
+                    "{} caches for readers of cluster {}",
+                    self.node.name, self.node.cluster
+                ),
+            ));
+        }
+        meta.check()?;
+        let placement = meta.blocks.get(block as usize).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "block {block} of {}: no such block",
+                meta.spec.name
+            ))
+        })?;
+        let spans = read_spans(&meta.spec.layout, u64::from(block), selection)?;
+        let size = meta.spec.elem.size();
+        if let Ok(snap) = self.store.snapshot(meta.id, block, stamp) {
+            return Ok((size, spans, snap));
+        }
+        if let Some(d) = self.store.cached(meta.id, block, stamp) {
+            return Ok((size, spans, d));
+        }
+        let bytes = meta.block_bytes(u64::from(block))?;
+        let mut last = None;
+        for src in placement.copies() {
+            let fetched = self.pool.with(&src.addr, |c| {
+                c.send(&Request::Read {
+                    array: meta.id,
+                    block,
+                    stamp,
+                    working: None,
+                    selection: Selection::Whole,
+                })?;
+                match c.recv::<Response>()?.into_result()? {
+                    Response::Data { bytes: got } if got == bytes => read_bulk(c, bytes),
+                    other => Err(Error::Protocol(format!(
+                        "{src} answered {other:?} to a read of {stamp}"
+                    ))),
+                }
+            });
+            match fetched {
+                Ok(data) => {
+                    let data = Arc::new(data);
+                    self.keep_cached(meta, block, stamp, data.clone());
+                    return Ok((size, spans, data));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::Lost(format!(
+                "block {block} of {} has no copy left",
+                meta.spec.name
+            ))
+        }))
+    }
+
+    /// Keeps `data` as a cache copy if it fits, tracked by the array's manager; a copy the
+    /// manager does not track (stale already, say) is dropped: no copy is held untracked.
+    fn keep_cached(&self, meta: &ArrayMeta, block: u32, stamp: Stamp, data: Arc<Data>) {
+        if let Err(e) = self
+            .store
+            .cache(meta.id, block, stamp, meta.manager.clone(), data)
+        {
+            tracing::debug!(
+                "not caching {stamp} of block {block} of {}: {e}",
+                meta.spec.name
+            );
+            return;
+        }
+        let req = Request::CacheAdd {
+            array: meta.id,
+            block,
+            stamp,
+            node: self.node.clone(),
+        };
+        let manager = crate::service::contact::of_node(&meta.manager);
+        if let Err(e) = self.pool.call_manager(&manager, &req) {
+            tracing::debug!(
+                "cache copy of {stamp} of block {block} of {} not tracked: {e}",
+                meta.spec.name
+            );
+            self.store.uncache(meta.id, block, stamp);
+        }
+    }
+}
+
+/// Answers a read with `spans` of `data` (elements of `size` bytes).
+fn send_data(conn: &mut Conn, size: usize, spans: &[Span], data: &Data) -> Result<()> {
+    let bytes = span_elements(spans) * size as u64;
+    conn.send(&Response::Data { bytes })?;
+    let stream = &mut conn.bulk(bytes);
+    with_elem_size!(size, T => pack_to::<T, _>(spans, data.typed::<T>(), stream))
+        .map_err(|e| io_error("sending data", e))
 }
 
 /// A block published by its home: the new stamp and the copies holding it.
@@ -299,8 +422,37 @@ impl Handler for Provider {
 
     fn handle(&self, _: &mut (), conn: &mut Conn, req: Request) -> Result<()> {
         let peer = Peer::of(conn);
+        if peer.identity.cluster != self.node.cluster && !matches!(req, Request::CacheStats) {
+            self.from_other_clusters.fetch_add(1, Ordering::Relaxed);
+        }
         match req {
             Request::Ping => reply(conn, Ok(Response::Ok)),
+            Request::CacheRead {
+                meta,
+                block,
+                stamp,
+                selection,
+            } => match self.cache_read(&peer, &meta, block, stamp, &selection) {
+                Ok((size, spans, data)) => send_data(conn, size, &spans, &data),
+                Err(e) => reply(conn, Err(e)),
+            },
+            Request::Invalidate { array, copies } => {
+                let r = require_manager(&peer, "Invalidate").map(|()| {
+                    let n = self
+                        .store
+                        .invalidate(array, &copies, &peer.identity.cluster);
+                    tracing::debug!("{n} cache copies of array {array} invalidated");
+                    Response::Ok
+                });
+                reply(conn, r)
+            }
+            Request::CacheStats => reply(
+                conn,
+                Ok(Response::CacheStats(CacheStats {
+                    from_other_clusters: self.from_other_clusters.load(Ordering::Relaxed),
+                    ..self.store.cache_stats()
+                })),
+            ),
             Request::Drop { array } => {
                 let r = self
                     .require_array_manager(&peer, array, None, "Drop")
@@ -567,5 +719,9 @@ pub fn request_name(r: &Request) -> &'static str {
         Request::CreateNamespace { .. } => "CreateNamespace",
         Request::DestroyNamespace { .. } => "DestroyNamespace",
         Request::Namespaces { .. } => "Namespaces",
+        Request::CacheRead { .. } => "CacheRead",
+        Request::CacheAdd { .. } => "CacheAdd",
+        Request::Invalidate { .. } => "Invalidate",
+        Request::CacheStats => "CacheStats",
     }
 }

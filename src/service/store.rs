@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::service::cache::Caches;
 use crate::service::copy::{admit_install, Admission, BlockCopy, Payload, Pusher, Role};
 use crate::service::data_dir::{DataDir, SavedBlock};
-use crate::service::protocol::{ArrayId, ArrayMeta, NodeInfo, Stamp};
+use crate::service::protocol::{ArrayId, ArrayMeta, CacheStats, NodeInfo, Stamp};
 use crate::transport::shm::{Segment, SegmentRef};
 
 /// Block bytes, 8-byte aligned so any element type can view them: in a shared-memory segment
@@ -236,6 +237,8 @@ impl Held {
 struct Inner {
     metas: HashMap<ArrayId, ArrayMeta>,
     blocks: HashMap<(ArrayId, u32), Held>,
+    /// Read-cache copies (their bytes are in `used`; they make room for blocks first).
+    caches: Caches<Arc<Data>>,
     used: u64,
 }
 
@@ -284,6 +287,7 @@ impl Store {
             inner: Mutex::new(Inner {
                 metas: HashMap::new(),
                 blocks: HashMap::new(),
+                caches: Caches::default(),
                 used: 0,
             }),
             disk: None,
@@ -353,7 +357,21 @@ impl Store {
         self.capacity
     }
 
-    fn check_room(&self, inner: &Inner, bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
+    /// Makes room for `bytes` more, dropping read-cache copies (least recently used first) if
+    /// that is what it takes; a `Capacity` error naming the sizes if even that is not enough.
+    fn check_room(
+        &self,
+        inner: &mut Inner,
+        bytes: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        while inner.used.saturating_add(bytes) > self.capacity {
+            let Some((_, data, freed)) = inner.caches.evict() else {
+                break;
+            };
+            inner.used -= freed;
+            crate::transport::shm::drop_later(Box::new(data));
+        }
         if inner.used.saturating_add(bytes) > self.capacity {
             return Err(Error::Capacity(format!(
                 "provider {} offers {} bytes and holds {}; {} needs {bytes} more",
@@ -400,7 +418,7 @@ impl Store {
         let mut inner = self.lock();
         let name = &self.name;
         if room_for > 0 {
-            self.check_room(&inner, room_for, || {
+            self.check_room(&mut inner, room_for, || {
                 format!("block {block} of array {array}")
             })?;
         }
@@ -471,7 +489,7 @@ impl Store {
             return Ok(());
         }
         let data = self
-            .check_room(&inner, bytes, || {
+            .check_room(&mut inner, bytes, || {
                 format!("block {block} of {} (version 0)", meta.spec.name)
             })
             .and_then(|()| Data::zeroed(bytes as usize));
@@ -711,6 +729,63 @@ impl Store {
         })
     }
 
+    /// The read-cache copy of `stamp` of `block` (a hit), if held.
+    pub fn cached(&self, array: ArrayId, block: u32, stamp: Stamp) -> Option<Arc<Data>> {
+        self.lock().caches.get(&(array, block, stamp))
+    }
+
+    /// Keeps `data` as a read-cache copy of `stamp` of `block`, tracked by `manager`, making
+    /// room by dropping older cache copies (never a block's copy): `Capacity` if it does not
+    /// fit even so.
+    pub fn cache(
+        &self,
+        array: ArrayId,
+        block: u32,
+        stamp: Stamp,
+        manager: NodeInfo,
+        data: Arc<Data>,
+    ) -> Result<()> {
+        let bytes = data.len() as u64;
+        let mut inner = self.lock();
+        let key = (array, block, stamp);
+        if let Some(old) = inner.caches.remove(&key) {
+            inner.used -= old.len() as u64;
+        }
+        self.check_room(&mut inner, bytes, || {
+            format!("a cache copy of {stamp} of block {block} of array {array}")
+        })?;
+        inner.caches.insert(key, data, bytes, manager);
+        inner.used += bytes;
+        Ok(())
+    }
+
+    /// Drops a read-cache copy (its tracking was refused).
+    pub fn uncache(&self, array: ArrayId, block: u32, stamp: Stamp) {
+        let mut inner = self.lock();
+        if let Some(d) = inner.caches.remove(&(array, block, stamp)) {
+            inner.used -= d.len() as u64;
+            crate::transport::shm::drop_later(Box::new(d));
+        }
+    }
+
+    /// Drops the read-cache copies of `array` that its manager, of cluster `by`, lists as
+    /// stale; returns how many were dropped.
+    pub fn invalidate(&self, array: ArrayId, copies: &[(u32, Stamp)], by: &str) -> usize {
+        let mut inner = self.lock();
+        let dropped = inner.caches.invalidate(array, copies, by);
+        for d in &dropped {
+            inner.used -= d.len() as u64;
+        }
+        let n = dropped.len();
+        crate::transport::shm::drop_later(Box::new(dropped));
+        n
+    }
+
+    /// The read cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.lock().caches.stats()
+    }
+
     /// Drops every block of an array (it was destroyed).
     pub fn drop_array(&self, array: ArrayId) {
         let mut inner = self.lock();
@@ -736,6 +811,7 @@ impl Store {
         let mut inner = self.lock();
         inner.blocks.clear();
         inner.metas.clear();
+        inner.caches = Caches::default();
         inner.used = 0;
         if let Some(disk) = self.disk() {
             if let Err(e) = disk.set_aside() {
@@ -765,6 +841,7 @@ mod tests {
             replicas: vec![],
             restoring: vec![],
             stamps: vec![Stamp::default()],
+            caches: vec![],
         };
         ArrayMeta {
             id: 7,

@@ -109,6 +109,8 @@ pub struct Manager {
     consensus: Arc<Consensus>,
     /// Started as one of several replicas (a claim grace period applies at takeover).
     replicated: bool,
+    /// Requests received from processes of other clusters (`CacheStats`).
+    from_other_clusters: AtomicU64,
 }
 
 /// Longest name pattern a listing accepts (bytes).
@@ -242,6 +244,7 @@ impl Manager {
                 claims_from: Instant::now(),
             }),
             changed: Condvar::new(),
+            from_other_clusters: AtomicU64::new(0),
             restoring: Mutex::new(HashSet::new()),
             kick: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
@@ -1239,8 +1242,9 @@ impl Manager {
                     e.spec.name
                 )));
             }
-            let e = st.directory.remove(array).expect("present");
+            let mut e = st.directory.remove(array).expect("present");
             self.changed.notify_all();
+            self.invalidate(array, e.take_caches());
             e
         };
         tracing::info!("destroyed {}", entry.spec.name);
@@ -1320,7 +1324,7 @@ impl Manager {
                     epoch: g.epoch,
                     base: g.base,
                     floor: g.floor,
-                    blocks: e.groups.placements(),
+                    blocks: e.placements(),
                 });
             }
             e.enqueue_writer(owner)
@@ -1342,7 +1346,7 @@ impl Manager {
             |st| {
                 let e = st.directory.get_mut(array)?;
                 Ok(match e.try_grant(ticket) {
-                    Poll::Ready(g) => Poll::Ready((g, e.groups.placements())),
+                    Poll::Ready(g) => Poll::Ready((g, e.placements())),
                     Poll::Pending => Poll::Pending,
                 })
             },
@@ -1389,7 +1393,7 @@ impl Manager {
                 } = st;
                 let e = directory.get_mut(array)?;
                 Ok(match e.try_read(&owner, req, pin, reader)? {
-                    Poll::Ready(v) => Poll::Ready((v, e.groups.placements())),
+                    Poll::Ready(v) => Poll::Ready((v, e.placements())),
                     Poll::Pending => {
                         if let Some(p) = e.producer_gone(|o| leases.crashed(o)) {
                             return Err(Error::ProducerGone(format!(
@@ -1431,6 +1435,7 @@ impl Manager {
                 tracing::info!("commit of {} v{version} refused: {r:?}", e.spec.name);
             }
             r?;
+            self.invalidate(array, e.stale_caches());
             let behind = e.groups.restore_tasks().len();
             self.changed.notify_all();
             behind
@@ -1439,6 +1444,31 @@ impl Manager {
             self.wake();
         }
         Ok(Response::Ok)
+    }
+
+    /// Tells each holder of cache copies of `array` that `stale` lists to drop them, on a
+    /// thread of its own (the release that made them stale does not wait for it). Only
+    /// holders hear about it: a cluster without a copy receives nothing (CANTO's confined
+    /// invalidation). A holder that cannot be told keeps an untracked copy of an old stamp,
+    /// which no reader asks for, until it needs the room.
+    fn invalidate(&self, array: ArrayId, stale: Vec<(NodeInfo, Vec<(u32, Stamp)>)>) {
+        if stale.is_empty() {
+            return;
+        }
+        let pool = self.pool.clone();
+        let send = move || {
+            for (node, copies) in stale {
+                if let Err(e) = pool.call(&node.addr, &Request::Invalidate { array, copies }) {
+                    tracing::debug!("invalidating cache copies on {}: {e}", node.name);
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("juxmem-invalidate".into())
+            .spawn(send)
+        {
+            tracing::warn!("cannot start a thread to invalidate cache copies: {e}");
+        }
     }
 
     /// Raft messages from replica `from` of this cluster's manager.
@@ -1651,6 +1681,32 @@ impl Manager {
                 check_attributes(&query.attributes)?;
                 Ok(Response::Names(self.search(&query, forwarded)))
             }
+            Request::CacheAdd {
+                array,
+                block,
+                stamp,
+                node,
+            } => {
+                if owner != owner_of(&node) {
+                    return Err(deny(
+                        peer,
+                        "CacheAdd",
+                        format!(
+                            "it reports a cache copy on {}: a provider reports its own",
+                            node.name
+                        ),
+                    ));
+                }
+                self.lock()
+                    .directory
+                    .get_mut(array)?
+                    .add_cache(block, stamp, node)?;
+                Ok(Response::Ok)
+            }
+            Request::CacheStats => Ok(Response::CacheStats(CacheStats {
+                from_other_clusters: self.from_other_clusters.load(Ordering::Relaxed),
+                ..CacheStats::default()
+            })),
             Request::CreateNamespace { name } => {
                 self.create_namespace(&name)?;
                 Ok(Response::Ok)
@@ -1726,7 +1782,7 @@ impl Manager {
             Request::Placement { array, suspects } => {
                 self.check_suspects(&suspects);
                 Ok(Response::Placement(
-                    self.lock().directory.get(array)?.groups.placements(),
+                    self.lock().directory.get(array)?.placements(),
                 ))
             }
             Request::AcquireWrite { array, timeout_ms } => {
@@ -1788,6 +1844,9 @@ impl Handler for Manager {
 
     fn handle(&self, session: &mut Session, conn: &mut Conn, req: Request) -> Result<()> {
         let peer = Peer::of(conn);
+        if peer.identity.cluster != self.me.cluster && !matches!(req, Request::CacheStats) {
+            self.from_other_clusters.fetch_add(1, Ordering::Relaxed);
+        }
         let owner = (peer.id.name.clone(), peer.id.incarnation);
         let what = crate::service::provider::request_name(&req);
         let answer = if let Request::Raft {
@@ -1879,6 +1938,8 @@ fn scope_of(req: &Request) -> Scope {
         Request::Reserve { .. } | Request::Release { .. } => Scope::Keys(vec![Key::Members]),
         Request::Create { .. } => Scope::Create,
         Request::CreateNamespace { .. } => Scope::Keys(vec![Key::Namespaces, Key::Serial]),
+        Request::CacheAdd { array, .. } => Scope::Array(*array),
+        Request::CacheStats => Scope::Read,
         Request::DestroyNamespace { .. } => Scope::Keys(vec![Key::Namespaces]),
         Request::Namespaces { .. } => Scope::Read,
         Request::Destroy { array, .. } => Scope::ArrayAndMembers(*array),

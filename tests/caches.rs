@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use common::federation::{wait_for, LocalFederation, Settings};
 use juxmem::layout::{Dist, Layout};
-use juxmem::service::protocol::{CacheStats, FullPolicy, NodeKind, VersionReq};
-use juxmem::{ArrayOptions, Federation, Solo};
+use juxmem::service::protocol::{
+    CacheStats, FullPolicy, NodeInfo, NodeKind, Request, Response, Selection, VersionReq,
+};
+use juxmem::{ArrayOptions, ErrorCode, Federation, Solo};
 
 const R: u64 = 256;
 const C: u64 = 256;
@@ -144,4 +146,98 @@ fn a_release_invalidates_only_the_clusters_holding_cache_copies() {
     // A reader of A2 still reads c/x (the copy the manager still lists is gone: it falls
     // back to the home).
     assert_eq!(read(&plain), 2);
+}
+
+/// `req` on a connection as `name` of `cluster` (with that cluster's credentials): the
+/// refusal's message.
+fn refused(
+    fed: &LocalFederation,
+    addr: &str,
+    (name, cluster, incarnation): (&str, &str, u64),
+    req: &Request,
+) -> String {
+    let mut c = common::federation::forged(addr, fed, name, cluster, incarnation);
+    c.send(req).unwrap();
+    match c.recv::<Response>().unwrap() {
+        Response::Error { code, message } => {
+            assert_eq!(code, ErrorCode::Refused.as_u32(), "{message}");
+            message
+        }
+        other => panic!("{req:?} as {name} of {cluster}: answered {other:?}"),
+    }
+}
+
+#[test]
+fn cache_requests_are_refused_from_whoever_may_not_send_them() {
+    let fed = LocalFederation::start("caches-authz", &[("A1", 1), ("A2", 1), ("A3", 0)]);
+    fed.wait_for_providers(2);
+    let writer = Federation::join(fed.config("A1")).unwrap();
+    let mut w = writer
+        .create::<f64, _>(
+            &Solo,
+            "c/y",
+            ArrayOptions::new(layout(4)).homes_on_daemons(),
+        )
+        .unwrap();
+    w.acquire().unwrap();
+    w.release().unwrap();
+    let meta = writer.lookup("c/y").unwrap();
+    let stamp = *meta.blocks[0].stamps.last().unwrap();
+    let status = writer.status().unwrap();
+    let of = |cluster: &str| status.iter().find(|c| c.cluster == cluster).unwrap();
+    let a2 = of("A2")
+        .members
+        .iter()
+        .find(|m| m.node.kind == NodeKind::Daemon)
+        .unwrap()
+        .node
+        .clone();
+    let m1 = of("A1").manager.addr.clone();
+
+    // A reader of another cluster may not fill A2's daemon.
+    let read = Request::CacheRead {
+        array: meta.id,
+        name: "c/y".into(),
+        block: 0,
+        stamp,
+        selection: Selection::Whole,
+    };
+    let m = refused(&fed, &a2.addr, ("A3/reader", "A3", 1), &read);
+    assert!(m.contains("caches for readers of cluster A2"), "{m}");
+    assert_eq!(writer.cache_stats(&a2.addr).unwrap().fills, 0);
+
+    // A member of A3 may not report a cache copy on A2's daemon, even under its name: readers
+    // of A2 would be sent to it.
+    let add = |node: &NodeInfo| Request::CacheAdd {
+        array: meta.id,
+        block: 0,
+        stamp,
+        node: node.clone(),
+    };
+    let forged_a2 = NodeInfo {
+        cluster: "A2".into(),
+        ..a2.clone()
+    };
+    refused(
+        &fed,
+        &m1,
+        (&a2.name, "A3", a2.incarnation),
+        &add(&forged_a2),
+    );
+    // Nor may a rank report one (only daemons cache for their cluster).
+    let rank = NodeInfo {
+        name: "A2/rank9".into(),
+        kind: NodeKind::Rank,
+        incarnation: 5,
+        ..a2.clone()
+    };
+    refused(&fed, &m1, ("A2/rank9", "A2", 5), &add(&rank));
+    assert!(writer.lookup("c/y").unwrap().blocks[0].caches.is_empty());
+
+    // Only a manager invalidates.
+    let inv = Request::Invalidate {
+        array: meta.id,
+        copies: vec![(0, stamp)],
+    };
+    refused(&fed, &a2.addr, ("A2/rank9", "A2", 5), &inv);
 }

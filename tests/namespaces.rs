@@ -303,6 +303,35 @@ fn a_namespace_checkpoint_restores_under_another_name_and_a_corrupt_one_leaves_n
         read_all::<u8>(&c[0], "r/sub/z", &[7]).1,
         vec![1, 2, 3, 4, 5, 6, 7]
     );
+    // So is a path with arrays under it but no namespace record: a failed restore must never
+    // destroy what it did not make.
+    let _loose = c[2]
+        .create::<f64, _>(&Solo, "loose/x", ArrayOptions::new(solo(&[2])))
+        .unwrap();
+    assert_eq!(
+        code(c[0].restore_namespace(&Solo, &dir, "loose")),
+        ErrorCode::AlreadyExists
+    );
+    c[0].lookup("loose/x").unwrap();
+    assert!(names_of(&c[0], "loose").is_empty());
+    // Names that could not be checkpointed as directories are refused: at creation ('.' and
+    // '..' segments), or at the checkpoint (a segment named as a checkpoint's own file).
+    for bad in ["m/../x", "m/./x"] {
+        assert_eq!(
+            code(c[0].create_namespace(bad)),
+            ErrorCode::InvalidArgument,
+            "{bad}"
+        );
+    }
+    let mut clash = c[0]
+        .create::<f64, _>(&Solo, "clash/manifest", ArrayOptions::new(solo(&[2])))
+        .unwrap();
+    clash.acquire().unwrap();
+    clash.release().unwrap();
+    let e = c[0]
+        .checkpoint_namespace(&Solo, "clash", &fed.dir().join("clash"))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
 }
 
 fn names_of(fed: &Federation, pattern: &str) -> Vec<(String, String)> {

@@ -315,6 +315,29 @@ fn a_nonblocking_acquire_read_waits_for_its_version_while_the_caller_goes_on() {
         )
         .unwrap();
     assert_eq!(code(never.wait()), ErrorCode::Timeout);
+    // The writer's own request for the version its next release makes: that release does not
+    // wait for it (it would wait for itself).
+    let next = w
+        .get_version_nb(&[0, 0], &[R, C], VersionReq::Exactly(4), whole(), wait)
+        .unwrap();
+    let t = Instant::now();
+    write(&mut w, 4);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let (v, buf) = next.wait().unwrap();
+    assert_eq!(v, 4);
+    check(&buf, [0, 0], [R, C], 4);
+    // Closing a handle ends its wait for a version that does not come, within a second or so,
+    // not at the request's timeout.
+    let h = reader.inspect::<f64, _>(&Solo, "nb/acq", layout()).unwrap();
+    let g = h
+        .get_version_nb(&[0, 0], &[R, C], VersionReq::Exactly(99), whole(), wait)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    drop(h);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let e = g.wait().unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotAcquired, "{e}");
 
     // A block homed on this process, its working copy lent to foreign code (as C's
     // juxmem_array_local_write does): requests that would run beside the caller are refused;

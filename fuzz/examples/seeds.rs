@@ -211,6 +211,30 @@ fn main() {
             working: Some(2),
             selection: piece.clone(),
         },
+        Request::CreateNamespace {
+            name: "forecast/day1".into(),
+        },
+        Request::Namespaces {
+            pattern: "forecast/".into(),
+            forwarded: false,
+        },
+        Request::CacheRead {
+            array: 1,
+            name: "forecast/day1/t2m".into(),
+            block: 0,
+            stamp,
+            selection: piece.clone(),
+        },
+        Request::CacheAdd {
+            array: 1,
+            block: 0,
+            stamp,
+            node: node("A2/provider-0"),
+        },
+        Request::Invalidate {
+            array: 1,
+            copies: vec![(0, stamp)],
+        },
     ];
     let frames: Vec<Vec<u8>> = requests.iter().map(enc).collect();
     for (i, f) in frames.iter().enumerate() {
@@ -288,7 +312,17 @@ fn main() {
                 writer: Some("A1/rank0".into()),
                 dropped_unread: 0,
             }],
+            replicas: vec![],
         }]),
+        Response::CacheStats(CacheStats {
+            copies: 1,
+            bytes: 4096,
+            fills: 2,
+            hits: 5,
+            invalidations: 1,
+            evictions: 0,
+            from_other_clusters: 3,
+        }),
     ];
     for (i, r) in responses.iter().enumerate() {
         save("response", &format!("{i:02}"), &enc(r));

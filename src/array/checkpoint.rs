@@ -337,6 +337,19 @@ pub fn relative_dir(rel: &str) -> Result<PathBuf> {
             "{rel:?}: a path with a '.' or '..' segment would leave the checkpoint's directory"
         )));
     }
+    // A segment named as a checkpoint's own files would land on one of them.
+    let own_file = |seg: &str| {
+        seg == MANIFEST
+            || seg == NAMESPACE_MANIFEST
+            || (seg.starts_with("block-") && seg.ends_with(".bin"))
+            || seg.ends_with(".tmp")
+    };
+    if rel.split('/').any(own_file) {
+        return Err(Error::InvalidArgument(format!(
+            "{rel:?}: a segment named as a checkpoint's files ({MANIFEST}, {NAMESPACE_MANIFEST}, \
+             block-<b>.bin) cannot be checkpointed with its namespace"
+        )));
+    }
     Ok(rel.split('/').collect())
 }
 

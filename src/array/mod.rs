@@ -566,21 +566,28 @@ impl Federation {
     /// readers (`JUXMEM_READ_CACHE`), if the cluster has one: the blocks of an array are
     /// spread over the cluster's daemons.
     pub(crate) fn cache_provider(&self, array: ArrayId, block: u32) -> Option<NodeInfo> {
-        let mut known = self.inner.daemons.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = known
+        let lock = || self.inner.daemons.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = lock()
             .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(5));
-        if !fresh {
-            let daemons = match self.manager_call(&Request::Members) {
-                Ok(Response::Members(m)) => m
-                    .into_iter()
-                    .filter(|n| n.kind == NodeKind::Daemon && n.cluster == self.inner.node.cluster)
-                    .collect(),
-                Ok(_) | Err(_) => Vec::new(),
-            };
-            *known = Some((Instant::now(), daemons));
-        }
-        let daemons = &known.as_ref()?.1;
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(5))
+            .map(|(_, d)| d.clone());
+        let daemons = match fresh {
+            Some(d) => d,
+            None => {
+                // Asked with no lock held: other reads go on meanwhile.
+                let d: Vec<NodeInfo> = match self.manager_call(&Request::Members) {
+                    Ok(Response::Members(m)) => m
+                        .into_iter()
+                        .filter(|n| {
+                            n.kind == NodeKind::Daemon && n.cluster == self.inner.node.cluster
+                        })
+                        .collect(),
+                    Ok(_) | Err(_) => Vec::new(),
+                };
+                *lock() = Some((Instant::now(), d.clone()));
+                d
+            }
+        };
         if daemons.is_empty() {
             return None;
         }

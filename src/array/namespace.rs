@@ -71,15 +71,12 @@ pub fn list(pool: &Pool, home: &Contact, pattern: &str) -> Result<Vec<NamespaceE
 /// cluster's). Without `confirm`, a namespace that holds anything is refused (`Busy`, saying
 /// what it holds) and nothing changes.
 pub fn destroy(pool: &Pool, managers: &[Contact], name: &str, confirm: bool) -> Result<Destroyed> {
-    check_name(name)?;
-    let under = format!("{name}/");
-    let (mut records, mut subs, mut arrays) = (Vec::new(), Vec::new(), Vec::new());
-    for m in managers {
-        records.extend(namespaces_at(pool, m, name)?);
-        subs.extend(namespaces_at(pool, m, &under)?);
-        arrays.extend(arrays_at(pool, m, &under)?);
-    }
-    let Some(record) = records.into_iter().find(|r| r.name == name) else {
+    let Contents {
+        record,
+        mut subs,
+        arrays,
+    } = contents(pool, managers, name)?;
+    let Some(record) = record else {
         let asked: Vec<&str> = managers.iter().map(|m| m.cluster.as_str()).collect();
         return Err(Error::NotFound(format!(
             "no namespace named {name:?} in the federation (clusters asked: {})",
@@ -140,6 +137,38 @@ pub fn destroy(pool: &Pool, managers: &[Contact], name: &str, confirm: bool) -> 
         }
     }
     Ok(done)
+}
+
+/// What the federation holds at and under the path `name`.
+struct Contents {
+    /// The namespace `name` itself, if there is one.
+    record: Option<NamespaceEntry>,
+    /// The namespaces under it.
+    subs: Vec<NamespaceEntry>,
+    /// The arrays under it.
+    arrays: Vec<NameEntry>,
+}
+
+/// What is at and under `name`, asking every cluster's manager (`managers`) directly: a
+/// cluster that cannot be asked is an error, never a silent gap.
+fn contents(pool: &Pool, managers: &[Contact], name: &str) -> Result<Contents> {
+    check_name(name)?;
+    let under = format!("{name}/");
+    let mut c = Contents {
+        record: None,
+        subs: Vec::new(),
+        arrays: Vec::new(),
+    };
+    for m in managers {
+        c.record = c.record.or(namespaces_at(pool, m, name)?
+            .into_iter()
+            .find(|r| r.name == name));
+        c.subs.extend(namespaces_at(pool, m, &under)?);
+        c.arrays.extend(arrays_at(pool, m, &under)?);
+    }
+    c.subs.sort_by(|a, b| a.name.cmp(&b.name));
+    c.arrays.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(c)
 }
 
 /// The namespaces matching `pattern` at the manager `m` alone.
@@ -233,18 +262,18 @@ impl Federation {
         check_name(name)?;
         let under = format!("{name}/");
         let (arrays, namespaces): (Vec<NameEntry>, Vec<String>) = on_root(group, || {
-            let arrays = self.search(&Query {
-                pattern: under.clone(),
-                ..Query::default()
-            })?;
-            let subs = self.namespaces(&under)?;
-            if arrays.is_empty() && self.namespaces(name)?.iter().all(|n| n.name != name) {
+            let managers = contact::managers(&self.inner.cfg)?;
+            let c = contents(&self.inner.pool, &managers, name)?;
+            if c.arrays.is_empty() && c.record.is_none() {
                 return Err(Error::NotFound(format!(
                     "no namespace named {name:?} and no array under it in the federation"
                 )));
             }
-            let rel = subs.into_iter().map(|n| n.name[under.len()..].to_string());
-            Ok((arrays, rel.collect()))
+            let rel = c
+                .subs
+                .into_iter()
+                .map(|n| n.name[under.len()..].to_string());
+            Ok((c.arrays, rel.collect()))
         })?;
         let mut done = Checkpointed {
             manifest: NamespaceManifest {
@@ -296,9 +325,23 @@ impl Federation {
         check_name(name)?;
         let m: NamespaceManifest = on_root(group, || {
             let m = NamespaceManifest::read(dir)?;
+            // Nothing may be there already: a failed restore then destroys only what it made.
+            let managers = contact::managers(&self.inner.cfg)?;
+            let there = contents(&self.inner.pool, &managers, name)?;
+            if there.record.is_some() || !there.subs.is_empty() || !there.arrays.is_empty() {
+                return Err(Error::AlreadyExists(format!(
+                    "{name:?} is a namespace already, or arrays or namespaces are named under \
+                     it: a namespace is restored under a new name"
+                )));
+            }
             self.create_namespace(name)?;
-            for n in &m.namespaces {
-                self.create_namespace(&format!("{name}/{n}"))?;
+            let subs = m
+                .namespaces
+                .iter()
+                .try_for_each(|n| self.create_namespace(&format!("{name}/{n}")));
+            if let Err(e) = subs {
+                let _ = self.destroy_namespace(name, true);
+                return Err(e);
             }
             Ok(m)
         })?;
@@ -320,7 +363,7 @@ impl Federation {
         })();
         if restored.is_err() {
             // Nothing restored stays (a member's failure is every member's: restore is
-            // collective).
+            // collective). Everything under `name` was made by this restore (checked above).
             let _ = on_root(group, || self.destroy_namespace(name, true).map(|_| ()));
         }
         restored

@@ -120,6 +120,9 @@ pub(crate) type Tail = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 pub(crate) struct Inflight {
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Requests that hold their own version (`get_version_nb`): the handle's release does not
+    /// wait for them (one may wait for the very version that release makes); closing it does.
+    apart: Mutex<Vec<JoinHandle<()>>>,
     /// Puts of the current write epoch, whose failures the release must know.
     puts: Mutex<Vec<Arc<Slot<()>>>>,
     closed: Arc<AtomicBool>,
@@ -133,16 +136,20 @@ impl Inflight {
         what: &'static str,
         transfer: impl FnOnce(&AtomicBool) -> Result<R> + Send + 'static,
     ) -> Result<NbRequest<R>> {
-        self.spawn_then(what, move |closed| transfer(closed).map(|r| (r, None)))
+        self.spawn_then(what, false, move |closed| {
+            transfer(closed).map(|r| (r, None))
+        })
     }
 
     /// [`Inflight::spawn`], where a successful transfer may leave work to do after its
     /// outcome is handed to the waiter (letting go of a version it held: a round trip the
-    /// waiter need not wait for). That work runs on the request's thread, so the handle's
-    /// release, close or destroy still waits for it.
+    /// waiter need not wait for). That work runs on the request's thread, so whatever waits
+    /// for the request waits for it too. An `apart` request (one that holds its own version)
+    /// is waited for by the handle's close, not by its release.
     pub(crate) fn spawn_then<R: Send + 'static>(
         &self,
         what: &'static str,
+        apart: bool,
         transfer: impl FnOnce(&AtomicBool) -> Result<(R, Option<Tail>)> + Send + 'static,
     ) -> Result<NbRequest<R>> {
         let slot = Arc::new(Slot {
@@ -169,7 +176,8 @@ impl Inflight {
                 }
             }
         };
-        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let list = if apart { &self.apart } else { &self.threads };
+        let mut threads = list.lock().unwrap_or_else(|e| e.into_inner());
         threads.retain(|t| !t.is_finished());
         let t = std::thread::Builder::new()
             .name("juxmem-nb".into())
@@ -219,6 +227,10 @@ impl Inflight {
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.finish();
+        let apart = std::mem::take(&mut *self.apart.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in apart {
+            let _ = t.join();
+        }
     }
 }
 

@@ -1221,8 +1221,10 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
     /// its own thread, and its `wait` hands back the version read and `buf` with the data.
     /// This is [`SharedArray::acquire_region_read`], [`RegionRead::get`] and
     /// [`RegionRead::release`] in one non-blocking call: the next cycle's input fetched while
-    /// this one is computed, control round trips included. No acquire is needed; the handle's
-    /// release, close or destroy waits for the request first.
+    /// this one is computed, control round trips included. No acquire is needed. The handle's
+    /// close or destroy waits for the request first (a wait for a version that has not come
+    /// ends within a second); its release does not (the request may wait for the version that
+    /// release makes).
     pub fn get_version_nb(
         &self,
         lo: &[u64],
@@ -1235,19 +1237,38 @@ impl<'g, T: Element, G: Group + ?Sized> SharedArray<'g, T, G> {
         self.view.prepare_region(lo, hi, None, buf.len())?;
         let (view, reader) = (self.view.clone(), self.reader);
         let (lo, hi) = (lo.to_vec(), hi.to_vec());
-        self.inflight.spawn_then("get_version_nb", move |closed| {
-            let held = RegionRead::<T>::hold(&view, &lo, &hi, req, timeout, reader)?;
-            let mut buf = buf;
-            check_open(closed, "get_version_nb").and_then(|()| held.get(&mut buf))?;
-            let version = held.version();
-            // The version is let go (its pin dropped) once the waiter has the data.
-            let release: Tail = Box::new(move || {
-                if let Err(e) = held.release() {
-                    tracing::debug!("get_version_nb: letting version {version} go: {e}");
-                }
-            });
-            Ok(((version, buf), Some(release)))
-        })
+        self.inflight
+            .spawn_then("get_version_nb", true, move |closed| {
+                // Waited for in slices, so that closing the handle ends a wait for a version that
+                // does not come within a slice rather than the caller's whole timeout.
+                let deadline = Instant::now() + timeout;
+                let held = loop {
+                    check_open(closed, "get_version_nb")?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let slice = left.min(Duration::from_secs(1));
+                    match RegionRead::<T>::hold(&view, &lo, &hi, req, slice, reader) {
+                        // The manager's timeout comes back as a remote error of that code.
+                        Err(e) if e.code() == ErrorCode::Timeout && slice < left => continue,
+                        Err(e) if e.code() == ErrorCode::Timeout => {
+                            return Err(Error::Timeout {
+                                what: format!("version {req:?} of {}", view.meta.spec.name),
+                                seconds: timeout.as_secs_f64(),
+                            })
+                        }
+                        other => break other?,
+                    }
+                };
+                let mut buf = buf;
+                check_open(closed, "get_version_nb").and_then(|()| held.get(&mut buf))?;
+                let version = held.version();
+                // The version is let go (its pin dropped) once the waiter has the data.
+                let release: Tail = Box::new(move || {
+                    if let Err(e) = held.release() {
+                        tracing::debug!("get_version_nb: letting version {version} go: {e}");
+                    }
+                });
+                Ok(((version, buf), Some(release)))
+            })
     }
 }
 

@@ -581,7 +581,9 @@ impl View {
             };
             match r {
                 Ok(()) => return Ok(()),
-                Err(e) if retryable(&e) => {
+                // A cache copy is an extra: whatever goes wrong there, the group's copies
+                // remain.
+                Err(e) if retryable(&e) || cache_only(&node) => {
                     self.suspect(&node, &e);
                     tracing::info!(
                         "reading block {block} of {} from {node}: {e}; trying the next copy",
@@ -609,7 +611,8 @@ impl View {
         let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
         self.fed.inner.pool.with(&provider.addr, |c| {
             c.send(&Request::CacheRead {
-                meta: self.meta.clone(),
+                array: self.meta.id,
+                name: self.meta.spec.name.clone(),
                 block,
                 stamp,
                 selection: sel.clone(),

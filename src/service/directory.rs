@@ -113,7 +113,7 @@ impl Entry {
     }
 
     /// Tracks `node`'s cache copy of `stamp` of `block`: only of the block's newest committed
-    /// stamp (`Stale` otherwise: the holder drops it).
+    /// stamp (`VersionGone` otherwise: the holder does not keep it).
     pub fn add_cache(&mut self, block: u32, stamp: Stamp, node: NodeInfo) -> Result<()> {
         let newest = self
             .groups
@@ -121,7 +121,7 @@ impl Entry {
             .last()
             .copied();
         if newest != Some(stamp) {
-            return Err(Error::Stale(format!(
+            return Err(Error::VersionGone(format!(
                 "{stamp} is not the newest state of block {block} of {}: not cached",
                 self.spec.name
             )));
@@ -801,7 +801,7 @@ mod tests {
         assert_eq!(meta.blocks[1].caches.len(), 2);
         // Only the newest stamp is tracked.
         let err = e.add_cache(0, v0, y.clone()).unwrap_err();
-        assert_eq!(err.code(), ErrorCode::Stale, "{err}");
+        assert_eq!(err.code(), ErrorCode::VersionGone, "{err}");
         let newest = *meta.blocks[0].stamps.last().unwrap();
         e.add_cache(0, newest, y.clone()).unwrap();
         // A holder that dies is not tracked any more; the rest go with the array.

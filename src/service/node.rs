@@ -254,6 +254,7 @@ impl RunningProvider {
             cfg.net.clone(),
             Arc::new(Provider::new(
                 node.clone(),
+                cfg,
                 store.clone(),
                 pool.clone(),
                 cfg.push_timeout(),

@@ -928,12 +928,16 @@ pub enum Request {
     },
     // ---- read caches (CANTO's tracked copies)
     /// To a provider of the reader's cluster: `selection` of the committed state `stamp` of
-    /// `block` of `meta`'s array, answered as [`Request::Read`]. The provider serves it from
-    /// its copy if it holds one, else from a cache copy, else it first fetches the whole block
-    /// from a copy `meta` lists into a cache copy and has the array's manager track it.
+    /// `block` of array `array` (named `name`), answered as [`Request::Read`]. The provider
+    /// serves it from its copy if it holds one, else from a cache copy, else it first looks
+    /// the array up through its own manager, fetches the whole block from a copy of its group
+    /// into a cache copy and has the array's manager track it. Nothing the reader says about
+    /// the array is trusted beyond its id and name.
     CacheRead {
-        /// The array as the reader knows it (layout, manager, copies).
-        meta: ArrayMeta,
+        /// The array.
+        array: ArrayId,
+        /// Its name (to look it up).
+        name: String,
         /// The block.
         block: u32,
         /// The committed state.
@@ -978,7 +982,6 @@ impl Request {
                 | Request::Search { .. }
                 | Request::Namespaces { .. }
                 | Request::CacheStats
-                | Request::CacheAdd { .. }
                 | Request::Status { .. }
                 | Request::Members
                 | Request::Placement { .. }
@@ -1102,18 +1105,19 @@ impl Response {
 }
 
 /// Checks a namespace path: `/`-separated non-empty segments of letters, digits, `_`, `-`, `.`,
-/// at most 255 bytes.
+/// at most 255 bytes; no segment is `.` or `..` (a path names one place, also as a directory
+/// of a namespace's checkpoint).
 pub fn check_name(name: &str) -> crate::error::Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
     if name.is_empty()
         || name.len() > 255
         || name
             .split('/')
-            .any(|seg| seg.is_empty() || !seg.chars().all(ok_char))
+            .any(|seg| seg.is_empty() || seg == "." || seg == ".." || !seg.chars().all(ok_char))
     {
         return Err(Error::InvalidArgument(format!(
             "bad array name {name:?}: use '/'-separated segments of letters, digits, '_', '-', '.' \
-             (at most 255 bytes), e.g. forecast/day1/t2m"
+             (at most 255 bytes; no segment '.' or '..'), e.g. forecast/day1/t2m"
         )));
     }
     Ok(())

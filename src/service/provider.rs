@@ -19,12 +19,13 @@ use crate::service::authz::{self, deny, require_manager, require_manager_of, Pee
 use crate::service::copy::{judge_pusher, Admission, Pusher};
 use crate::service::failpoint;
 use crate::service::pool::Pool;
+use crate::service::protocol::check_name;
 use crate::service::protocol::{
     ArrayId, ArrayMeta, CacheStats, NodeId, NodeInfo, Request, Response, Selection, Stamp,
 };
 use crate::service::selection::{announced_write_spans, read_spans};
 use crate::service::server::Handler;
-use crate::service::store::{Data, Store};
+use crate::service::store::{CachedBlock, Data, Store};
 use crate::transport::shm;
 use crate::transport::tcp::{io_error, Conn};
 use crate::with_elem_size;
@@ -36,6 +37,8 @@ pub struct Provider {
     push_timeout: Duration,
     /// This provider, as the managers tracking its cache copies know it.
     node: NodeInfo,
+    /// Its settings (to find its cluster's manager).
+    cfg: crate::config::Config,
     /// Requests received from processes of other clusters.
     from_other_clusters: AtomicU64,
 }
@@ -45,6 +48,7 @@ impl Provider {
     /// a replica that takes no more of a push.
     pub fn new(
         node: NodeInfo,
+        cfg: &crate::config::Config,
         store: Arc<Store>,
         pool: Arc<Pool>,
         push_timeout: Duration,
@@ -54,17 +58,21 @@ impl Provider {
             pool,
             push_timeout,
             node,
+            cfg: cfg.clone(),
             from_other_clusters: AtomicU64::new(0),
         }
     }
 
     /// A reader of this cluster's `CacheRead`: the snapshot to serve it from (a copy of the
-    /// block's group held here, a cache copy, or a new cache copy fetched whole from a copy
-    /// `meta` lists), with its element size and the spans to send.
+    /// block's group held here, a cache copy, or a new cache copy), with its element size and
+    /// the spans to send. The layout and the copies to fetch from come from this provider's
+    /// own records or from the array's manager (looked up through this cluster's manager),
+    /// never from the reader.
     fn cache_read(
         &self,
         peer: &Peer,
-        meta: &ArrayMeta,
+        array: ArrayId,
+        name: &str,
         block: u32,
         stamp: Stamp,
         selection: &Selection,
@@ -80,27 +88,32 @@ impl Provider {
                 ),
             ));
         }
-        meta.check()?;
-        let placement = meta.blocks.get(block as usize).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "block {block} of {}: no such block",
-                meta.spec.name
-            ))
-        })?;
+        if let Ok(meta) = self.store.meta_of_held(array, block) {
+            let spans = read_spans(&meta.spec.layout, u64::from(block), selection)?;
+            let snap = self.store.snapshot(array, block, stamp)?;
+            return Ok((meta.spec.elem.size(), spans, snap));
+        }
+        if let Some(c) = self.store.cached(array, block, stamp) {
+            let spans = read_spans(&c.layout, u64::from(block), selection)?;
+            return Ok((c.elem_size, spans, c.data));
+        }
+        let meta = self.lookup(array, name)?;
+        let placement = meta
+            .blocks
+            .get(block as usize)
+            .ok_or_else(|| Error::InvalidArgument(format!("{name} has no block {block}")))?;
+        if !placement.stamps.contains(&stamp) {
+            return Err(Error::VersionGone(format!(
+                "block {block} of {name} no longer holds {stamp}"
+            )));
+        }
         let spans = read_spans(&meta.spec.layout, u64::from(block), selection)?;
-        let size = meta.spec.elem.size();
-        if let Ok(snap) = self.store.snapshot(meta.id, block, stamp) {
-            return Ok((size, spans, snap));
-        }
-        if let Some(d) = self.store.cached(meta.id, block, stamp) {
-            return Ok((size, spans, d));
-        }
         let bytes = meta.block_bytes(u64::from(block))?;
         let mut last = None;
         for src in placement.copies() {
             let fetched = self.pool.with(&src.addr, |c| {
                 c.send(&Request::Read {
-                    array: meta.id,
+                    array,
                     block,
                     stamp,
                     working: None,
@@ -116,33 +129,41 @@ impl Provider {
             match fetched {
                 Ok(data) => {
                     let data = Arc::new(data);
-                    self.keep_cached(meta, block, stamp, data.clone());
-                    return Ok((size, spans, data));
+                    self.keep_cached(&meta, block, stamp, data.clone());
+                    return Ok((meta.spec.elem.size(), spans, data));
                 }
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| {
-            Error::Lost(format!(
-                "block {block} of {} has no copy left",
-                meta.spec.name
-            ))
-        }))
+        Err(last
+            .unwrap_or_else(|| Error::Lost(format!("block {block} of {name} has no copy left"))))
     }
 
-    /// Keeps `data` as a cache copy if it fits, tracked by the array's manager; a copy the
-    /// manager does not track (stale already, say) is dropped: no copy is held untracked.
-    fn keep_cached(&self, meta: &ArrayMeta, block: u32, stamp: Stamp, data: Arc<Data>) {
-        if let Err(e) = self
-            .store
-            .cache(meta.id, block, stamp, meta.manager.clone(), data)
-        {
-            tracing::debug!(
-                "not caching {stamp} of block {block} of {}: {e}",
-                meta.spec.name
-            );
-            return;
+    /// Array `array`, named `name`, as its manager describes it, asked through this cluster's
+    /// manager (whose peers are the federation's managers, checked against their contact
+    /// files).
+    fn lookup(&self, array: ArrayId, name: &str) -> Result<ArrayMeta> {
+        check_name(name)?;
+        let home = crate::service::contact::manager_of(&self.cfg, &self.node.cluster)?;
+        let req = Request::Lookup {
+            name: name.to_string(),
+            forwarded: false,
+        };
+        match self.pool.call_manager(&home, &req)? {
+            Response::Meta(m) if m.id == array => m.check().map(|()| m),
+            Response::Meta(_) => Err(Error::NotFound(format!(
+                "{name} is another array now (it was destroyed and created again)"
+            ))),
+            other => Err(Error::Protocol(format!(
+                "unexpected answer to Lookup: {other:?}"
+            ))),
         }
+    }
+
+    /// Has the array's manager track a cache copy of `data`, then keeps it if it fits. A copy
+    /// is served to later readers only once tracked (so a release's invalidation reaches it);
+    /// one tracked but not kept is fetched again by the next reader sent here.
+    fn keep_cached(&self, meta: &ArrayMeta, block: u32, stamp: Stamp, data: Arc<Data>) {
         let req = Request::CacheAdd {
             array: meta.id,
             block,
@@ -155,7 +176,21 @@ impl Provider {
                 "cache copy of {stamp} of block {block} of {} not tracked: {e}",
                 meta.spec.name
             );
-            self.store.uncache(meta.id, block, stamp);
+            return;
+        }
+        let cached = CachedBlock {
+            data,
+            layout: Arc::new(meta.spec.layout.clone()),
+            elem_size: meta.spec.elem.size(),
+        };
+        if let Err(e) = self
+            .store
+            .cache(meta.id, block, stamp, meta.manager.clone(), cached)
+        {
+            tracing::debug!(
+                "not caching {stamp} of block {block} of {}: {e}",
+                meta.spec.name
+            );
         }
     }
 }
@@ -428,11 +463,12 @@ impl Handler for Provider {
         match req {
             Request::Ping => reply(conn, Ok(Response::Ok)),
             Request::CacheRead {
-                meta,
+                array,
+                name,
                 block,
                 stamp,
                 selection,
-            } => match self.cache_read(&peer, &meta, block, stamp, &selection) {
+            } => match self.cache_read(&peer, array, &name, block, stamp, &selection) {
                 Ok((size, spans, data)) => send_data(conn, size, &spans, &data),
                 Err(e) => reply(conn, Err(e)),
             },

@@ -17,6 +17,19 @@ use crate::service::data_dir::{DataDir, SavedBlock};
 use crate::service::protocol::{ArrayId, ArrayMeta, CacheStats, NodeInfo, Stamp};
 use crate::transport::shm::{Segment, SegmentRef};
 
+/// A read-cache copy: a block's committed state and the layout it is in (as the array's
+/// manager gave it when the copy was filled: the copy is served with it, never with a layout
+/// a reader sends).
+#[derive(Clone)]
+pub struct CachedBlock {
+    /// The block's bytes.
+    pub data: Arc<Data>,
+    /// The array's layout.
+    pub layout: Arc<crate::layout::Layout>,
+    /// Its element size.
+    pub elem_size: usize,
+}
+
 /// Block bytes, 8-byte aligned so any element type can view them: in a shared-memory segment
 /// (large blocks, so that processes of this host read them by mapping it; see
 /// [`crate::transport::shm`]) or in process memory.
@@ -238,7 +251,7 @@ struct Inner {
     metas: HashMap<ArrayId, ArrayMeta>,
     blocks: HashMap<(ArrayId, u32), Held>,
     /// Read-cache copies (their bytes are in `used`; they make room for blocks first).
-    caches: Caches<Arc<Data>>,
+    caches: Caches<CachedBlock>,
     used: u64,
 }
 
@@ -366,11 +379,11 @@ impl Store {
         what: impl FnOnce() -> String,
     ) -> Result<()> {
         while inner.used.saturating_add(bytes) > self.capacity {
-            let Some((_, data, freed)) = inner.caches.evict() else {
+            let Some((_, cached, freed)) = inner.caches.evict() else {
                 break;
             };
             inner.used -= freed;
-            crate::transport::shm::drop_later(Box::new(data));
+            crate::transport::shm::drop_later(Box::new(cached));
         }
         if inner.used.saturating_add(bytes) > self.capacity {
             return Err(Error::Capacity(format!(
@@ -730,42 +743,34 @@ impl Store {
     }
 
     /// The read-cache copy of `stamp` of `block` (a hit), if held.
-    pub fn cached(&self, array: ArrayId, block: u32, stamp: Stamp) -> Option<Arc<Data>> {
+    pub fn cached(&self, array: ArrayId, block: u32, stamp: Stamp) -> Option<CachedBlock> {
         self.lock().caches.get(&(array, block, stamp))
     }
 
-    /// Keeps `data` as a read-cache copy of `stamp` of `block`, tracked by `manager`, making
-    /// room by dropping older cache copies (never a block's copy): `Capacity` if it does not
-    /// fit even so.
+    /// Keeps `cached` as the read-cache copy of `stamp` of `block`, tracked by `manager`,
+    /// making room by dropping older cache copies (never a block's copy): `Capacity` if it
+    /// does not fit even so.
     pub fn cache(
         &self,
         array: ArrayId,
         block: u32,
         stamp: Stamp,
         manager: NodeInfo,
-        data: Arc<Data>,
+        cached: CachedBlock,
     ) -> Result<()> {
-        let bytes = data.len() as u64;
+        let bytes = cached.data.len() as u64;
         let mut inner = self.lock();
         let key = (array, block, stamp);
         if let Some(old) = inner.caches.remove(&key) {
-            inner.used -= old.len() as u64;
+            inner.used -= old.data.len() as u64;
+            crate::transport::shm::drop_later(Box::new(old));
         }
         self.check_room(&mut inner, bytes, || {
             format!("a cache copy of {stamp} of block {block} of array {array}")
         })?;
-        inner.caches.insert(key, data, bytes, manager);
+        inner.caches.insert(key, cached, bytes, manager);
         inner.used += bytes;
         Ok(())
-    }
-
-    /// Drops a read-cache copy (its tracking was refused).
-    pub fn uncache(&self, array: ArrayId, block: u32, stamp: Stamp) {
-        let mut inner = self.lock();
-        if let Some(d) = inner.caches.remove(&(array, block, stamp)) {
-            inner.used -= d.len() as u64;
-            crate::transport::shm::drop_later(Box::new(d));
-        }
     }
 
     /// Drops the read-cache copies of `array` that its manager, of cluster `by`, lists as
@@ -774,7 +779,7 @@ impl Store {
         let mut inner = self.lock();
         let dropped = inner.caches.invalidate(array, copies, by);
         for d in &dropped {
-            inner.used -= d.len() as u64;
+            inner.used -= d.data.len() as u64;
         }
         let n = dropped.len();
         crate::transport::shm::drop_later(Box::new(dropped));

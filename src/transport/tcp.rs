@@ -37,8 +37,11 @@ use crate::transport::tls::{self, Credentials};
 /// Magic bytes opening every connection.
 pub const MAGIC: [u8; 8] = *b"JUXMEM\0\0";
 
-/// Version of the wire protocol. Bump it on any incompatible change of the messages.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the wire protocol. Bump it on any incompatible change of the messages: peers of
+/// different versions then refuse each other at the handshake, with both versions named,
+/// rather than misreading a message. 2: the requests and answers added since the first
+/// version (shared memory, namespaces, read caches) and `BlockPlacement::caches`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Default largest control frame accepted (bytes); bulk data is not a frame.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;

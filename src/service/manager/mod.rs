@@ -1687,13 +1687,19 @@ impl Manager {
                 stamp,
                 node,
             } => {
-                if owner != owner_of(&node) {
+                // A provider daemon reports its own copies, as a member of its own cluster
+                // (the readers of that cluster are sent to it).
+                if owner != owner_of(&node)
+                    || node.cluster != peer.identity.cluster
+                    || node.kind != NodeKind::Daemon
+                {
                     return Err(deny(
                         peer,
                         "CacheAdd",
                         format!(
-                            "it reports a cache copy on {}: a provider reports its own",
-                            node.name
+                            "it reports a cache copy on {} ({:?} of cluster {}): a provider \
+                             daemon reports its own, in its own cluster",
+                            node.name, node.kind, node.cluster
                         ),
                     ));
                 }

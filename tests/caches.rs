@@ -104,6 +104,18 @@ fn a_release_invalidates_only_the_clusters_holding_cache_copies() {
     let meta = writer.lookup("c/x").unwrap();
     assert_eq!(meta.blocks[0].caches.len(), 1);
     assert_eq!(meta.blocks[0].caches[0].node.cluster, "A2");
+    // `juxmem status` shows it with the block.
+    let mut cmd = std::process::Command::new(common::federation::juxmem_bin());
+    fed.env(&mut cmd, "A3");
+    let out = cmd.arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "cache copies [{}]",
+            meta.blocks[0].caches[0].node.name
+        )),
+        "{text}"
+    );
     // A3's reader reads from the home, and caches nothing (it did not ask to).
     assert_eq!(read(&far), 1);
     assert_eq!(stats(&a3).copies, 0);

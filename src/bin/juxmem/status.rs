@@ -125,8 +125,14 @@ pub fn print_status(status: &[ClusterStatus]) {
                 } else {
                     format!(", restoring [{}]", names(&p.restoring))
                 };
+                let cached: Vec<&str> = p.caches.iter().map(|c| c.node.name.as_str()).collect();
+                let cached = if cached.is_empty() {
+                    String::new()
+                } else {
+                    format!(", cache copies [{}]", cached.join(", "))
+                };
                 println!(
-                    "    block {b}: {health}, term {}, home {home}, replicas [{}]{restoring}",
+                    "    block {b}: {health}, term {}, home {home}, replicas [{}]{restoring}{cached}",
                     p.term,
                     names(&p.replicas)
                 );
@@ -286,6 +292,8 @@ struct JsonBlock<'a> {
     restoring: Vec<JsonNode<'a>>,
     /// Committed states retained: (version from which it holds, write epoch).
     stamps: Vec<JsonStamp>,
+    /// Read-cache copies of the newest state, outside the data group.
+    cache_copies: Vec<JsonNode<'a>>,
 }
 
 #[derive(Serialize)]
@@ -371,6 +379,7 @@ impl<'a> JsonArray<'a> {
                     epoch: s.epoch,
                 })
                 .collect(),
+            cache_copies: p.caches.iter().map(|c| JsonNode::of(&c.node)).collect(),
         };
         JsonArray {
             name: &s.name,

@@ -289,6 +289,22 @@ mod tests {
         assert!(live.directory.by_name("a").is_some());
         assert_eq!(live.serial, 3);
         assert_eq!(live.membership.record(), members.record());
+        // Cache copies are tracked in the entry: a new leader knows whom to invalidate.
+        let holder = node("B/provider-0", NodeKind::Daemon);
+        let stamp = *dir.get(1).unwrap().meta().blocks[1].stamps.last().unwrap();
+        dir.get_mut(1)
+            .unwrap()
+            .add_cache(1, stamp, holder.clone())
+            .unwrap();
+        let cached = shadow
+            .changes(shadow.all_keys(&dir), &dir, &members, 3)
+            .unwrap();
+        assert_eq!(cached.len(), 1, "{cached:?}");
+        follower.apply(cached);
+        let live = follower.state().unwrap();
+        let copies = &live.directory.get(1).unwrap().meta().blocks[1].caches;
+        assert_eq!(copies.len(), 1);
+        assert!(copies[0].node.same(&holder));
         // Namespaces: one record for the cluster's set, gone with the last of them.
         dir.finish_namespace("ns/a", true);
         dir.finish_namespace("ns/b", true);

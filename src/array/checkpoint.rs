@@ -300,22 +300,8 @@ impl NamespaceManifest {
 
     /// Reads and checks the manifest of the namespace checkpoint in `dir`.
     pub fn read(dir: &Path) -> Result<NamespaceManifest> {
-        let path = dir.join(NAMESPACE_MANIFEST);
-        let meta = std::fs::metadata(&path).map_err(|e| {
-            Error::NotFound(format!(
-                "{}: {e} (not a namespace checkpoint, or one that did not finish)",
-                path.display()
-            ))
-        })?;
-        if meta.len() > MAX_MANIFEST {
-            return Err(Error::InvalidArgument(format!(
-                "{}: {} bytes, more than a manifest's {MAX_MANIFEST}",
-                path.display(),
-                meta.len()
-            )));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
-        NamespaceManifest::parse(&text, &path.display().to_string())
+        let (text, origin) = read_manifest_text(dir, NAMESPACE_MANIFEST, "namespace checkpoint")?;
+        NamespaceManifest::parse(&text, &origin)
     }
 
     /// Writes it into `dir` (last, atomically: a directory without it did not finish).
@@ -439,10 +425,17 @@ pub(crate) fn write<T: Element, G: Group + ?Sized>(
 
 /// Reads and checks a checkpoint's manifest.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let path = dir.join(MANIFEST);
+    let (text, origin) = read_manifest_text(dir, MANIFEST, "checkpoint")?;
+    Manifest::parse(&text, &origin)
+}
+
+/// The text of the manifest `file` in `dir` (of a `what`), bounded by [`MAX_MANIFEST`], and
+/// its path for messages.
+fn read_manifest_text(dir: &Path, file: &str, what: &str) -> Result<(String, String)> {
+    let path = dir.join(file);
     let meta = std::fs::metadata(&path).map_err(|e| {
         Error::NotFound(format!(
-            "{}: {e} (not a checkpoint, or one that did not finish)",
+            "{}: {e} (not a {what}, or one that did not finish)",
             path.display()
         ))
     })?;
@@ -454,7 +447,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
         )));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| io("cannot read", &path, e))?;
-    Manifest::parse(&text, &path.display().to_string())
+    Ok((text, path.display().to_string()))
 }
 
 /// Fills `local` (this member's part in `target`) from the checkpoint in `dir`, whose type and

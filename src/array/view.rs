@@ -608,26 +608,14 @@ impl View {
         spans: &[Span],
         out: SharedDst<T>,
     ) -> Result<()> {
-        let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
-        self.fed.inner.pool.with(&provider.addr, |c| {
-            c.send(&Request::CacheRead {
-                array: self.meta.id,
-                name: self.meta.spec.name.clone(),
-                block,
-                stamp,
-                selection: sel.clone(),
-            })?;
-            match c.recv::<Response>()?.into_result()? {
-                Response::Data { bytes: got } if got == bytes => {
-                    // SAFETY: see `SharedDst`.
-                    unsafe { unpack_from_ptr(spans, &mut c.bulk(bytes), out.ptr, out.len) }
-                        .map_err(|e| io_error("receiving data", e))
-                }
-                other => Err(Error::Protocol(format!(
-                    "{provider} answered {other:?} to a cache read of block {block}"
-                ))),
-            }
-        })
+        let req = Request::CacheRead {
+            array: self.meta.id,
+            name: self.meta.spec.name.clone(),
+            block,
+            stamp,
+            selection: sel.clone(),
+        };
+        self.receive(provider, &req, u64::from(block), spans, out)
     }
 
     /// Reads the spans of block `block` from `node` over the network.
@@ -642,15 +630,29 @@ impl View {
         spans: &[Span],
         out: SharedDst<T>,
     ) -> Result<()> {
+        let req = Request::Read {
+            array: self.meta.id,
+            block: block as u32,
+            stamp,
+            working,
+            selection: sel.clone(),
+        };
+        self.receive(node, &req, block, spans, out)
+    }
+
+    /// Sends `req` (a read of `spans` of block `block`) to `node` and unpacks the data it
+    /// answers with into `out`.
+    fn receive<T: Element>(
+        &self,
+        node: &NodeInfo,
+        req: &Request,
+        block: u64,
+        spans: &[Span],
+        out: SharedDst<T>,
+    ) -> Result<()> {
         let bytes = span_elements(spans) * std::mem::size_of::<T>() as u64;
         self.fed.inner.pool.with(&node.addr, |c| {
-            c.send(&Request::Read {
-                array: self.meta.id,
-                block: block as u32,
-                stamp,
-                working,
-                selection: sel.clone(),
-            })?;
+            c.send(req)?;
             match c.recv::<Response>()?.into_result()? {
                 Response::Data { bytes: got } if got == bytes => {
                     // SAFETY: see `SharedDst`.
@@ -660,7 +662,10 @@ impl View {
                 Response::Data { bytes: got } => Err(Error::Protocol(format!(
                     "{node} announces {got} bytes for block {block}; expected {bytes}"
                 ))),
-                other => Err(unexpected("Read", &other)),
+                other => Err(unexpected(
+                    crate::service::provider::request_name(req),
+                    &other,
+                )),
             }
         })
     }

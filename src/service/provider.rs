@@ -111,22 +111,7 @@ impl Provider {
         let bytes = meta.block_bytes(u64::from(block))?;
         let mut last = None;
         for src in placement.copies() {
-            let fetched = self.pool.with(&src.addr, |c| {
-                c.send(&Request::Read {
-                    array,
-                    block,
-                    stamp,
-                    working: None,
-                    selection: Selection::Whole,
-                })?;
-                match c.recv::<Response>()?.into_result()? {
-                    Response::Data { bytes: got } if got == bytes => read_bulk(c, bytes),
-                    other => Err(Error::Protocol(format!(
-                        "{src} answered {other:?} to a read of {stamp}"
-                    ))),
-                }
-            });
-            match fetched {
+            match self.fetch_whole(src, array, block, stamp, bytes) {
                 Ok(data) => {
                     let data = Arc::new(data);
                     self.keep_cached(&meta, block, stamp, data.clone());
@@ -137,6 +122,32 @@ impl Provider {
         }
         Err(last
             .unwrap_or_else(|| Error::Lost(format!("block {block} of {name} has no copy left"))))
+    }
+
+    /// The whole committed state `stamp` of `block` (`bytes` long) from `src`.
+    fn fetch_whole(
+        &self,
+        src: &NodeInfo,
+        array: ArrayId,
+        block: u32,
+        stamp: Stamp,
+        bytes: u64,
+    ) -> Result<Data> {
+        self.pool.with(&src.addr, |c| {
+            c.send(&Request::Read {
+                array,
+                block,
+                stamp,
+                working: None,
+                selection: Selection::Whole,
+            })?;
+            match c.recv::<Response>()?.into_result()? {
+                Response::Data { bytes: got } if got == bytes => read_bulk(c, bytes),
+                other => Err(Error::Protocol(format!(
+                    "{src} answered {other:?} to a read of {stamp}"
+                ))),
+            }
+        })
     }
 
     /// Array `array`, named `name`, as its manager describes it, asked through this cluster's
@@ -416,22 +427,7 @@ impl Provider {
         for &stamp in stamps.iter().filter(|s| !held.contains(s)) {
             let mut failures = Vec::new();
             for src in sources {
-                let fetched = self.pool.with(&src.addr, |c| {
-                    c.send(&Request::Read {
-                        array: meta.id,
-                        block,
-                        stamp,
-                        working: None,
-                        selection: Selection::Whole,
-                    })?;
-                    match c.recv::<Response>()?.into_result()? {
-                        Response::Data { bytes: got } if got == bytes => read_bulk(c, bytes),
-                        other => Err(Error::Protocol(format!(
-                            "{src} answered {other:?} to a read of {stamp}"
-                        ))),
-                    }
-                });
-                match fetched {
+                match self.fetch_whole(src, meta.id, block, stamp, bytes) {
                     Ok(data) => {
                         self.store.restore(meta.id, block, stamp, data)?;
                         failures.clear();
